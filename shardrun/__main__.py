@@ -1,0 +1,4 @@
+from shardrun.cli import main
+
+if __name__ == "__main__":
+    main()

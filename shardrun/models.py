@@ -1,0 +1,166 @@
+"""Data that crosses a module or process boundary: frozen dataclasses with to_dict/from_dict.
+
+Only JSON-able primitives go over the wire (DESIGN.md rule 3), so every class here
+round-trips through `to_dict` / `from_dict` and nothing else is sent to Redis.
+
+A *unit* is the thing the planner places and a runner runs: a test file path relative to
+the project root in POSIX form without a leading "./" (``spec/models/user_spec.rb``,
+``tests/test_api.py``), or an example id inside such a file (``spec/a_spec.rb[1:2]``,
+``tests/test_api.py::TestX::test_y``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+PLAN_FORMAT_VERSION = 1
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Build `cls` from a dict, ignoring unknown keys so newer peers can add fields."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One worker's share of a static plan."""
+
+    index: int
+    units: tuple[str, ...]
+    predicted_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "units": list(self.units),
+            "predicted_seconds": round(self.predicted_seconds, 6),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Shard:
+        return cls(int(data["index"]), tuple(data["units"]), float(data["predicted_seconds"]))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """N shards plus what the user needs to judge them.
+
+    `lower_bound` is max(longest unit, total / N): no plan of these units can finish
+    sooner. `bounding_unit` names the unit when it alone is longer than total / N, i.e.
+    when only splitting that unit (not re-planning) would help.
+    """
+
+    workers: int
+    shards: tuple[Shard, ...]
+    predicted_makespan: float
+    lower_bound: float
+    total_seconds: float
+    bounding_unit: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented `shardrun plan --json` object (docs/plan.md)."""
+        return {
+            "version": PLAN_FORMAT_VERSION,
+            "workers": self.workers,
+            "shards": [shard.to_dict() for shard in self.shards],
+            "predicted_makespan": round(self.predicted_makespan, 6),
+            "lower_bound": round(self.lower_bound, 6),
+            "total_seconds": round(self.total_seconds, 6),
+            "bounding_unit": self.bounding_unit,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        return cls(
+            workers=int(data["workers"]),
+            shards=tuple(Shard.from_dict(s) for s in data["shards"]),
+            predicted_makespan=float(data["predicted_makespan"]),
+            lower_bound=float(data["lower_bound"]),
+            total_seconds=float(data.get("total_seconds", 0.0)),
+            bounding_unit=data.get("bounding_unit"),
+        )
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """The payload a worker receives: which units to run, how, and for how long at most."""
+
+    run_id: str
+    shard_index: int
+    units: tuple[str, ...]
+    framework: str  # "rspec" | "pytest" | "command"
+    predicted_seconds: float
+    timeout_seconds: float
+    attempt: int = 1
+    runner_args: tuple[str, ...] = ()
+    command_template: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["units"] = list(self.units)
+        data["runner_args"] = list(self.runner_args)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShardJob:
+        job = _from_dict(cls, data)
+        return replace(job, units=tuple(job.units), runner_args=tuple(job.runner_args))
+
+
+@dataclass(frozen=True)
+class ProcessOutcome:
+    """How a test process ended and what it cost (the whole process tree)."""
+
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+    wall_seconds: float
+    cpu_seconds: float
+    peak_rss_bytes: int
+    output_tail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProcessOutcome:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What a worker sends back: the runner's JUnit XML as text, plus how the process ended.
+
+    The XML travels as text (not a path) because the worker may be on another host.
+    """
+
+    run_id: str
+    shard_index: int
+    attempt: int
+    worker: str  # "hostname:pid"
+    worker_index: int
+    units: tuple[str, ...]
+    outcome: ProcessOutcome
+    started_at: float
+    finished_at: float
+    predicted_seconds: float = 0.0
+    junit_xml: str | None = None
+    example_times: dict[str, float] = field(default_factory=dict)
+    error: str | None = None  # set when the worker could not even start the runner
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["units"] = list(self.units)
+        data["outcome"] = self.outcome.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShardResult:
+        result = _from_dict(cls, data)
+        return replace(
+            result,
+            units=tuple(result.units),
+            outcome=ProcessOutcome.from_dict(result.outcome),
+        )

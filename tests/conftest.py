@@ -1,0 +1,106 @@
+"""Shared fixtures: real Redis servers, real Ruby, the shared timing data.
+
+Tests that need Ruby skip on a developer machine without it, but fail in CI (CI=true):
+`.ci/run` installs Ruby, so a skip there would hide a missing install.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_TIMINGS = REPO_ROOT.parent / "shared" / "data" / "timings"
+SYSTEM_REDIS_URL = os.environ.get("SHARDRUN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: .ci/run must install it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def require_ruby() -> None:
+    """Skip (fail in CI) unless `ruby`, `rspec` and the JUnit formatter are installed."""
+    if not shutil.which("ruby") or not shutil.which("rspec"):
+        _missing("ruby/rspec not installed (apt-get install ruby ruby-rspec)")
+    probe = subprocess.run(
+        ["ruby", "-e", "require 'rspec_junit_formatter'"], capture_output=True, check=False
+    )
+    if probe.returncode != 0:
+        _missing("rspec_junit_formatter not installed (apt-get install ruby-rspec-junit-formatter)")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The machine's Redis on 127.0.0.1:6379, for tests that neither stop nor fill it.
+
+    Such tests must keep their keys under a unique run id (see `unique_id`).
+    """
+    client = redis.Redis.from_url(SYSTEM_REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError:
+        _missing(f"no Redis answers at {SYSTEM_REDIS_URL} (start redis-server)")
+    finally:
+        client.close()
+    return SYSTEM_REDIS_URL
+
+
+@pytest.fixture
+def unique_id() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[str]:
+    """A redis-server of the test's own on a free port, for tests that stop or break Redis."""
+    if not shutil.which("redis-server"):
+        _missing("redis-server not on PATH (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    _wait_for_port(port)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise RuntimeError(f"redis-server did not listen on port {port} within {timeout}s")
+
+
+@pytest.fixture
+def shared_timings() -> Path:
+    """../shared/data/timings: real timing files committed by public projects."""
+    if not SHARED_TIMINGS.is_dir():
+        pytest.skip(f"{SHARED_TIMINGS} not present")
+    return SHARED_TIMINGS
