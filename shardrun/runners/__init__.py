@@ -1,0 +1,46 @@
+"""Test runners behind one Protocol (`base.Runner`), chosen by framework name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shardrun.errors import InputError
+from shardrun.runners.base import Invocation, Runner, worker_env
+from shardrun.runners.command import CommandRunner
+from shardrun.runners.pytest import PytestRunner
+from shardrun.runners.rspec import RspecRunner
+
+# The framework names the CLI offers (click.Choice) and ShardJob.framework carries.
+RUNNER_NAMES = ("rspec", "pytest", "command")
+
+__all__ = [
+    "RUNNER_NAMES",
+    "CommandRunner",
+    "Invocation",
+    "PytestRunner",
+    "RspecRunner",
+    "Runner",
+    "get_runner",
+    "worker_env",
+]
+
+
+def get_runner(framework: str, root: Path, command_template: str | None = None) -> Runner:
+    """The runner for `framework` in project `root`; InputError for anything unknown.
+
+    `command_template` is required by, and only used for, the "command" framework.
+    """
+    if framework == "rspec":
+        return RspecRunner(root)
+    if framework == "pytest":
+        return PytestRunner(root)
+    if framework == "command":
+        if not command_template:
+            raise InputError(
+                "framework 'command' needs a command template, e.g. "
+                "'bundle exec rspec {files} --format RspecJunitFormatter --out {junit}'"
+            )
+        return CommandRunner(root, command_template)
+    raise InputError(
+        f"unknown framework {framework!r}: choose one of {', '.join(RUNNER_NAMES)}"
+    )

@@ -1,0 +1,71 @@
+"""pytest: run with the interpreter shardrun itself runs under, JUnit via --junitxml.
+
+`sys.executable -m pytest` (not a `pytest` on PATH) so the worker's virtualenv decides which
+pytest and plugins run. `junit_family=xunit1` keeps the `file` attribute on each testcase,
+which the timing history needs to map a testcase back to its file.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from shardrun.errors import InputError
+from shardrun.runners.base import JUNIT_FILENAME, Invocation, Runner, checked_units
+
+# Workers on one checkout would race on .pytest_cache (lastfailed, nodeids), and a
+# per-shard cache makes --lf/--ff meaningless anyway: no worker sees the whole suite.
+NO_CACHE = ("-p", "no:cacheprovider")
+
+# `--collect-only -qq` (when the project's addopts already has -q) prints "file: count"
+# instead of node ids; recognised so that case fails loudly instead of listing nothing.
+_PER_FILE_COUNT = re.compile(r"^\S+\.py: \d+$")
+
+
+@dataclass(frozen=True)
+class PytestRunner(Runner):
+    """Runs test files or node ids (tests/test_a.py::TestX::test_y) with pytest in `root`.
+
+    `root` should be pytest's rootdir (where its ini file is), since node ids are relative
+    to the rootdir and units are relative to `root`.
+    """
+
+    root: Path
+    python: str = sys.executable
+    name = "pytest"
+
+    def invocation(
+        self, units: Sequence[str], out_dir: Path, extra_args: Sequence[str] = ()
+    ) -> Invocation:
+        junit_path = out_dir / JUNIT_FILENAME
+        argv = (
+            self.python, "-m", "pytest",
+            *checked_units(units),
+            f"--junitxml={junit_path}",
+            "-o", "junit_family=xunit1",
+            *NO_CACHE,
+            *extra_args,
+        )
+        return Invocation(argv=argv, junit_path=junit_path)
+
+    def list_examples_argv(self, files: Sequence[str], out_dir: Path) -> tuple[str, ...] | None:
+        return (self.python, "-m", "pytest", "--collect-only", "-q", *NO_CACHE,
+                *checked_units(files))
+
+    def parse_examples(self, output: str, out_dir: Path) -> list[str]:
+        """Node ids: the "::" lines before the first blank line (the summary follows it)."""
+        node_ids: list[str] = []
+        for line in output.splitlines():
+            if not line.strip():
+                break
+            if "::" in line:
+                node_ids.append(line.strip())
+            elif _PER_FILE_COUNT.match(line.strip()):
+                raise InputError(
+                    "pytest --collect-only printed per-file counts, not node ids: "
+                    "remove -q from addopts in the project's pytest configuration"
+                )
+        return node_ids
