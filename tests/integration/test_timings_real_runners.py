@@ -1,0 +1,157 @@
+"""Timing input from the real tools: rspec and pytest run here and write the files we parse.
+
+Nothing in these tests is hand-written JUnit: each test runs the tiny suites under
+tests/fixtures/suites/ (copied to tmp_path, so the runs leave no caches in the tree) and
+checks that shardrun.timings reads what the tool wrote. Totals are checked against an
+independent reading of the same file (stdlib ElementTree / json), not against constants.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+
+from shardrun.timings import History, normalize_path, parse_rspec_json, read_junit
+
+SUITES = Path(__file__).resolve().parent.parent / "fixtures" / "suites"
+SLEEP_SECONDS = 0.05  # every example in the fixture suites sleeps this long
+RUN_TIMEOUT_SECONDS = 120
+
+RSPEC_FILES = {"spec/calculator_spec.rb": 2, "spec/models/user_spec.rb": 3}
+RSPEC_EXAMPLE_IDS = {
+    "spec/calculator_spec.rb[1:1]",
+    "spec/calculator_spec.rb[1:2]",
+    "spec/models/user_spec.rb[1:1]",
+    "spec/models/user_spec.rb[1:2:1]",
+    "spec/models/user_spec.rb[1:2:2]",
+}
+PYTEST_FILES = {"check_math.py": 2, "checks/check_strings.py": 3}
+PYTEST_NODE_IDS = {
+    "check_math.py::test_adds",
+    "check_math.py::test_subtracts",
+    "checks/check_strings.py::TestUpper::test_upper",
+    "checks/check_strings.py::TestUpper::test_param[x.y]",
+    "checks/check_strings.py::TestUpper::test_param[z]",
+}
+
+
+def copy_suite(name: str, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(SUITES / name, tmp_path / name))
+
+
+def run(argv: list[str], cwd: Path) -> None:
+    """Run a real test tool; its output is shown only when it fails."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    proc = subprocess.run(
+        argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS
+    )
+    assert proc.returncode == 0, f"{argv} failed:\n{proc.stdout}\n{proc.stderr}"
+
+
+def junit_seconds_by_file(path: Path, suite: Path) -> dict[str, float]:
+    """Independent reading of a JUnit file the test itself just generated (trusted input)."""
+    totals: dict[str, float] = {}
+    for case in ElementTree.parse(path).iter("testcase"):
+        file = case.get("file") or classname_to_file(case.get("classname", ""), suite)
+        key = normalize_path(file)
+        totals[key] = totals.get(key, 0.0) + float(case.get("time", "0"))
+    return totals
+
+
+def classname_to_file(classname: str, suite: Path) -> str:
+    parts = classname.split(".")
+    for end in range(len(parts), 0, -1):
+        candidate = "/".join(parts[:end]) + ".py"
+        if (suite / candidate).is_file():
+            return candidate
+    raise AssertionError(f"no module for classname {classname!r}")
+
+
+def assert_plausible(files: dict[str, float], expected_counts: dict[str, int]) -> None:
+    assert set(files) == set(expected_counts)
+    for path, count in expected_counts.items():
+        assert files[path] >= count * SLEEP_SECONDS * 0.9, path
+
+
+@pytest.mark.ruby
+def test_rspec_junit_formatter_output(require_ruby: None, tmp_path: Path) -> None:
+    suite = copy_suite("rspec_small", tmp_path)
+    report = tmp_path / "rspec.xml"
+    run(["rspec", "--format", "RspecJunitFormatter", "--out", str(report)], cwd=suite)
+    durations = read_junit(report)
+    assert durations.source == str(report)
+    assert_plausible(durations.files, RSPEC_FILES)
+    assert durations.files == pytest.approx(junit_seconds_by_file(report, suite))
+    assert durations.examples == {}  # the formatter writes no example ids
+
+
+@pytest.mark.ruby
+def test_rspec_json_output(require_ruby: None, tmp_path: Path) -> None:
+    suite = copy_suite("rspec_small", tmp_path)
+    report = tmp_path / "rspec.json"
+    run(["rspec", "--format", "json", "--out", str(report)], cwd=suite)
+    durations = parse_rspec_json(report.read_text(), str(report))
+    assert set(durations.examples) == RSPEC_EXAMPLE_IDS
+    assert_plausible(durations.files, RSPEC_FILES)
+    raw = json.loads(report.read_text())["examples"]
+    for path in RSPEC_FILES:
+        run_times = [e["run_time"] for e in raw if normalize_path(e["file_path"]) == path]
+        assert durations.files[path] == pytest.approx(sum(run_times))
+        in_file = [s for unit, s in durations.examples.items() if unit.startswith(path + "[")]
+        assert durations.files[path] == pytest.approx(sum(in_file))
+
+
+@pytest.mark.parametrize("family", ["xunit1", "xunit2"])
+def test_pytest_junitxml_output(tmp_path: Path, family: str) -> None:
+    suite = copy_suite("pytest_small", tmp_path)
+    report = tmp_path / f"pytest-{family}.xml"
+    run(
+        [
+            sys.executable, "-m", "pytest", "-c", str(suite / "pytest.ini"),
+            "--rootdir", str(suite), "-p", "no:cacheprovider", "-q",
+            f"--junitxml={report}", "-o", f"junit_family={family}",
+        ],
+        cwd=suite,
+    )  # fmt: skip
+    has_file_attribute = 'file="' in report.read_text()
+    assert has_file_attribute == (family == "xunit1")
+    for root in (None, suite):  # the dotted classname rule with and without the root known
+        durations = read_junit(report, root=root)
+        assert set(durations.examples) == PYTEST_NODE_IDS
+        assert_plausible(durations.files, PYTEST_FILES)
+        assert durations.files == pytest.approx(junit_seconds_by_file(report, suite))
+        for path, seconds in durations.files.items():
+            in_file = [s for unit, s in durations.examples.items() if unit.startswith(path + "::")]
+            assert seconds == pytest.approx(sum(in_file))
+
+
+@pytest.mark.ruby
+def test_real_reports_feed_history_and_estimates(require_ruby: None, tmp_path: Path) -> None:
+    suite = copy_suite("rspec_small", tmp_path)
+    junit, rspec_json = tmp_path / "rspec.xml", tmp_path / "rspec.json"
+    run(
+        ["rspec", "--format", "RspecJunitFormatter", "--out", str(junit),
+         "--format", "json", "--out", str(rspec_json)],
+        cwd=suite,
+    )  # fmt: skip
+    history = History(suite / ".shardrun" / "timings.json")
+    history.record(read_junit(junit))
+    history.record(parse_rspec_json(rspec_json.read_text(), str(rspec_json)))
+    history.save(suite)
+    reloaded = History.load(suite / ".shardrun" / "timings.json")
+    assert set(reloaded.files()) == set(RSPEC_FILES)
+    assert all(len(stats.samples) == 2 for stats in reloaded.files().values())
+    estimates = reloaded.estimates(
+        ["spec/calculator_spec.rb", "spec/models/user_spec.rb[1:2:2]", "spec/new_spec.rb"], suite
+    )
+    assert estimates["spec/calculator_spec.rb"] >= 2 * SLEEP_SECONDS * 0.9
+    assert estimates["spec/models/user_spec.rb[1:2:2]"] >= SLEEP_SECONDS * 0.9
+    assert estimates["spec/new_spec.rb"] > 0  # not on disk: the median of known files
