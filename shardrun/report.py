@@ -1,0 +1,540 @@
+"""Merge the shards' JUnit XML into one report: exactly-once accounting, summaries, CI XML.
+
+Pure (DESIGN.md rule 1): data in, data out; the only file access is `write_junit`.
+Every planned unit ends in exactly one place: the testcases of the latest attempt that ran
+it, "ran with zero examples", or an error testcase saying why nothing came back. So a
+worker that dies, hangs or writes garbage can never turn the run green.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shlex
+import signal
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+from xml.etree.ElementTree import ParseError
+
+import defusedxml.ElementTree as safe_etree
+from defusedxml import DefusedXmlException
+from junitparser import Attr, Error, Failure, JUnitXml, JUnitXmlError, Skipped, TestCase, TestSuite
+
+from shardrun.models import ShardResult
+from shardrun.timings import file_of_unit, testcase_file
+
+REPORT_FORMAT_VERSION = 1
+CRASH_ERROR_TYPE = "shardrun.crash"  # `type` of the error testcases that stand for lost units
+NO_RESULT = "no result from any worker"
+# After these exit codes a unit without testcases really ran zero examples:
+# 0 (everything passed) and pytest's 5 ("no tests collected").
+_EMPTY_RUN_EXIT_CODES = frozenset({0, 5})
+# rspec and pytest both exit 1 for "some tests failed". Any other nonzero code (pytest 2
+# interrupted, 3 internal error), or 1 with no failing testcase (rspec when a spec file
+# fails to load: it then runs no example at all), means examples may not have run.
+_TESTS_FAILED_EXIT_CODE = 1
+_FAILED = ("failed", "error")
+_RERUN_PREFIX = {"rspec": "rspec", "pytest": "python -m pytest"}
+_SIGNAL_NAMES = {member.value: member.name for member in signal.Signals}
+# XML 1.0 forbids most control characters; test output (ANSI colours) is full of them.
+_NOT_XML_CHARACTERS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One testcase of the merged run and where it ran; `unit` is the planned unit it counts for."""
+
+    name: str
+    classname: str
+    file: str
+    unit: str
+    seconds: float
+    outcome: str  # "passed" | "failed" | "error" | "skipped"
+    message: str
+    line: int | None
+    shard_index: int  # -1: no worker ever reported the unit
+    worker: str
+    attempt: int
+    details: str = ""  # body of <failure>/<error>/<skipped>: the backtrace
+    result_type: str = ""  # its `type` attribute, e.g. "AssertionError" or CRASH_ERROR_TYPE
+    system_out: str = ""
+    system_err: str = ""
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """The merged run; `units` holds every planned unit exactly once."""
+
+    cases: tuple[CaseResult, ...]
+    units: tuple[str, ...]
+    results: tuple[ShardResult, ...]
+    empty_units: tuple[str, ...] = ()  # ran cleanly with zero examples (no testcase)
+    unplanned_files: tuple[str, ...] = ()  # had testcases, but nobody planned them
+
+    def _count(self, outcome: str) -> int:
+        return sum(1 for case in self.cases if case.outcome == outcome)
+
+    @property
+    def tests(self) -> int:
+        return len(self.cases)
+
+    @property
+    def failures(self) -> int:
+        return self._count("failed")
+
+    @property
+    def errors(self) -> int:
+        return self._count("error")
+
+    @property
+    def skipped(self) -> int:
+        return self._count("skipped")
+
+    @property
+    def seconds(self) -> float:
+        return sum(case.seconds for case in self.cases)
+
+    @property
+    def crashed(self) -> tuple[CaseResult, ...]:
+        """The error testcases standing for units whose runner died or never reported."""
+        return tuple(case for case in self.cases if case.result_type == CRASH_ERROR_TYPE)
+
+    @property
+    def passed(self) -> bool:
+        accounted = {case.unit for case in self.cases} | set(self.empty_units)
+        return not self.failures and not self.errors and accounted.issuperset(self.units)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON summary: counts, what failed and where, each shard's predicted vs actual."""
+        bulky = ("details", "system_out", "system_err")
+        return {
+            "version": REPORT_FORMAT_VERSION,
+            "passed": self.passed,
+            "counts": {"tests": self.tests, "failures": self.failures, "errors": self.errors,
+                       "skipped": self.skipped, "units": len(self.units)},
+            "seconds": round(self.seconds, 6),
+            "failed": [{key: value for key, value in asdict(case).items() if key not in bulky}
+                       for case in self.cases if case.outcome in _FAILED],
+            "shards": [_shard_dict(result) for result in _latest_per_shard(self.results)],
+            "empty_units": list(self.empty_units),
+            "crashed_units": [case.unit for case in self.crashed],
+            "unplanned_files": list(self.unplanned_files),
+        }
+
+
+def _shard_dict(result: ShardResult) -> dict[str, Any]:
+    outcome = result.outcome
+    return {"index": result.shard_index, "attempt": result.attempt, "worker": result.worker,
+            "predicted_seconds": round(result.predicted_seconds, 6),
+            "actual_seconds": round(outcome.wall_seconds, 6), "exit_code": outcome.exit_code,
+            "signal": outcome.signal, "timed_out": outcome.timed_out, "error": result.error}
+
+
+# --- reading one worker's JUnit
+
+
+class _SourceCase(TestCase):
+    """junitparser's testcase plus the `file`/`line` attributes rspec and xunit1 write."""
+
+    file = Attr()
+    line = Attr()
+
+
+class _SourceSuite(TestSuite):
+    testcase = _SourceCase
+
+
+class _SourceXml(JUnitXml):
+    testsuite = _SourceSuite
+
+
+def _parse_junit(result: ShardResult) -> tuple[list[CaseResult], str | None]:
+    """The result's testcases, or why its JUnit is unusable; never raises on bad input.
+
+    defusedxml parses (the text comes from another host: no DTD, no entity expansion) and
+    junitparser reads the tree.
+    """
+    if not result.junit_xml or not result.junit_xml.strip():
+        return [], "no JUnit written"
+    try:
+        root = safe_etree.fromstring(result.junit_xml, forbid_dtd=True)
+        return [_case_from(case, result) for suite in _SourceXml.fromroot(root)
+                for case in suite], None
+    except (ParseError, DefusedXmlException, JUnitXmlError, ValueError, TypeError) as exc:
+        return [], f"malformed JUnit XML ({type(exc).__name__}: {exc})"
+
+
+def _case_from(case: _SourceCase, result: ShardResult) -> CaseResult:
+    outcome, entry = _outcome_of(case)
+    file = testcase_file(case.classname, case.file, case.name) or ""
+    message = (entry.message or "") if entry is not None else ""
+    details = (entry.text or "") if entry is not None else ""
+    line_attribute = int(case.line) if (case.line or "").isdigit() else None
+    return CaseResult(
+        name=case.name or "", classname=case.classname or "", file=file, unit="",
+        seconds=_seconds_of(case), outcome=outcome, message=message,
+        line=_failure_line(file, details, message) or line_attribute,
+        shard_index=result.shard_index, worker=result.worker, attempt=result.attempt,
+        details=details, result_type=(entry.type or "") if entry is not None else "",
+        system_out=case.system_out or "", system_err=case.system_err or "",
+    )
+
+
+def _seconds_of(case: TestCase) -> float:
+    """The testcase's time; a negative (clock skew) or non-finite one counts as 0."""
+    seconds = case.time or 0.0
+    return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
+
+
+def _outcome_of(case: TestCase) -> tuple[str, Error | Failure | Skipped | None]:
+    """The worst result element wins: error over failure over skipped."""
+    entries = case.result
+    for kind, outcome in ((Error, "error"), (Failure, "failed"), (Skipped, "skipped")):
+        for entry in entries:
+            if isinstance(entry, kind):
+                return outcome, entry
+    return "passed", None
+
+
+def _failure_line(file: str, *texts: str) -> int | None:
+    """The line of `file` in a backtrace: rspec writes `./spec/a_spec.rb:12:in ...`, pytest
+    `tests/t.py:12: AssertionError`. The last mention is the example's own frame in rspec
+    (innermost frames come first) and the failing assert in pytest (it ends the text)."""
+    if not file:
+        return None
+    pattern = re.compile(r"(?<![\w-])" + re.escape(file) + r":(\d+)")
+    for text in texts:
+        lines = pattern.findall(text)
+        if lines:
+            return int(lines[-1])
+    return None
+
+
+# --- accounting
+
+
+def merge(planned_units: Sequence[str], results: Sequence[ShardResult]) -> RunReport:
+    """Account for every planned unit exactly once (see the module docstring).
+
+    When results overlap (a retry, a duplicate delivery) a unit belongs to the latest one
+    by (attempt, finished_at); earlier results' testcases for it are dropped.
+    """
+    units = tuple(dict.fromkeys(planned_units))
+    planned, planned_files = set(units), {file_of_unit(unit) for unit in units}
+    ordered = sorted(results, key=_recency)
+    owner = {unit: index for index, result in enumerate(ordered) for unit in result.units}
+    cases: list[CaseResult] = []
+    ran_empty: set[str] = set()
+    unplanned: dict[str, list[CaseResult]] = {}
+    for index, result in enumerate(ordered):
+        owned = [unit for unit in dict.fromkeys(result.units)
+                 if owner[unit] == index and unit in planned]
+        parsed, problem = _parse_junit(result)
+        kept = _credit(parsed, owned)
+        lost, empty = _uncovered(result, owned, kept, parsed, problem)
+        cases += kept + lost
+        ran_empty.update(empty)
+        reported: dict[str, list[CaseResult]] = defaultdict(list)
+        for case in parsed:
+            if case.file not in planned_files:
+                reported[case.file].append(case)
+        unplanned.update(reported)  # a later result reporting an unplanned file replaces it
+    cases += [_lost_case(unit, NO_RESULT, None) for unit in units if unit not in owner]
+    cases += [case for file_cases in unplanned.values() for case in file_cases]
+    empty_units = tuple(unit for unit in units if unit in ran_empty)
+    return RunReport(_in_plan_order(cases, units), units, tuple(results), empty_units,
+                     tuple(unplanned))
+
+
+def _credit(parsed: Iterable[CaseResult], owned: Sequence[str]) -> list[CaseResult]:
+    """The testcases that count for `owned` units, each tagged with its unit."""
+    by_file: dict[str, list[str]] = defaultdict(list)
+    for unit in owned:
+        by_file[file_of_unit(unit)].append(unit)
+    credited = ((case, _unit_for(case, by_file.get(case.file, []))) for case in parsed)
+    return [replace(case, unit=unit) for case, unit in credited if unit is not None]
+
+
+def _unit_for(case: CaseResult, candidates: Sequence[str]) -> str | None:
+    """Which of the units of the case's file ran it.
+
+    The file itself; else the pytest node id or a unit it starts with (a class, or a test
+    without its parameters); else the first unit of the file. rspec's JUnit carries no
+    example id, so a split spec file's examples are all credited to its first example id
+    in that shard (and `_covered` counts the sibling ids as covered).
+    """
+    if not candidates:
+        return None
+    if case.file in candidates:
+        return case.file
+    node_id = _pytest_node_id(case) or ""
+    for unit in candidates:
+        if node_id == unit or node_id.startswith((unit + "::", unit + "[")):
+            return unit
+    return candidates[0]
+
+
+def _pytest_node_id(case: CaseResult) -> str | None:
+    """`tests/t.py::T::test_x` from xunit2's classname `tests.t.T` and name `test_x`."""
+    if not case.file.endswith(".py") or not case.name:
+        return None
+    module = case.file[: -len(".py")].replace("/", ".")
+    if case.classname != module and not case.classname.startswith(module + "."):
+        return None
+    classes = case.classname[len(module) + 1 :].split(".") if case.classname != module else []
+    return "::".join([case.file, *classes, case.name])
+
+
+def _covered(owned: Sequence[str], kept: Sequence[CaseResult]) -> set[str]:
+    """Units with testcases. An rspec example id (`spec/a_spec.rb[1:2]`) also counts when
+    its file has testcases, since rspec's JUnit cannot say which id a testcase came from."""
+    files = {case.file for case in kept}
+    siblings = {unit for unit in owned
+                if "[" in unit and "::" not in unit and file_of_unit(unit) in files}
+    return {case.unit for case in kept} | siblings
+
+
+def _uncovered(
+    result: ShardResult, owned: Sequence[str], kept: Sequence[CaseResult],
+    parsed: Sequence[CaseResult], problem: str | None,
+) -> tuple[list[CaseResult], list[str]]:
+    """Error testcases for the result's units that lost their run, or else the units that
+    truly ran zero examples."""
+    covered = _covered(owned, kept)
+    missing = [unit for unit in owned if unit not in covered]
+    failing = any(case.outcome in _FAILED for case in parsed)
+    reason = _crash_reason(result, problem, failing) if missing else None
+    if reason is None:
+        return [], missing
+    return [_lost_case(unit, reason, result) for unit in missing], []
+
+
+def _crash_reason(result: ShardResult, problem: str | None, failing: bool) -> str | None:
+    """Why a unit of `result` has no testcase, or None when it ran zero examples."""
+    outcome, code = result.outcome, result.outcome.exit_code
+    exit_text = "no exit status" if code is None else f"exit code {code}"
+    if result.error:
+        return f"worker error: {result.error}"
+    if outcome.timed_out:
+        return f"timed out after {outcome.wall_seconds:.1f} s"
+    if outcome.signal is not None:
+        name = _SIGNAL_NAMES.get(outcome.signal, "unknown signal")
+        return f"killed by signal {outcome.signal} ({name})"
+    if problem is not None:
+        return f"{problem}; {exit_text}"
+    if code in _EMPTY_RUN_EXIT_CODES or (code == _TESTS_FAILED_EXIT_CODE and failing):
+        return None  # a clean run, or failures that explain the exit code
+    return f"{exit_text} and no testcase for this unit"
+
+
+def _lost_case(unit: str, reason: str, result: ShardResult | None) -> CaseResult:
+    file = file_of_unit(unit)
+    return CaseResult(
+        name=unit, classname=file, file=file, unit=unit, seconds=0.0, outcome="error",
+        message=reason, line=None, shard_index=result.shard_index if result else -1,
+        worker=result.worker if result else "", attempt=result.attempt if result else 0,
+        result_type=CRASH_ERROR_TYPE, system_out=result.outcome.output_tail if result else "",
+    )
+
+
+def _in_plan_order(cases: Sequence[CaseResult], units: Sequence[str]) -> tuple[CaseResult, ...]:
+    """Planned files first, in plan order; a file's testcases keep their JUnit order."""
+    position = {file: index for index, file in enumerate(dict.fromkeys(map(file_of_unit, units)))}
+    return tuple(sorted(cases, key=lambda case: (position.get(case.file, len(position)),
+                                                 case.file, case.shard_index, case.attempt)))
+
+
+def _recency(result: ShardResult) -> tuple[int, float]:
+    return result.attempt, result.finished_at
+
+
+def _latest_per_shard(results: Iterable[ShardResult]) -> list[ShardResult]:
+    latest = {result.shard_index: result for result in sorted(results, key=_recency)}
+    return [latest[index] for index in sorted(latest)]
+
+
+# --- merged JUnit XML
+
+
+class _FileSuite(TestSuite):
+    """A testsuite with the `file` attribute junit-10.xsd allows on testsuite (not testcase)."""
+
+    file = Attr()
+
+
+class _MergedXml(JUnitXml):
+    """The testsuites root as junit-10.xsd allows it: no `skipped` attribute there."""
+
+    def update_statistics(self) -> None:
+        suites = list(self)
+        for suite in suites:
+            suite.update_statistics()
+        self.tests = sum(suite.tests for suite in suites)
+        self.failures = sum(suite.failures for suite in suites)
+        self.errors = sum(suite.errors for suite in suites)
+        self.time = round(sum(suite.time for suite in suites), 3)
+
+
+def junit_xml(report: RunReport) -> str:
+    """One JUnit document valid against junit-10.xsd: a testsuite per (file, shard attempt).
+
+    Per file because GitLab, GitHub reporters and CircleCI group and link results by suite
+    name, file and classname, so "spec/a_spec.rb" reads better than "shard 3". Split by
+    shard attempt because the schema allows <properties> on testsuite only, never on
+    testcase: the suite's shard/worker/attempt properties then hold for each testcase in it.
+    """
+    groups: dict[tuple[str, int, int, str], list[CaseResult]] = defaultdict(list)
+    for case in report.cases:
+        groups[(case.file, case.shard_index, case.attempt, case.worker)].append(case)
+    name_counts = Counter(file for file, _, _, _ in groups)
+    root = _MergedXml("shardrun")
+    for (file, shard_index, attempt, worker), cases in groups.items():
+        name = file or "(unknown file)"
+        if name_counts[file] > 1:
+            name = f"{name} (shard {shard_index}, attempt {attempt})"
+        suite = _FileSuite(_xml_text(name))
+        if file:
+            suite.file = _xml_text(file)
+        if shard_index >= 0:
+            suite.hostname = _xml_text(worker.rsplit(":", 1)[0])
+            for key, value in (("shard", shard_index), ("worker", worker), ("attempt", attempt)):
+                suite.add_property(key, _xml_text(str(value)))
+        suite.add_testcases([_junit_case(case) for case in cases])
+        root.append(suite)  # not add_testsuite: it compares every pair of suites
+    root.update_statistics()
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + root.tostring().decode("utf-8") + "\n"
+
+
+def _junit_case(case: CaseResult) -> TestCase:
+    """A fresh testcase (a copy of the input's would carry file/line/properties, which the
+    schema forbids): name, classname, time, one result element and the output."""
+    junit_case = TestCase(_xml_text(case.name), _xml_text(case.classname), round(case.seconds, 3))
+    kinds = {"failed": Failure, "error": Error, "skipped": Skipped}
+    if case.outcome in kinds:
+        entry = kinds[case.outcome](_xml_text(case.message), _xml_text(case.result_type))
+        if case.details:
+            entry.text = _xml_text(case.details)
+        junit_case.result = [entry]
+    if case.system_out:
+        junit_case.system_out = _xml_text(case.system_out)
+    if case.system_err:
+        junit_case.system_err = _xml_text(case.system_err)
+    return junit_case
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML_CHARACTERS.sub("\ufffd", text)
+
+
+def write_junit(report: RunReport, path: Path) -> None:
+    """Write the merged XML through a temporary file and a rename, so a CI uploader or a
+    concurrent reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(junit_xml(report))
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes 0600; a report is a shared artifact
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+# --- terminal summary and rerun command
+
+
+def rerun_command(report: RunReport, framework: str) -> str | None:
+    """A command that reruns exactly the failed and errored tests, or None if none failed.
+
+    A whole file wins over its `file:line` targets: rspec given both runs only the line.
+    """
+    prefix = _RERUN_PREFIX.get(framework)
+    targets = [(case.file, _rerun_target(case, framework)) for case in report.cases
+               if case.outcome in _FAILED and case.file]
+    if prefix is None or not targets:
+        return None
+    whole_files = {file for file, target in targets if target == file}
+    chosen = dict.fromkeys(target for file, target in targets
+                           if target == file or file not in whole_files)
+    return " ".join([prefix, *(shlex.quote(target) for target in chosen)])
+
+
+def _rerun_target(case: CaseResult, framework: str) -> str:
+    if case.result_type == CRASH_ERROR_TYPE:
+        return case.unit
+    if framework == "pytest":
+        return _pytest_node_id(case) or case.file
+    return f"{case.file}:{case.line}" if case.line else case.file
+
+
+def summary_lines(report: RunReport, *, framework: str, slowest: int = 5) -> list[str]:
+    """What a person reads after the run: counts, each failure with where to look, how to
+    rerun them, how the plan held up, what is slow, and any unit not run as planned."""
+    lines = [
+        f"{_plural(report.tests, 'test')}, {_plural(report.failures, 'failure')}, "
+        f"{_plural(report.errors, 'error')}, {report.skipped} skipped in {report.seconds:.1f} s"
+    ]
+    lines += _failure_lines(report)
+    command = rerun_command(report, framework)
+    lines += ["Rerun the failures:", f"  {command}"] if command else []
+    lines += _shard_lines(report.results) + _slowest_lines(report.cases, slowest)
+    lines += [f"Not run: {case.unit}: {case.message}" for case in report.crashed]
+    if report.empty_units:
+        lines.append("Ran with zero examples: " + ", ".join(report.empty_units))
+    if report.unplanned_files:
+        names = (file or "(unknown file)" for file in report.unplanned_files)
+        lines.append("Reported but never planned (kept in the report): " + ", ".join(names))
+    failed = report.failures + report.errors  # the last line counts errors as failed
+    lines.append(f"{report.tests - failed - report.skipped} passed, {failed} failed"
+                 + (f", {report.skipped} skipped" if report.skipped else ""))
+    return lines
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _failure_lines(report: RunReport) -> list[str]:
+    """Failed and errored testcases; lost units are listed apart, under "Not run"."""
+    lines = []
+    for case in report.cases:
+        if case.outcome in _FAILED and case.result_type != CRASH_ERROR_TYPE:
+            where = f"{case.file}:{case.line}" if case.line else case.file or case.classname
+            label = "FAILED" if case.outcome == "failed" else "ERROR"
+            lines.append(f"  {label} {where} {case.name}: {_first_line(case)}")
+    return ["Failures:", *lines] if lines else []
+
+
+def _first_line(case: CaseResult) -> str:
+    for text in (case.message, case.details):
+        for line in text.splitlines():
+            if line.strip():
+                return " ".join(line.split())
+    return "(no message)"
+
+
+def _shard_lines(results: Sequence[ShardResult]) -> list[str]:
+    lines = []
+    for result in _latest_per_shard(results):
+        predicted, actual = result.predicted_seconds, result.outcome.wall_seconds
+        lines.append(f"  shard {result.shard_index} attempt {result.attempt} on "
+                     f"{result.worker}: predicted {predicted:.1f} s, actual {actual:.1f} s "
+                     f"({actual - predicted:+.1f} s)")
+    return ["Shards (predicted vs actual):", *lines] if lines else []
+
+
+def _slowest_lines(cases: Iterable[CaseResult], count: int) -> list[str]:
+    per_file: Counter[str] = Counter()
+    for case in cases:
+        if case.file:
+            per_file[case.file] += case.seconds
+    ranked = [f"  {seconds:.1f} s  {file}" for file, seconds in per_file.most_common(count)]
+    return ["Slowest files:", *ranked] if ranked and count > 0 else []

@@ -1,0 +1,159 @@
+"""Real rspec and pytest runs, split in two shards and merged, against one serial run.
+
+The suites are written into tmp_path: per framework two files holding a passing, a
+failing and a skipped example, and a second passing file.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from shardrun.models import ProcessOutcome, ShardResult
+from shardrun.report import RunReport, junit_xml, merge, rerun_command
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "junit-10.xsd"
+RUN_TIMEOUT = 120  # seconds; these suites take well under one
+
+RSPEC_FILES = {
+    "spec/a_spec.rb": """\
+RSpec.describe "Adder" do
+  it "adds" do
+    expect(1 + 1).to eq(2)
+  end
+
+  it "subtracts wrongly" do
+    expect(3 - 1).to eq(1)
+  end
+
+  it "multiplies later" do
+    skip "not written yet"
+  end
+end
+""",
+    "spec/b_spec.rb": """\
+RSpec.describe "Banner" do
+  it "greets" do
+    expect("hi").to start_with("h")
+  end
+end
+""",
+}
+
+PYTEST_FILES = {
+    "pytest.ini": "[pytest]\n",  # keeps this suite out of the repository's own config
+    "tests/test_a.py": """\
+import pytest
+
+
+def test_adds():
+    assert 1 + 1 == 2
+
+
+class TestSubtract:
+    def test_wrongly(self):
+        assert 3 - 1 == 1
+
+
+@pytest.mark.skip(reason="not written yet")
+def test_multiplies():
+    pass
+""",
+    "tests/test_b.py": """\
+def test_greets():
+    assert "hi".startswith("h")
+""",
+}
+
+
+def write_suite(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+def rspec_argv(files: list[str], junit: Path) -> list[str]:
+    return ["rspec", "--no-color", "--format", "progress", "--format", "RspecJunitFormatter",
+            "--out", str(junit), *files]
+
+
+def pytest_argv(files: list[str], junit: Path) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+            "-o", "junit_family=xunit2", f"--junitxml={junit}", *files]
+
+
+def run_shard(root: Path, argv: list[str], junit: Path, index: int,
+              units: list[str]) -> ShardResult:
+    """Run one shard for real and wrap what it left as a worker would send it."""
+    started = time.time()
+    process = subprocess.run(argv, cwd=root, capture_output=True, text=True,
+                             timeout=RUN_TIMEOUT, check=False)
+    finished = time.time()
+    outcome = ProcessOutcome(process.returncode, None, False, finished - started, 0.0, 0,
+                             process.stdout[-2000:])
+    return ShardResult(
+        run_id="real", shard_index=index, attempt=1, worker=f"localhost:{index}",
+        worker_index=index, units=tuple(units), outcome=outcome, started_at=started,
+        finished_at=finished, predicted_seconds=1.0, junit_xml=junit.read_text(),
+    )
+
+
+def outcomes_in(xml: bytes) -> list[tuple[str, str, str]]:
+    """(classname, name, outcome) of every testcase, read straight from the XML."""
+    found = []
+    for case in etree.fromstring(xml).iter("testcase"):
+        tags = {child.tag for child in case}
+        outcome = next((tag for tag in ("error", "failure", "skipped") if tag in tags), "passed")
+        found.append((case.get("classname"), case.get("name"), outcome))
+    return sorted(found)
+
+
+def merged_against_serial(root: Path, argv_for, files: list[str]) -> RunReport:
+    """Shard the files in two, merge, validate, and compare with one serial run."""
+    shards = [run_shard(root, argv_for([file], root / f"shard{i}.xml"), root / f"shard{i}.xml",
+                        i, [file]) for i, file in enumerate(files)]
+    serial = run_shard(root, argv_for(files, root / "serial.xml"), root / "serial.xml", 0, files)
+    assert serial.outcome.exit_code == 1, serial.outcome.output_tail
+    report = merge(files, shards)
+    merged = junit_xml(report).encode("utf-8")
+    schema = etree.XMLSchema(etree.parse(str(SCHEMA_PATH)))
+    assert schema.validate(etree.fromstring(merged)), schema.error_log
+    assert outcomes_in(merged) == outcomes_in(serial.junit_xml.encode("utf-8"))
+    assert (report.tests, report.failures, report.errors, report.skipped) == (4, 1, 0, 1)
+    return report
+
+
+def rerun(root: Path, command: str | None) -> str:
+    assert command is not None
+    argv = shlex.split(command)
+    if argv[0] == "python":
+        argv[0] = sys.executable
+    process = subprocess.run(argv, cwd=root, capture_output=True, text=True,
+                             timeout=RUN_TIMEOUT, check=False)
+    return process.stdout
+
+
+@pytest.mark.ruby
+@pytest.mark.usefixtures("require_ruby")
+def test_rspec_shards_merge_like_a_serial_run(tmp_path: Path) -> None:
+    write_suite(tmp_path, RSPEC_FILES)
+    report = merged_against_serial(tmp_path, rspec_argv, ["spec/a_spec.rb", "spec/b_spec.rb"])
+    [failure] = [case for case in report.cases if case.outcome == "failed"]
+    assert (failure.file, failure.line) == ("spec/a_spec.rb", 7)
+    command = rerun_command(report, "rspec")
+    assert command == "rspec spec/a_spec.rb:7"
+    assert "1 example, 1 failure" in rerun(tmp_path, command)
+
+
+def test_pytest_shards_merge_like_a_serial_run(tmp_path: Path) -> None:
+    write_suite(tmp_path, PYTEST_FILES)
+    report = merged_against_serial(tmp_path, pytest_argv, ["tests/test_a.py", "tests/test_b.py"])
+    command = rerun_command(report, "pytest")
+    assert command == "python -m pytest tests/test_a.py::TestSubtract::test_wrongly"
+    assert "1 failed in" in rerun(tmp_path, command)
