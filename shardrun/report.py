@@ -1,9 +1,12 @@
-"""Merge the shards' JUnit XML into one report: exactly-once accounting, summaries, CI XML.
+"""Merge the shards' JUnit XML into one report: exactly-once accounting, JSON, CI XML.
 
 Pure (DESIGN.md rule 1): data in, data out; the only file access is `write_junit`.
 Every planned unit ends in exactly one place: the testcases of the latest attempt that ran
 it, "ran with zero examples", or an error testcase saying why nothing came back. So a
 worker that dies, hangs or writes garbage can never turn the run green.
+
+The terminal summary and the rerun command are worded in summary.py, which imports this
+module (never the reverse).
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shlex
 import signal
 import tempfile
 from collections import Counter, defaultdict
@@ -38,8 +40,8 @@ _EMPTY_RUN_EXIT_CODES = frozenset({0, 5})
 # interrupted, 3 internal error), or 1 with no failing testcase (rspec when a spec file
 # fails to load: it then runs no example at all), means examples may not have run.
 _TESTS_FAILED_EXIT_CODE = 1
-_FAILED = ("failed", "error")
-_RERUN_PREFIX = {"rspec": "rspec", "pytest": "python -m pytest"}
+# Outcomes that fail the run; summary.py lists and reruns the testcases that have them.
+FAILED_OUTCOMES = ("failed", "error")
 _SIGNAL_NAMES = {member.value: member.name for member in signal.Signals}
 # XML 1.0 forbids most control characters; test output (ANSI colours) is full of them.
 _NOT_XML_CHARACTERS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -119,8 +121,8 @@ class RunReport:
                        "skipped": self.skipped, "units": len(self.units)},
             "seconds": round(self.seconds, 6),
             "failed": [{key: value for key, value in asdict(case).items() if key not in bulky}
-                       for case in self.cases if case.outcome in _FAILED],
-            "shards": [_shard_dict(result) for result in _latest_per_shard(self.results)],
+                       for case in self.cases if case.outcome in FAILED_OUTCOMES],
+            "shards": [_shard_dict(result) for result in latest_per_shard(self.results)],
             "empty_units": list(self.empty_units),
             "crashed_units": [case.unit for case in self.crashed],
             "unplanned_files": list(self.unplanned_files),
@@ -272,14 +274,14 @@ def _unit_for(case: CaseResult, candidates: Sequence[str]) -> str | None:
         return None
     if case.file in candidates:
         return case.file
-    node_id = _pytest_node_id(case) or ""
+    node_id = pytest_node_id(case) or ""
     for unit in candidates:
         if node_id == unit or node_id.startswith((unit + "::", unit + "[")):
             return unit
     return candidates[0]
 
 
-def _pytest_node_id(case: CaseResult) -> str | None:
+def pytest_node_id(case: CaseResult) -> str | None:
     """`tests/t.py::T::test_x` from xunit2's classname `tests.t.T` and name `test_x`."""
     if not case.file.endswith(".py") or not case.name:
         return None
@@ -307,7 +309,7 @@ def _uncovered(
     truly ran zero examples."""
     covered = _covered(owned, kept)
     missing = [unit for unit in owned if unit not in covered]
-    failing = any(case.outcome in _FAILED for case in parsed)
+    failing = any(case.outcome in FAILED_OUTCOMES for case in parsed)
     reason = _crash_reason(result, problem, failing) if missing else None
     if reason is None:
         return [], missing
@@ -353,7 +355,7 @@ def _recency(result: ShardResult) -> tuple[int, float]:
     return result.attempt, result.finished_at
 
 
-def _latest_per_shard(results: Iterable[ShardResult]) -> list[ShardResult]:
+def latest_per_shard(results: Iterable[ShardResult]) -> list[ShardResult]:
     latest = {result.shard_index: result for result in sorted(results, key=_recency)}
     return [latest[index] for index in sorted(latest)]
 
@@ -446,95 +448,3 @@ def write_junit(report: RunReport, path: Path) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-
-
-# --- terminal summary and rerun command
-
-
-def rerun_command(report: RunReport, framework: str) -> str | None:
-    """A command that reruns exactly the failed and errored tests, or None if none failed.
-
-    A whole file wins over its `file:line` targets: rspec given both runs only the line.
-    """
-    prefix = _RERUN_PREFIX.get(framework)
-    targets = [(case.file, _rerun_target(case, framework)) for case in report.cases
-               if case.outcome in _FAILED and case.file]
-    if prefix is None or not targets:
-        return None
-    whole_files = {file for file, target in targets if target == file}
-    chosen = dict.fromkeys(target for file, target in targets
-                           if target == file or file not in whole_files)
-    return " ".join([prefix, *(shlex.quote(target) for target in chosen)])
-
-
-def _rerun_target(case: CaseResult, framework: str) -> str:
-    if case.result_type == CRASH_ERROR_TYPE:
-        return case.unit
-    if framework == "pytest":
-        return _pytest_node_id(case) or case.file
-    return f"{case.file}:{case.line}" if case.line else case.file
-
-
-def summary_lines(report: RunReport, *, framework: str, slowest: int = 5) -> list[str]:
-    """What a person reads after the run: counts, each failure with where to look, how to
-    rerun them, how the plan held up, what is slow, and any unit not run as planned."""
-    lines = [
-        f"{_plural(report.tests, 'test')}, {_plural(report.failures, 'failure')}, "
-        f"{_plural(report.errors, 'error')}, {report.skipped} skipped in {report.seconds:.1f} s"
-    ]
-    lines += _failure_lines(report)
-    command = rerun_command(report, framework)
-    lines += ["Rerun the failures:", f"  {command}"] if command else []
-    lines += _shard_lines(report.results) + _slowest_lines(report.cases, slowest)
-    lines += [f"Not run: {case.unit}: {case.message}" for case in report.crashed]
-    if report.empty_units:
-        lines.append("Ran with zero examples: " + ", ".join(report.empty_units))
-    if report.unplanned_files:
-        names = (file or "(unknown file)" for file in report.unplanned_files)
-        lines.append("Reported but never planned (kept in the report): " + ", ".join(names))
-    failed = report.failures + report.errors  # the last line counts errors as failed
-    lines.append(f"{report.tests - failed - report.skipped} passed, {failed} failed"
-                 + (f", {report.skipped} skipped" if report.skipped else ""))
-    return lines
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
-def _failure_lines(report: RunReport) -> list[str]:
-    """Failed and errored testcases; lost units are listed apart, under "Not run"."""
-    lines = []
-    for case in report.cases:
-        if case.outcome in _FAILED and case.result_type != CRASH_ERROR_TYPE:
-            where = f"{case.file}:{case.line}" if case.line else case.file or case.classname
-            label = "FAILED" if case.outcome == "failed" else "ERROR"
-            lines.append(f"  {label} {where} {case.name}: {_first_line(case)}")
-    return ["Failures:", *lines] if lines else []
-
-
-def _first_line(case: CaseResult) -> str:
-    for text in (case.message, case.details):
-        for line in text.splitlines():
-            if line.strip():
-                return " ".join(line.split())
-    return "(no message)"
-
-
-def _shard_lines(results: Sequence[ShardResult]) -> list[str]:
-    lines = []
-    for result in _latest_per_shard(results):
-        predicted, actual = result.predicted_seconds, result.outcome.wall_seconds
-        lines.append(f"  shard {result.shard_index} attempt {result.attempt} on "
-                     f"{result.worker}: predicted {predicted:.1f} s, actual {actual:.1f} s "
-                     f"({actual - predicted:+.1f} s)")
-    return ["Shards (predicted vs actual):", *lines] if lines else []
-
-
-def _slowest_lines(cases: Iterable[CaseResult], count: int) -> list[str]:
-    per_file: Counter[str] = Counter()
-    for case in cases:
-        if case.file:
-            per_file[case.file] += case.seconds
-    ranked = [f"  {seconds:.1f} s  {file}" for file, seconds in per_file.most_common(count)]
-    return ["Slowest files:", *ranked] if ranked and count > 0 else []

@@ -16,7 +16,8 @@ import pytest
 from lxml import etree
 
 from shardrun.models import ProcessOutcome, ShardResult
-from shardrun.report import RunReport, junit_xml, merge, rerun_command
+from shardrun.report import RunReport, junit_xml, merge
+from shardrun.summary import rerun_command
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "junit-10.xsd"
 RUN_TIMEOUT = 120  # seconds; these suites take well under one

@@ -18,7 +18,8 @@ from xml.etree import ElementTree
 
 import pytest
 
-from shardrun.timings import History, normalize_path, parse_rspec_json, read_junit
+from shardrun.history import History
+from shardrun.timings import normalize_path, parse_rspec_json, read_junit
 
 SUITES = Path(__file__).resolve().parent.parent / "fixtures" / "suites"
 SLEEP_SECONDS = 0.05  # every example in the fixture suites sleeps this long

@@ -1,4 +1,7 @@
-"""report.merge and friends on small JUnit texts: accounting, crashes, XML validity, summaries."""
+"""report.merge and friends on small JUnit texts: accounting, crashes, XML validity, JSON.
+
+The terminal summary and the rerun command are tested in test_summary.py.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +20,9 @@ from shardrun.report import (
     RunReport,
     junit_xml,
     merge,
-    rerun_command,
-    summary_lines,
     write_junit,
 )
+from shardrun.summary import rerun_command, summary_lines
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "junit-10.xsd"
 
@@ -288,34 +290,6 @@ def test_rspec_example_ids_of_one_file_share_its_testcases() -> None:
     validate(junit_xml(report))
 
 
-def test_rspec_rerun_uses_failure_lines_and_whole_files() -> None:
-    xml = suite(rspec_case("A fails", "spec/a_spec.rb", body=RSPEC_FAILURE))
-    shard0 = result(0, ("spec/a_spec.rb",), xml, process=outcome(1))
-    shard1 = result(1, ("spec/c d_spec.rb",), None, process=outcome(None, sig=9))
-    report = merge(["spec/a_spec.rb", "spec/c d_spec.rb"], [shard0, shard1])
-    assert report.cases[0].line == 12
-    assert rerun_command(report, "rspec") == "rspec spec/a_spec.rb:12 'spec/c d_spec.rb'"
-
-
-def test_rerun_whole_file_wins_over_its_lines() -> None:
-    xml = suite(rspec_case("A fails", "spec/a_spec.rb", body=RSPEC_FAILURE),
-                rspec_case("A breaks", "spec/a_spec.rb", body="<error message='boom'/>"))
-    report = merge(["spec/a_spec.rb"], [result(0, ("spec/a_spec.rb",), xml, process=outcome(1))])
-    assert rerun_command(report, "rspec") == "rspec spec/a_spec.rb"
-
-
-def test_pytest_rerun_quotes_node_ids() -> None:
-    xml = suite(pytest_case("tests.test_t.TestT", "test_x[a b]", body=PYTEST_FAILURE),
-                pytest_case("tests.test_t", "test_y", body=PYTEST_FAILURE),
-                pytest_case("tests.test_t", "test_z"))
-    report = merge(["tests/test_t.py"], [result(0, ("tests/test_t.py",), xml,
-                                                process=outcome(1))])
-    assert rerun_command(report, "pytest") == (
-        "python -m pytest 'tests/test_t.py::TestT::test_x[a b]' tests/test_t.py::test_y")
-    assert rerun_command(report, "command") is None
-    assert report.cases[0].line == 7
-
-
 def test_merged_xml_validates_against_junit_10_schema() -> None:
     tiny_time = pytest_case("tests.test_t", "test_fast", 1e-07)
     odd_times = [pytest_case("tests.test_t", f"test_{t}", t) for t in ("nan", "inf", "-3")]
@@ -341,26 +315,6 @@ def test_merged_xml_validates_against_junit_10_schema() -> None:
     assert first.get("hostname") == "host0"
     assert first.get("file") == "spec/a_spec.rb"
     assert root.find(".//testcase[@name='test_props']/system-err").text == "err"
-
-
-def test_summary_lines(mixed: RunReport) -> None:
-    lines = summary_lines(mixed, framework="rspec", slowest=1)
-    assert lines[0] == "4 tests, 1 failure, 0 errors, 1 skipped in 3.8 s"
-    assert "  FAILED spec/a_spec.rb:12 A fails: expected: 2 got: 1" in lines
-    assert "  rspec spec/a_spec.rb:12" in lines
-    assert "  shard 0 attempt 1 on host0:100: predicted 1.5 s, actual 2.0 s (+0.5 s)" in lines
-    assert lines[lines.index("Slowest files:") + 1] == "  2.0 s  spec/b_spec.rb"
-    assert "  1.8 s  spec/a_spec.rb" not in lines
-    assert lines[-1] == "2 passed, 1 failed, 1 skipped"
-
-
-def test_summary_names_crashed_units_and_counts_errors_as_failed() -> None:
-    crashed = result(0, ("spec/c_spec.rb",), None, process=outcome(None, sig=signal.SIGSEGV))
-    lines = summary_lines(merge(["spec/c_spec.rb"], [crashed]), framework="rspec")
-    assert lines[0] == "1 test, 0 failures, 1 error, 0 skipped in 0.0 s"
-    assert "Not run: spec/c_spec.rb: killed by signal 11 (SIGSEGV)" in lines
-    assert "Failures:" not in lines  # a lost unit is listed once, under "Not run"
-    assert lines[-1] == "0 passed, 1 failed"
 
 
 def test_to_dict_is_json_with_failures_and_shards(mixed: RunReport) -> None:

@@ -1,0 +1,115 @@
+"""What a person reads after a run: the terminal summary and the command to rerun failures.
+
+Why a module of its own: report.py decides what happened (merge, exactly-once accounting,
+merged JUnit XML); this module only words it for a terminal. It reads a RunReport and
+never feeds back into it, so report.py does not import it.
+
+Pure (DESIGN.md rule 1): data in, lines of text out.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from shardrun.models import ShardResult
+from shardrun.report import (
+    CRASH_ERROR_TYPE,
+    FAILED_OUTCOMES,
+    CaseResult,
+    RunReport,
+    latest_per_shard,
+    pytest_node_id,
+)
+
+_RERUN_PREFIX = {"rspec": "rspec", "pytest": "python -m pytest"}
+
+
+def rerun_command(report: RunReport, framework: str) -> str | None:
+    """A command that reruns exactly the failed and errored tests, or None if none failed.
+
+    A whole file wins over its `file:line` targets: rspec given both runs only the line.
+    """
+    prefix = _RERUN_PREFIX.get(framework)
+    targets = [(case.file, _rerun_target(case, framework)) for case in report.cases
+               if case.outcome in FAILED_OUTCOMES and case.file]
+    if prefix is None or not targets:
+        return None
+    whole_files = {file for file, target in targets if target == file}
+    chosen = dict.fromkeys(target for file, target in targets
+                           if target == file or file not in whole_files)
+    return " ".join([prefix, *(shlex.quote(target) for target in chosen)])
+
+
+def _rerun_target(case: CaseResult, framework: str) -> str:
+    if case.result_type == CRASH_ERROR_TYPE:
+        return case.unit
+    if framework == "pytest":
+        return pytest_node_id(case) or case.file
+    return f"{case.file}:{case.line}" if case.line else case.file
+
+
+def summary_lines(report: RunReport, *, framework: str, slowest: int = 5) -> list[str]:
+    """What a person reads after the run: counts, each failure with where to look, how to
+    rerun them, how the plan held up, what is slow, and any unit not run as planned."""
+    lines = [
+        f"{_plural(report.tests, 'test')}, {_plural(report.failures, 'failure')}, "
+        f"{_plural(report.errors, 'error')}, {report.skipped} skipped in {report.seconds:.1f} s"
+    ]
+    lines += _failure_lines(report)
+    command = rerun_command(report, framework)
+    lines += ["Rerun the failures:", f"  {command}"] if command else []
+    lines += _shard_lines(report.results) + _slowest_lines(report.cases, slowest)
+    lines += [f"Not run: {case.unit}: {case.message}" for case in report.crashed]
+    if report.empty_units:
+        lines.append("Ran with zero examples: " + ", ".join(report.empty_units))
+    if report.unplanned_files:
+        names = (file or "(unknown file)" for file in report.unplanned_files)
+        lines.append("Reported but never planned (kept in the report): " + ", ".join(names))
+    failed = report.failures + report.errors  # the last line counts errors as failed
+    lines.append(f"{report.tests - failed - report.skipped} passed, {failed} failed"
+                 + (f", {report.skipped} skipped" if report.skipped else ""))
+    return lines
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _failure_lines(report: RunReport) -> list[str]:
+    """Failed and errored testcases; lost units are listed apart, under "Not run"."""
+    lines = []
+    for case in report.cases:
+        if case.outcome in FAILED_OUTCOMES and case.result_type != CRASH_ERROR_TYPE:
+            where = f"{case.file}:{case.line}" if case.line else case.file or case.classname
+            label = "FAILED" if case.outcome == "failed" else "ERROR"
+            lines.append(f"  {label} {where} {case.name}: {_first_line(case)}")
+    return ["Failures:", *lines] if lines else []
+
+
+def _first_line(case: CaseResult) -> str:
+    for text in (case.message, case.details):
+        for line in text.splitlines():
+            if line.strip():
+                return " ".join(line.split())
+    return "(no message)"
+
+
+def _shard_lines(results: Sequence[ShardResult]) -> list[str]:
+    lines = []
+    for result in latest_per_shard(results):
+        predicted, actual = result.predicted_seconds, result.outcome.wall_seconds
+        lines.append(f"  shard {result.shard_index} attempt {result.attempt} on "
+                     f"{result.worker}: predicted {predicted:.1f} s, actual {actual:.1f} s "
+                     f"({actual - predicted:+.1f} s)")
+    return ["Shards (predicted vs actual):", *lines] if lines else []
+
+
+def _slowest_lines(cases: Iterable[CaseResult], count: int) -> list[str]:
+    per_file: Counter[str] = Counter()
+    for case in cases:
+        if case.file:
+            per_file[case.file] += case.seconds
+    ranked = [f"  {seconds:.1f} s  {file}" for file, seconds in per_file.most_common(count)]
+    return ["Slowest files:", *ranked] if ranked and count > 0 else []

@@ -1,0 +1,115 @@
+"""shardrun.summary on reports merged from small JUnit texts: the terminal summary and the
+command that reruns the failures.
+
+The helpers below build the same shards as test_report.py's; merging is tested there.
+"""
+
+from __future__ import annotations
+
+import signal
+from xml.sax.saxutils import quoteattr
+
+import pytest
+
+from shardrun.models import ProcessOutcome, ShardResult
+from shardrun.report import RunReport, merge
+from shardrun.summary import rerun_command, summary_lines
+
+
+def rspec_case(name: str, file: str, seconds: float = 0.5, body: str = "") -> str:
+    classname = file.removesuffix(".rb").replace("/", ".")
+    return (f'<testcase classname="{classname}" name={quoteattr(name)} file="./{file}" '
+            f'time="{seconds}">{body}</testcase>')
+
+
+def pytest_case(classname: str, name: str, seconds: float = 0.5, body: str = "") -> str:
+    return (f'<testcase classname="{classname}" name={quoteattr(name)} time="{seconds}">'
+            f"{body}</testcase>")
+
+
+def suite(*cases: str, errors: int = 0) -> str:
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="rspec" tests="{len(cases)}" '
+            f'failures="0" errors="{errors}" skipped="0" time="1.0">{"".join(cases)}</testsuite>')
+
+
+RSPEC_FAILURE = ('<failure message="expected: 2 got: 1" type="RSpec::Expectations::'
+                 'ExpectationNotMetError">Failure/Error: expect(1).to eq(2)\n'
+                 "./spec/a_spec.rb:12:in `block (2 levels)'</failure>")
+PYTEST_FAILURE = ('<failure message="assert 1 == 2">def test_x():\n&gt;  assert 1 == 2\n\n'
+                  "tests/test_t.py:7: AssertionError</failure>")
+
+
+def outcome(exit_code: int | None = 0, *, sig: int | None = None, timed_out: bool = False,
+            wall: float = 2.0, tail: str = "") -> ProcessOutcome:
+    return ProcessOutcome(exit_code, sig, timed_out, wall, 1.0, 1024, tail)
+
+
+def result(shard: int, units: tuple[str, ...], xml: str | None, *, attempt: int = 1,
+           finished: float = 10.0, process: ProcessOutcome | None = None,
+           error: str | None = None, predicted: float = 1.5) -> ShardResult:
+    return ShardResult(
+        run_id="run", shard_index=shard, attempt=attempt, worker=f"host{shard}:{100 + shard}",
+        worker_index=shard, units=units, outcome=process or outcome(0), started_at=0.0,
+        finished_at=finished, predicted_seconds=predicted, junit_xml=xml, error=error,
+    )
+
+
+@pytest.fixture
+def mixed() -> RunReport:
+    """Two rspec shards: a pass, a failure, a skip, a pass in another file."""
+    shard0 = result(0, ("spec/a_spec.rb",), suite(
+        rspec_case("A passes", "spec/a_spec.rb", 0.25),
+        rspec_case("A fails", "spec/a_spec.rb", 1.5, RSPEC_FAILURE),
+        rspec_case("A waits", "spec/a_spec.rb", 0.0, "<skipped/>"),
+    ), process=outcome(1))
+    shard1 = result(1, ("spec/b_spec.rb",), suite(rspec_case("B passes", "spec/b_spec.rb", 2.0)))
+    return merge(["spec/a_spec.rb", "spec/b_spec.rb"], [shard0, shard1])
+
+
+def test_rspec_rerun_uses_failure_lines_and_whole_files() -> None:
+    xml = suite(rspec_case("A fails", "spec/a_spec.rb", body=RSPEC_FAILURE))
+    shard0 = result(0, ("spec/a_spec.rb",), xml, process=outcome(1))
+    shard1 = result(1, ("spec/c d_spec.rb",), None, process=outcome(None, sig=9))
+    report = merge(["spec/a_spec.rb", "spec/c d_spec.rb"], [shard0, shard1])
+    assert report.cases[0].line == 12
+    assert rerun_command(report, "rspec") == "rspec spec/a_spec.rb:12 'spec/c d_spec.rb'"
+
+
+def test_rerun_whole_file_wins_over_its_lines() -> None:
+    xml = suite(rspec_case("A fails", "spec/a_spec.rb", body=RSPEC_FAILURE),
+                rspec_case("A breaks", "spec/a_spec.rb", body="<error message='boom'/>"))
+    report = merge(["spec/a_spec.rb"], [result(0, ("spec/a_spec.rb",), xml, process=outcome(1))])
+    assert rerun_command(report, "rspec") == "rspec spec/a_spec.rb"
+
+
+def test_pytest_rerun_quotes_node_ids() -> None:
+    xml = suite(pytest_case("tests.test_t.TestT", "test_x[a b]", body=PYTEST_FAILURE),
+                pytest_case("tests.test_t", "test_y", body=PYTEST_FAILURE),
+                pytest_case("tests.test_t", "test_z"))
+    report = merge(["tests/test_t.py"], [result(0, ("tests/test_t.py",), xml,
+                                                process=outcome(1))])
+    assert rerun_command(report, "pytest") == (
+        "python -m pytest 'tests/test_t.py::TestT::test_x[a b]' tests/test_t.py::test_y")
+    assert rerun_command(report, "command") is None
+    assert report.cases[0].line == 7
+
+
+def test_summary_lines(mixed: RunReport) -> None:
+    lines = summary_lines(mixed, framework="rspec", slowest=1)
+    assert lines[0] == "4 tests, 1 failure, 0 errors, 1 skipped in 3.8 s"
+    assert "  FAILED spec/a_spec.rb:12 A fails: expected: 2 got: 1" in lines
+    assert "  rspec spec/a_spec.rb:12" in lines
+    assert "  shard 0 attempt 1 on host0:100: predicted 1.5 s, actual 2.0 s (+0.5 s)" in lines
+    assert lines[lines.index("Slowest files:") + 1] == "  2.0 s  spec/b_spec.rb"
+    assert "  1.8 s  spec/a_spec.rb" not in lines
+    assert lines[-1] == "2 passed, 1 failed, 1 skipped"
+
+
+def test_summary_names_crashed_units_and_counts_errors_as_failed() -> None:
+    crashed = result(0, ("spec/c_spec.rb",), None, process=outcome(None, sig=signal.SIGSEGV))
+    lines = summary_lines(merge(["spec/c_spec.rb"], [crashed]), framework="rspec")
+    assert lines[0] == "1 test, 0 failures, 1 error, 0 skipped in 0.0 s"
+    assert "Not run: spec/c_spec.rb: killed by signal 11 (SIGSEGV)" in lines
+    assert "Failures:" not in lines  # a lost unit is listed once, under "Not run"
+    assert lines[-1] == "0 passed, 1 failed"
+
