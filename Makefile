@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo demo-pytest test bench clean
 
 $(BIN)/shardrun: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,16 +12,27 @@ $(BIN)/shardrun: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(BIN)/shardrun
 
+# The RSpec example when rspec is installed, else the pytest one; private Redis, 4 workers.
 demo: $(BIN)/shardrun
-	cd examples/rspec && ../../$(BIN)/shardrun plan spec --workers 4 --timings .shardrun/timings.json
+	@if command -v rspec >/dev/null 2>&1; then \
+	  echo "shardrun run spec --workers 4   (in examples/rspec)"; \
+	  cd examples/rspec && ../../$(BIN)/shardrun run spec --workers 4; \
+	else \
+	  echo "rspec not installed: running the pytest example instead"; \
+	  echo "shardrun run tests --workers 4   (in examples/pytest)"; \
+	  cd examples/pytest && ../../$(BIN)/shardrun run tests --workers 4; \
+	fi
+
+demo-pytest: $(BIN)/shardrun
+	cd examples/pytest && ../../$(BIN)/shardrun run tests --workers 4
 
 test: $(BIN)/shardrun
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 bench: $(BIN)/shardrun
-	$(BIN)/python bench/plan_quality.py
-	$(BIN)/python bench/plan_scale.py
+	$(BIN)/python bench/plan_quality.py --write docs/benchmarks.md
+	$(BIN)/python bench/plan_scale.py --write docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,290 @@
+"""The `shardrun` command: the only place that prints for humans or picks an exit code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shardrun import coordinator, worker
+from shardrun.config import click_default_map, load_project_settings
+from shardrun.coordinator import PlannedSuite, PlanRequest, Progress, RunOptions
+from shardrun.discovery import FRAMEWORKS
+from shardrun.embedded import install_signal_handlers
+from shardrun.errors import EXIT_USAGE, ShardrunError
+from shardrun.history import DEFAULT_HISTORY_PATH, History
+from shardrun.summary import summary_lines
+from shardrun.timings import load_durations
+
+# How many file names a shard line shows before "...".
+FILES_SHOWN_PER_SHARD = 3
+
+
+class ShardrunClickError(click.ClickException):
+    """A ShardrunError shown the click way: one line on stderr, its own exit code."""
+
+    def __init__(self, error: ShardrunError):
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"shardrun: error: {self.format_message()}", err=True)
+
+
+class OneLineUsageError(click.UsageError):
+    """click's usage errors, but as the one line every other error is."""
+
+    def show(self, file: Any = None) -> None:
+        hint = f" (see `{self.ctx.command_path} --help`)" if self.ctx else ""
+        click.echo(f"shardrun: error: {self.format_message()}{hint}", err=True)
+
+
+class ShardrunGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ShardrunError as error:
+            raise ShardrunClickError(error) from None
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as error:
+            if isinstance(error, OneLineUsageError):
+                raise
+            raise OneLineUsageError(error.format_message(), error.ctx) from None
+
+
+def _project_defaults() -> dict[str, Any]:
+    try:
+        settings = load_project_settings(Path.cwd())
+    except ShardrunError as error:
+        click.echo(f"shardrun: error: {error}", err=True)
+        sys.exit(error.exit_code)
+    return click_default_map(settings, ["plan", "run", "worker"])
+
+
+@click.group(cls=ShardrunGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="shardrun")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Split a test suite into balanced shards and run them on workers through Redis."""
+    if ctx.default_map is None:
+        ctx.default_map = _project_defaults()
+
+
+framework_option = click.option(
+    "--framework", type=click.Choice(FRAMEWORKS), default=None,
+    help="Test framework (default: rspec if .rspec or spec/ exists, else pytest).",
+)
+timings_option = click.option(
+    "--timings", "timings", type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_HISTORY_PATH, envvar="SHARDRUN_TIMINGS", show_default=True,
+    help="Timing history file.",
+)
+from_junit_option = click.option(
+    "--from-junit", "from_junit", multiple=True, metavar="GLOB",
+    help="Also learn timings from these JUnit XML (or other timing) files.",
+)
+workers_option = click.option(
+    "--workers", "-w", type=click.IntRange(min=1), default=2, envvar="SHARDRUN_WORKERS",
+    show_default=True, help="Number of shards / worker processes.",
+)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1)
+@workers_option
+@timings_option
+@from_junit_option
+@framework_option
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (docs/plan.md).")
+@click.option("--index", type=click.IntRange(min=0), default=None,
+              help="Print only shard INDEX's files, one per line (0-based).")
+@click.option("--total", type=click.IntRange(min=1), default=None,
+              help="With --index: the number of shards (same as --workers).")
+def plan(
+    paths: tuple[str, ...], workers: int, timings: Path, from_junit: tuple[str, ...],
+    framework: str | None, as_json: bool, index: int | None, total: int | None,
+) -> None:
+    """Show how PATHS would be split into balanced shards."""
+    shards = total or workers
+    if index is not None and index >= shards:
+        raise click.BadParameter(f"must be below the shard count {shards}", param_hint="--index")
+    request = PlanRequest(Path.cwd(), paths, framework, shards, timings, from_junit)
+    planned = coordinator.prepare(request)
+    if index is not None:
+        for unit in planned.plan.shards[index].units:
+            click.echo(unit)
+    elif as_json:
+        click.echo(json.dumps(planned.plan.to_dict(), indent=2))
+    else:
+        for line in plan_lines(planned):
+            click.echo(line)
+
+
+def plan_lines(planned: PlannedSuite) -> list[str]:
+    plan = planned.plan
+    lines = []
+    for shard in plan.shards:
+        shown = ", ".join(shard.units[:FILES_SHOWN_PER_SHARD])
+        more = len(shard.units) - FILES_SHOWN_PER_SHARD
+        suffix = f", ... (+{more})" if more > 0 else ""
+        lines.append(
+            f"shard {shard.index}: {len(shard.units):>4} files {shard.predicted_seconds:9.2f}s  "
+            f"{shown}{suffix}"
+        )
+    ratio = plan.predicted_makespan / plan.lower_bound if plan.lower_bound else 1.0
+    lines.append(
+        f"{len(planned.suite.files)} {planned.suite.framework} files, "
+        f"{plan.total_seconds:.2f}s in total: predicted makespan {plan.predicted_makespan:.2f}s, "
+        f"lower bound {plan.lower_bound:.2f}s (ratio {ratio:.3f})"
+    )
+    if plan.bounding_unit:
+        lines.append(
+            f"note: {plan.bounding_unit} alone takes longer than total/{plan.workers}; "
+            "more workers will not finish sooner unless that file is split"
+        )
+    return lines
+
+
+@cli.group()
+def timings() -> None:
+    """Import and inspect the timing history."""
+
+
+@timings.command("import")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@timings_option
+def timings_import(files: tuple[Path, ...], timings: Path) -> None:
+    """Learn timings from JUnit XML, rspec JSON, knapsack, pytest-split or parallel_tests files."""
+    history = History.load(timings)
+    for path in files:
+        durations = load_durations(path)
+        history.record(durations)
+        click.echo(f"{path}: {len(durations.files)} files, {len(durations.examples)} examples")
+    history.save(Path.cwd())
+    click.echo(f"history: {timings} ({len(history.files())} files)")
+
+
+@timings.command("show")
+@timings_option
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True)
+def timings_show(timings: Path, top: int) -> None:
+    """Print the slowest files in the history with their sample counts."""
+    stats = History.load(timings).files()
+    if not stats:
+        click.echo(f"{timings}: no timings yet (run `shardrun run` or `shardrun timings import`)")
+        return
+    slowest = sorted(stats.items(), key=lambda item: (-item[1].estimate, item[0]))[:top]
+    click.echo(f"{'estimate':>10}  {'samples':>7}  file")
+    for path, stat in slowest:
+        click.echo(f"{stat.estimate:9.2f}s  {len(stat.samples):>7}  {path}")
+    total = sum(stat.estimate for stat in stats.values())
+    click.echo(f"{len(stats)} files, {total:.2f}s estimated in total")
+
+
+class RunnerArgsCommand(click.Command):
+    """Everything after `--` belongs to the test runner, not to PATHS."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            ctx.meta["runner_args"] = tuple(args[cut + 1 :])
+            args = args[:cut]
+        return super().parse_args(ctx, args)
+
+
+@cli.command(cls=RunnerArgsCommand)
+@click.argument("paths", nargs=-1)
+@workers_option
+@click.option("--redis-url", envvar="SHARDRUN_REDIS_URL", default=None,
+              help="Redis to use (default: a private redis-server for this run).")
+@click.option("--junit-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Merged JUnit XML (default: .shardrun/junit.xml).")
+@timings_option
+@from_junit_option
+@framework_option
+@click.option("--command", "command_template", default=None, metavar="TEMPLATE",
+              help="Run shards with this command; {files} and {junit} are filled in.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None,
+              help="Per-shard timeout in seconds (default: 3x the estimate + 60 s).")
+def run(
+    paths: tuple[str, ...], workers: int, redis_url: str | None, junit_out: Path | None,
+    timings: Path, from_junit: tuple[str, ...], framework: str | None,
+    command_template: str | None, timeout: float | None,
+) -> None:
+    """Run PATHS on WORKERS local workers; arguments after `--` go to the test runner."""
+    install_signal_handlers()
+    runner_args = click.get_current_context().meta.get("runner_args", ())
+    request = PlanRequest(Path.cwd(), paths, framework, workers, timings, from_junit)
+    options = RunOptions(request, redis_url, junit_out, runner_args, command_template, timeout)
+    reporter = ProgressReporter(sys.stdout.isatty())
+    outcome = coordinator.run(options, reporter)
+    reporter.close()
+    for line in summary_lines(outcome.report, framework=outcome.planned.suite.framework):
+        click.echo(line)
+    click.echo(f"merged JUnit: {outcome.junit_path}")
+    sys.exit(outcome.exit_code)
+
+
+class ProgressReporter:
+    """A one-line progress bar on a terminal; a plain line per finished shard otherwise."""
+
+    def __init__(self, tty: bool):
+        self.tty = tty
+
+    def __call__(self, progress: Progress) -> None:
+        result = progress.results[-1]
+        eta = f", ETA {progress.eta_seconds:.0f}s" if progress.eta_seconds is not None else ""
+        status = (
+            f"{progress.done_units}/{progress.total_units} units, "
+            f"{progress.failed_shards} failing shard(s){eta}"
+        )
+        if self.tty:
+            width = 30
+            filled = int(width * progress.done_units / max(progress.total_units, 1))
+            click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {status}   ", nl=False)
+        else:
+            click.echo(
+                f"shard {result.shard_index} done on {result.worker} in "
+                f"{result.outcome.wall_seconds:.1f}s (exit {result.outcome.exit_code}): {status}"
+            )
+
+    def close(self) -> None:
+        if self.tty:
+            click.echo()
+
+
+@cli.command("worker")
+@click.option("--redis-url", envvar="SHARDRUN_REDIS_URL", required=True,
+              help="The Redis the coordinator uses.")
+@click.option("--run-id", default=None, help="Serve only this run (default: every run).")
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+@click.option("--worker-index", type=click.IntRange(min=1), envvar="SHARDRUN_WORKER_INDEX",
+              default=1, show_default=True,
+              help="1-based index: TEST_ENV_NUMBER is '' for 1, then '2', '3', ...")
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=".", help="The project checkout the units are relative to.")
+def worker_command(
+    redis_url: str, run_id: str | None, burst: bool, worker_index: int, root: Path
+) -> None:
+    """Pull shards from Redis and run them (what a container or CI node runs)."""
+    install_signal_handlers()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    context = worker.default_context(root.resolve(), worker_index)
+    worker.serve(redis_url, context, run_id, burst=burst)
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="shardrun")
+    except KeyboardInterrupt:
+        click.echo("shardrun: interrupted", err=True)
+        sys.exit(130)
+    except ShardrunError as error:  # raised outside a command, e.g. while parsing
+        click.echo(f"shardrun: error: {error}", err=True)
+        sys.exit(EXIT_USAGE)

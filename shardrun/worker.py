@@ -1,0 +1,160 @@
+"""The RQ job function `run_shard`, and the `shardrun worker` loop that serves it.
+
+A worker runs in the project checkout: the payload names units relative to that root, and
+the runner writes JUnit into a scratch directory whose text goes back to the coordinator
+(the coordinator may be on another host). The job function never raises: whatever goes
+wrong becomes a ShardResult the report turns into error testcases.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from shardrun import queue
+from shardrun.errors import ShardrunError
+from shardrun.models import ProcessOutcome, ShardJob, ShardResult
+from shardrun.process import run_process
+from shardrun.runners import get_runner, worker_env
+from shardrun.timings import file_of_unit
+
+log = logging.getLogger(__name__)
+# How long an idle worker without --run-id waits before looking for new runs again.
+IDLE_RECHECK_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What one worker process knows about itself; set once by `serve`."""
+
+    root: Path
+    worker_index: int
+    log_dir: Path
+    tmp_dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+
+_context: WorkerContext | None = None
+
+
+def configure(context: WorkerContext) -> None:
+    global _context
+    _context = context
+
+
+def current_context() -> WorkerContext:
+    """The configured context, or one derived from the environment (RQ CLI, tests)."""
+    if _context is not None:
+        return _context
+    root = Path.cwd()
+    index = int(os.environ.get("SHARDRUN_WORKER_INDEX", "1"))
+    return default_context(root, index)
+
+
+def default_context(root: Path, worker_index: int) -> WorkerContext:
+    scratch = Path(tempfile.mkdtemp(prefix=f"shardrun-w{worker_index}-"))
+    return WorkerContext(root, worker_index, root / ".shardrun" / "logs", scratch)
+
+
+def run_shard(payload: dict[str, Any]) -> dict[str, Any]:
+    """RQ job function: run one shard and push its result to the run's result list."""
+    job = ShardJob.from_dict(payload)
+    result = execute(job, current_context())
+    queue.report_result(result)
+    return {"shard_index": result.shard_index, "attempt": result.attempt}
+
+
+def execute(job: ShardJob, context: WorkerContext) -> ShardResult:
+    started = time.time()
+    try:
+        validate_units(job.units, context.root)
+        return _run_runner(job, context, started)
+    except ShardrunError as error:
+        return _failed_result(job, context, started, str(error))
+    except Exception as error:  # the report must learn why, whatever it was
+        log.exception("shard %s failed before its runner finished", job.shard_index)
+        return _failed_result(job, context, started, f"{type(error).__name__}: {error}")
+
+
+def validate_units(units: tuple[str, ...], root: Path) -> None:
+    """Refuse units that could act as options or escape the checkout."""
+    for unit in units:
+        path = PurePosixPath(file_of_unit(unit))
+        if unit.startswith("-") or path.is_absolute() or ".." in path.parts:
+            raise ShardrunError(f"refused unit {unit!r}: units must be paths inside the project")
+        if not (root / path).is_file():
+            raise ShardrunError(f"unit {unit!r} does not exist in the worker's checkout {root}")
+
+
+def _run_runner(job: ShardJob, context: WorkerContext, started: float) -> ShardResult:
+    runner = get_runner(job.framework, context.root, job.command_template)
+    out_dir = Path(tempfile.mkdtemp(prefix=f"shard{job.shard_index}-", dir=context.tmp_dir))
+    try:
+        invocation = runner.invocation(job.units, out_dir, job.runner_args)
+        tmp = context.tmp_dir / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        log_dir = context.log_dir / job.run_id
+        log_dir.mkdir(parents=True, exist_ok=True)
+        outcome = run_process(
+            invocation.argv,
+            cwd=context.root,
+            env=worker_env(os.environ, context.worker_index, tmp),
+            log_path=log_dir / f"shard-{job.shard_index}-attempt-{job.attempt}.log",
+            timeout_seconds=job.timeout_seconds,
+        )
+        junit = invocation.junit_path
+        junit_xml = junit.read_text(encoding="utf-8", errors="replace") if junit.is_file() else None
+        return ShardResult(
+            run_id=job.run_id, shard_index=job.shard_index, attempt=job.attempt,
+            worker=context.name, worker_index=context.worker_index, units=job.units,
+            outcome=outcome, started_at=started, finished_at=time.time(),
+            predicted_seconds=job.predicted_seconds, junit_xml=junit_xml,
+            example_times=runner.example_times(invocation),
+        )
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _failed_result(
+    job: ShardJob, context: WorkerContext, started: float, error: str
+) -> ShardResult:
+    outcome = ProcessOutcome(None, None, False, time.time() - started, 0.0, 0, error)
+    return ShardResult(
+        run_id=job.run_id, shard_index=job.shard_index, attempt=job.attempt,
+        worker=context.name, worker_index=context.worker_index, units=job.units,
+        outcome=outcome, started_at=started, finished_at=time.time(),
+        predicted_seconds=job.predicted_seconds, error=error,
+    )
+
+
+def serve(url: str, context: WorkerContext, run_id: str | None, *, burst: bool) -> None:
+    """Work one run (--run-id) or every announced run, until the queues drain in burst mode."""
+    configure(context)
+    connection = queue.connect(url)
+    try:
+        if run_id:
+            queue.work(connection, [run_id], burst=burst)
+            return
+        _serve_announced_runs(connection, burst=burst)
+    finally:
+        connection.close()
+
+
+def _serve_announced_runs(connection: queue.Connection, *, burst: bool) -> None:
+    while True:
+        runs = queue.active_runs(connection)
+        if runs:
+            queue.work(connection, runs, burst=True)
+        if burst:
+            return
+        time.sleep(IDLE_RECHECK_SECONDS)
