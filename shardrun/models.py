@@ -96,6 +96,12 @@ class ShardJob:
     attempt: int = 1
     runner_args: tuple[str, ...] = ()
     command_template: str | None = None
+    # A retry prefers another worker than the one it failed on (flaky vs broken machine).
+    avoid_worker: str | None = None
+    # The coordinator's `git rev-parse HEAD`; a worker on another commit refuses the batch.
+    commit: str | None = None
+    # The worker renews its lease this often x 3; a batch whose lease lapses is requeued.
+    lease_seconds: float = 10.0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -149,6 +155,7 @@ class ShardResult:
     junit_xml: str | None = None
     example_times: dict[str, float] = field(default_factory=dict)
     error: str | None = None  # set when the worker could not even start the runner
+    refused: bool = False  # the worker declined the batch (other commit); not a test outcome
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shardrun.batching import (
+    min_batch_seconds,
+    queue_batches,
+    simulate,
+    units_to_split,
+)
+
+estimates_strategy = st.dictionaries(
+    st.text("abcdefghij/_", min_size=1, max_size=8),
+    st.floats(min_value=0.0, max_value=300.0, allow_nan=False),
+    min_size=1,
+    max_size=60,
+)
+
+
+@given(estimates_strategy, st.integers(1, 16), st.floats(0.0, 5.0))
+@settings(max_examples=200, deadline=None)
+def test_every_unit_in_exactly_one_batch(estimates: dict[str, float], workers: int,
+                                         boot: float) -> None:
+    plan = queue_batches(estimates, workers, boot)
+    units = [unit for batch in plan.shards for unit in batch.units]
+    assert sorted(units) == sorted(estimates)
+    assert [batch.index for batch in plan.shards] == list(range(len(plan.shards)))
+    for batch in plan.shards:
+        assert math.isclose(batch.predicted_seconds, sum(estimates[u] for u in batch.units),
+                            abs_tol=1e-6)
+
+
+@given(estimates_strategy, st.integers(1, 16), st.floats(0.0, 5.0))
+@settings(max_examples=200, deadline=None)
+def test_no_batch_below_the_boot_worthwhile_minimum_except_a_lone_one(
+    estimates: dict[str, float], workers: int, boot: float
+) -> None:
+    plan = queue_batches(estimates, workers, boot)
+    minimum = min_batch_seconds(boot)
+    short = [b for b in plan.shards if b.predicted_seconds < minimum - 1e-9]
+    # A batch may be short only when the round it closes had less than one minimum left.
+    assert len(short) <= workers
+    if sum(estimates.values()) >= minimum * workers * 2:
+        assert len(short) <= max(1, workers - 1)
+
+
+def test_batches_shrink_as_the_run_nears_its_end() -> None:
+    estimates = {f"spec/f{i:03}_spec.rb": 1.0 for i in range(400)}
+    plan = queue_batches(estimates, 4, boot_seconds=0.25)
+    sizes = [batch.predicted_seconds for batch in plan.shards]
+    assert sizes[0] == 50.0  # first round: half of 400 s over 4 workers
+    assert sizes[-1] <= 2.0  # last batches: about the 1 s boot minimum
+    assert sizes == sorted(sizes, reverse=True)
+    # Predicted makespan close to total/N plus one boot per batch taken by a worker.
+    assert plan.predicted_makespan <= 100 + 0.25 * len(sizes) / 4 + 2.0
+
+
+def test_deterministic_regardless_of_dict_order() -> None:
+    estimates = {f"t/test_{i}.py": float(i % 7) for i in range(50)}
+    reversed_estimates = dict(reversed(list(estimates.items())))
+    assert queue_batches(estimates, 3, 0.5) == queue_batches(reversed_estimates, 3, 0.5)
+
+
+def test_queue_makespan_beats_static_when_estimates_are_off() -> None:
+    """The point of batches: a worker that finishes early takes more."""
+    estimates = {f"f{i}": 1.0 for i in range(64)}
+    actual = dict(estimates)
+    for unit in ("f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"):
+        actual[unit] = 4.0  # these turned out slower than last time
+    plan = queue_batches(estimates, 4, boot_seconds=0.1)
+    queue_time = simulate(
+        [sum(actual[u] for u in batch.units) for batch in plan.shards], 4, 0.1
+    )
+    static_time = max(sum(actual[u] for u in shard) for shard in
+                      ([f"f{i}" for i in range(j * 16, j * 16 + 16)] for j in range(4)))
+    assert queue_time < static_time
+
+
+def test_units_to_split_only_files_longer_than_the_first_batch() -> None:
+    estimates = {"spec/huge_spec.rb": 100.0, **{f"spec/s{i}_spec.rb": 10.0 for i in range(10)}}
+    assert units_to_split(estimates, 4, boot_seconds=1.0) == ["spec/huge_spec.rb"]
+    assert units_to_split(estimates, 1, boot_seconds=1.0) == []
+    # With a boot so slow that two worthwhile batches exceed the file, do not split it.
+    assert units_to_split(estimates, 4, boot_seconds=20.0) == []
+
+
+def test_simulate_is_list_scheduling() -> None:
+    assert simulate([4.0, 3.0, 2.0, 1.0], 2, 0.0) == 5.0
+    assert simulate([4.0, 3.0, 2.0, 1.0], 2, 1.0) == 7.0
+    assert simulate([], 3, 1.0) == 0.0

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from shardrun.ledger import BatchStatus, Ledger
+from shardrun.models import ProcessOutcome, ShardJob, ShardResult
+
+
+def job(batch_id: int, *units: str, attempt: int = 1) -> ShardJob:
+    return ShardJob("run", batch_id, units, "pytest", float(len(units)), 60.0, attempt=attempt)
+
+
+def result(batch: ShardJob, worker: str = "host:1", exit_code: int = 0) -> ShardResult:
+    outcome = ProcessOutcome(exit_code, None, False, 1.0, 0.5, 0)
+    return ShardResult("run", batch.shard_index, batch.attempt, worker, 1, batch.units, outcome,
+                       0.0, 1.0, predicted_seconds=batch.predicted_seconds)
+
+
+def test_lost_batch_requeued_until_max_attempts_then_abandoned() -> None:
+    ledger = Ledger(max_attempts=3)
+    first = ledger.add([job(0, "a.py", "b.py")])[0]
+    attempts = []
+    ledger.started(0)
+    while (again := ledger.lost(0)) is not None:
+        attempts.append(again.attempt)
+        ledger.started(0)
+    assert attempts == [2, 3]
+    assert ledger.batches[0].status is BatchStatus.ABANDONED
+    assert ledger.abandoned_units() == list(first.units)
+    assert ledger.complete
+
+
+def test_queued_batch_is_not_lost_and_late_result_of_lost_worker_counts_once() -> None:
+    ledger = Ledger()
+    batch = ledger.add([job(0, "a.py")])[0]
+    assert ledger.lost(0) is None  # never started: still queued, nothing to requeue
+    ledger.started(0)
+    requeued = ledger.lost(0)
+    assert requeued is not None and requeued.attempt == 2
+    late = result(batch)  # attempt 1 finished after all
+    assert ledger.accepts(late)
+    ledger.finished(late, [])
+    assert not ledger.accepts(result(requeued))  # the duplicate is ignored
+    assert ledger.complete
+
+
+def test_failed_units_retried_once_on_a_batch_of_their_own() -> None:
+    ledger = Ledger(retries=1)
+    batch = ledger.add([job(0, "a.py", "b.py")])[0]
+    retries = ledger.finished(result(batch, worker="host:7", exit_code=1), ["b.py"])
+    assert [(r.units, r.attempt, r.avoid_worker) for r in retries] == [(("b.py",), 2, "host:7")]
+    assert retries[0].shard_index == 1 and not ledger.complete
+    assert ledger.finished(result(retries[0], exit_code=1), ["b.py"]) == []  # only once
+    assert ledger.complete and ledger.failures == 2
+
+
+def test_no_retries_when_disabled() -> None:
+    ledger = Ledger(retries=0)
+    batch = ledger.add([job(0, "a.py")])[0]
+    assert ledger.finished(result(batch, exit_code=1), ["a.py"]) == []
+
+
+def test_fail_fast_stops_dispatch_after_n_failures() -> None:
+    ledger = Ledger(fail_fast=2, retries=1)
+    first, _second, _third = ledger.add([job(0, "a.py", "b.py"), job(1, "c.py"), job(2, "d.py")])
+    assert ledger.finished(result(first, exit_code=1), ["a.py", "b.py"]) == []
+    assert ledger.stopped and ledger.complete
+    assert {j.shard_index for j in ledger.unfinished()} == {1, 2}
