@@ -12,14 +12,11 @@ module (never the reverse).
 from __future__ import annotations
 
 import math
-import os
 import re
 import signal
-import tempfile
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 from xml.etree.ElementTree import ParseError
 
@@ -43,8 +40,6 @@ _TESTS_FAILED_EXIT_CODE = 1
 # Outcomes that fail the run; summary.py lists and reruns the testcases that have them.
 FAILED_OUTCOMES = ("failed", "error")
 _SIGNAL_NAMES = {member.value: member.name for member in signal.Signals}
-# XML 1.0 forbids most control characters; test output (ANSI colours) is full of them.
-_NOT_XML_CHARACTERS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 @dataclass(frozen=True)
@@ -66,6 +61,7 @@ class CaseResult:
     result_type: str = ""  # its `type` attribute, e.g. "AssertionError" or CRASH_ERROR_TYPE
     system_out: str = ""
     system_err: str = ""
+    flaky: bool = False  # failed in an earlier attempt, passed in the latest
 
 
 @dataclass(frozen=True)
@@ -77,6 +73,7 @@ class RunReport:
     results: tuple[ShardResult, ...]
     empty_units: tuple[str, ...] = ()  # ran cleanly with zero examples (no testcase)
     unplanned_files: tuple[str, ...] = ()  # had testcases, but nobody planned them
+    attempts: dict[str, int] = field(default_factory=dict)  # unit -> times dispatched
 
     def _count(self, outcome: str) -> int:
         return sum(1 for case in self.cases if case.outcome == outcome)
@@ -107,6 +104,15 @@ class RunReport:
         return tuple(case for case in self.cases if case.result_type == CRASH_ERROR_TYPE)
 
     @property
+    def flaky(self) -> tuple[CaseResult, ...]:
+        return tuple(case for case in self.cases if case.flaky)
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Units no worker ever reported: the run cannot vouch for them (exit 3)."""
+        return tuple(case.unit for case in self.crashed if case.message == NO_RESULT)
+
+    @property
     def passed(self) -> bool:
         accounted = {case.unit for case in self.cases} | set(self.empty_units)
         return not self.failures and not self.errors and accounted.issuperset(self.units)
@@ -126,6 +132,8 @@ class RunReport:
             "empty_units": list(self.empty_units),
             "crashed_units": [case.unit for case in self.crashed],
             "unplanned_files": list(self.unplanned_files),
+            "flaky": [f"{case.classname} {case.name}" for case in self.flaky],
+            "missing_units": list(self.missing),
         }
 
 
@@ -220,11 +228,17 @@ def _failure_line(file: str, *texts: str) -> int | None:
 # --- accounting
 
 
-def merge(planned_units: Sequence[str], results: Sequence[ShardResult]) -> RunReport:
+def merge(
+    planned_units: Sequence[str],
+    results: Sequence[ShardResult],
+    skipped: Mapping[str, str] | None = None,
+) -> RunReport:
     """Account for every planned unit exactly once (see the module docstring).
 
     When results overlap (a retry, a duplicate delivery) a unit belongs to the latest one
-    by (attempt, finished_at); earlier results' testcases for it are dropped.
+    by (attempt, finished_at); earlier results' testcases for it are dropped, but a
+    testcase that failed there and passes in the latest is marked flaky. `skipped` maps
+    units deliberately not run (fail-fast) to the reason; they become skipped testcases.
     """
     units = tuple(dict.fromkeys(planned_units))
     planned, planned_files = set(units), {file_of_unit(unit) for unit in units}
@@ -233,10 +247,12 @@ def merge(planned_units: Sequence[str], results: Sequence[ShardResult]) -> RunRe
     cases: list[CaseResult] = []
     ran_empty: set[str] = set()
     unplanned: dict[str, list[CaseResult]] = {}
+    failed_before: set[tuple[str, str, str]] = set()
     for index, result in enumerate(ordered):
         owned = [unit for unit in dict.fromkeys(result.units)
                  if owner[unit] == index and unit in planned]
         parsed, problem = _parse_junit(result)
+        failed_before.update(_key(case) for case in parsed if case.outcome in FAILED_OUTCOMES)
         kept = _credit(parsed, owned)
         lost, empty = _uncovered(result, owned, kept, parsed, problem)
         cases += kept + lost
@@ -246,11 +262,36 @@ def merge(planned_units: Sequence[str], results: Sequence[ShardResult]) -> RunRe
             if case.file not in planned_files:
                 reported[case.file].append(case)
         unplanned.update(reported)  # a later result reporting an unplanned file replaces it
-    cases += [_lost_case(unit, NO_RESULT, None) for unit in units if unit not in owner]
+    reasons = skipped or {}
+    cases += [_skipped_case(unit, reasons[unit]) if unit in reasons
+              else _lost_case(unit, NO_RESULT, None) for unit in units if unit not in owner]
     cases += [case for file_cases in unplanned.values() for case in file_cases]
+    cases = [_mark_flaky(case, failed_before) for case in cases]
     empty_units = tuple(unit for unit in units if unit in ran_empty)
+    attempts: dict[str, int] = {}
+    for result in ordered:
+        for unit in result.units:
+            attempts[unit] = max(attempts.get(unit, 0), result.attempt)
     return RunReport(_in_plan_order(cases, units), units, tuple(results), empty_units,
-                     tuple(unplanned))
+                     tuple(unplanned), attempts)
+
+
+def _key(case: CaseResult) -> tuple[str, str, str]:
+    return case.file, case.classname, case.name
+
+
+def _mark_flaky(case: CaseResult, failed_before: set[tuple[str, str, str]]) -> CaseResult:
+    if case.outcome == "passed" and case.attempt > 1 and _key(case) in failed_before:
+        return replace(case, flaky=True)
+    return case
+
+
+def _skipped_case(unit: str, reason: str) -> CaseResult:
+    file = file_of_unit(unit)
+    return CaseResult(
+        name=unit, classname=file, file=file, unit=unit, seconds=0.0, outcome="skipped",
+        message=reason, line=None, shard_index=-1, worker="", attempt=0,
+    )
 
 
 def _credit(parsed: Iterable[CaseResult], owned: Sequence[str]) -> list[CaseResult]:
@@ -358,93 +399,3 @@ def _recency(result: ShardResult) -> tuple[int, float]:
 def latest_per_shard(results: Iterable[ShardResult]) -> list[ShardResult]:
     latest = {result.shard_index: result for result in sorted(results, key=_recency)}
     return [latest[index] for index in sorted(latest)]
-
-
-# --- merged JUnit XML
-
-
-class _FileSuite(TestSuite):
-    """A testsuite with the `file` attribute junit-10.xsd allows on testsuite (not testcase)."""
-
-    file = Attr()
-
-
-class _MergedXml(JUnitXml):
-    """The testsuites root as junit-10.xsd allows it: no `skipped` attribute there."""
-
-    def update_statistics(self) -> None:
-        suites = list(self)
-        for suite in suites:
-            suite.update_statistics()
-        self.tests = sum(suite.tests for suite in suites)
-        self.failures = sum(suite.failures for suite in suites)
-        self.errors = sum(suite.errors for suite in suites)
-        self.time = round(sum(suite.time for suite in suites), 3)
-
-
-def junit_xml(report: RunReport) -> str:
-    """One JUnit document valid against junit-10.xsd: a testsuite per (file, shard attempt).
-
-    Per file because GitLab, GitHub reporters and CircleCI group and link results by suite
-    name, file and classname, so "spec/a_spec.rb" reads better than "shard 3". Split by
-    shard attempt because the schema allows <properties> on testsuite only, never on
-    testcase: the suite's shard/worker/attempt properties then hold for each testcase in it.
-    """
-    groups: dict[tuple[str, int, int, str], list[CaseResult]] = defaultdict(list)
-    for case in report.cases:
-        groups[(case.file, case.shard_index, case.attempt, case.worker)].append(case)
-    name_counts = Counter(file for file, _, _, _ in groups)
-    root = _MergedXml("shardrun")
-    for (file, shard_index, attempt, worker), cases in groups.items():
-        name = file or "(unknown file)"
-        if name_counts[file] > 1:
-            name = f"{name} (shard {shard_index}, attempt {attempt})"
-        suite = _FileSuite(_xml_text(name))
-        if file:
-            suite.file = _xml_text(file)
-        if shard_index >= 0:
-            suite.hostname = _xml_text(worker.rsplit(":", 1)[0])
-            for key, value in (("shard", shard_index), ("worker", worker), ("attempt", attempt)):
-                suite.add_property(key, _xml_text(str(value)))
-        suite.add_testcases([_junit_case(case) for case in cases])
-        root.append(suite)  # not add_testsuite: it compares every pair of suites
-    root.update_statistics()
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + root.tostring().decode("utf-8") + "\n"
-
-
-def _junit_case(case: CaseResult) -> TestCase:
-    """A fresh testcase (a copy of the input's would carry file/line/properties, which the
-    schema forbids): name, classname, time, one result element and the output."""
-    junit_case = TestCase(_xml_text(case.name), _xml_text(case.classname), round(case.seconds, 3))
-    kinds = {"failed": Failure, "error": Error, "skipped": Skipped}
-    if case.outcome in kinds:
-        entry = kinds[case.outcome](_xml_text(case.message), _xml_text(case.result_type))
-        if case.details:
-            entry.text = _xml_text(case.details)
-        junit_case.result = [entry]
-    if case.system_out:
-        junit_case.system_out = _xml_text(case.system_out)
-    if case.system_err:
-        junit_case.system_err = _xml_text(case.system_err)
-    return junit_case
-
-
-def _xml_text(text: str) -> str:
-    return _NOT_XML_CHARACTERS.sub("\ufffd", text)
-
-
-def write_junit(report: RunReport, path: Path) -> None:
-    """Write the merged XML through a temporary file and a rename, so a CI uploader or a
-    concurrent reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(junit_xml(report))
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes 0600; a report is a shared artifact
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

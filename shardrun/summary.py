@@ -25,6 +25,8 @@ from shardrun.report import (
 
 _RERUN_PREFIX = {"rspec": "rspec", "pytest": "python -m pytest"}
 
+# Beyond this many batches the summary shows one line per worker instead of per batch.
+MAX_BATCH_LINES = 12
 
 def rerun_command(report: RunReport, framework: str) -> str | None:
     """A command that reruns exactly the failed and errored tests, or None if none failed.
@@ -58,6 +60,8 @@ def summary_lines(report: RunReport, *, framework: str, slowest: int = 5) -> lis
         f"{_plural(report.errors, 'error')}, {report.skipped} skipped in {report.seconds:.1f} s"
     ]
     lines += _failure_lines(report)
+    lines += [f"Flaky (failed, then passed on attempt {case.attempt}): {case.classname} "
+              f"{case.name}" for case in report.flaky]
     command = rerun_command(report, framework)
     lines += ["Rerun the failures:", f"  {command}"] if command else []
     lines += _shard_lines(report.results) + _slowest_lines(report.cases, slowest)
@@ -97,13 +101,30 @@ def _first_line(case: CaseResult) -> str:
 
 
 def _shard_lines(results: Sequence[ShardResult]) -> list[str]:
+    latest = latest_per_shard(results)
+    if len(latest) > MAX_BATCH_LINES:
+        return _worker_lines(latest)
     lines = []
-    for result in latest_per_shard(results):
+    for result in latest:
         predicted, actual = result.predicted_seconds, result.outcome.wall_seconds
         lines.append(f"  shard {result.shard_index} attempt {result.attempt} on "
                      f"{result.worker}: predicted {predicted:.1f} s, actual {actual:.1f} s "
                      f"({actual - predicted:+.1f} s)")
     return ["Shards (predicted vs actual):", *lines] if lines else []
+
+
+def _worker_lines(results: Sequence[ShardResult]) -> list[str]:
+    """Queue mode runs many batches: predicted vs actual summed per worker instead."""
+    totals: dict[str, list[float]] = {}
+    for result in results:
+        entry = totals.setdefault(result.worker, [0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] += result.predicted_seconds
+        entry[2] += result.outcome.wall_seconds
+    lines = [f"  {worker}: {int(count)} batches, predicted {predicted:.1f} s, "
+             f"actual {actual:.1f} s ({actual - predicted:+.1f} s)"
+             for worker, (count, predicted, actual) in sorted(totals.items())]
+    return ["Workers (predicted vs actual):", *lines]
 
 
 def _slowest_lines(cases: Iterable[CaseResult], count: int) -> list[str]:

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from shardrun.junit_writer import junit_xml
 from shardrun.models import ProcessOutcome, ShardResult
-from shardrun.report import RunReport, junit_xml, merge
+from shardrun.report import RunReport, merge
 from shardrun.summary import rerun_command
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "junit-10.xsd"

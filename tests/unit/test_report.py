@@ -13,15 +13,9 @@ from xml.sax.saxutils import quoteattr
 import pytest
 from lxml import etree
 
+from shardrun.junit_writer import junit_xml, write_junit
 from shardrun.models import ProcessOutcome, ShardResult
-from shardrun.report import (
-    CRASH_ERROR_TYPE,
-    NO_RESULT,
-    RunReport,
-    junit_xml,
-    merge,
-    write_junit,
-)
+from shardrun.report import CRASH_ERROR_TYPE, NO_RESULT, RunReport, merge
 from shardrun.summary import rerun_command, summary_lines
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "junit-10.xsd"
@@ -335,3 +329,44 @@ def test_write_junit_replaces_the_file_whole(mixed: RunReport, tmp_path: Path) -
     assert target.read_text(encoding="utf-8") == junit_xml(mixed)
     assert [p.name for p in target.parent.iterdir()] == ["junit.xml"]
     validate(target.read_text(encoding="utf-8"))
+
+
+def test_failed_then_passed_on_retry_is_flaky_and_counted_once() -> None:
+    first = result(0, ("spec/a_spec.rb", "spec/b_spec.rb"), suite(
+        rspec_case("A passes", "spec/a_spec.rb"),
+        rspec_case("B wobbles", "spec/b_spec.rb", body=RSPEC_FAILURE),
+    ), process=outcome(1))
+    retry = result(1, ("spec/b_spec.rb",), suite(rspec_case("B wobbles", "spec/b_spec.rb")),
+                   attempt=2, finished=20.0)
+    report = merge(["spec/a_spec.rb", "spec/b_spec.rb"], [first, retry])
+    assert outcomes(report) == [("spec/a_spec.rb", "passed"), ("spec/b_spec.rb", "passed")]
+    assert report.passed
+    assert [case.name for case in report.flaky] == ["B wobbles"]
+    assert report.attempts == {"spec/a_spec.rb": 1, "spec/b_spec.rb": 2}
+    xml = junit_xml(report)
+    validate(xml)
+    assert 'name="flaky" value="B wobbles"' in xml
+    assert any(line.startswith("Flaky (failed, then passed on attempt 2)")
+               for line in summary_lines(report, framework="rspec"))
+
+
+def test_failing_again_on_retry_is_a_failure_not_flaky() -> None:
+    body = RSPEC_FAILURE
+    first = result(0, ("spec/b_spec.rb",), suite(rspec_case("B", "spec/b_spec.rb", body=body)),
+                   process=outcome(1))
+    retry = result(1, ("spec/b_spec.rb",), suite(rspec_case("B", "spec/b_spec.rb", body=body)),
+                   attempt=2, process=outcome(1))
+    report = merge(["spec/b_spec.rb"], [first, retry])
+    assert report.failures == 1 and not report.flaky and not report.passed
+
+
+def test_units_skipped_by_fail_fast_are_skipped_not_missing() -> None:
+    failing = suite(rspec_case("A", "spec/a_spec.rb", body=RSPEC_FAILURE))
+    shard = result(0, ("spec/a_spec.rb",), failing, process=outcome(1))
+    report = merge(["spec/a_spec.rb", "spec/b_spec.rb", "spec/c_spec.rb"], [shard],
+                   skipped={"spec/b_spec.rb": "fail-fast: stopped after 1 failure"})
+    by_unit = {case.unit: case for case in report.cases}
+    assert by_unit["spec/b_spec.rb"].outcome == "skipped"
+    assert "fail-fast" in by_unit["spec/b_spec.rb"].message
+    assert report.missing == ("spec/c_spec.rb",)
+    validate(junit_xml(report))
