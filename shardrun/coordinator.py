@@ -18,11 +18,12 @@ from shardrun.discovery import Suite, discover
 from shardrun.embedded import EmbeddedRedis
 from shardrun.errors import EXIT_INFRASTRUCTURE, EXIT_OK, EXIT_TESTS_FAILED, InputError
 from shardrun.history import History
+from shardrun.junit_writer import write_junit
 from shardrun.models import Plan, ShardJob, ShardResult
 from shardrun.planner import plan_shards
 from shardrun.pool import LocalWorkers
 from shardrun.process import default_timeout
-from shardrun.report import RunReport, merge, write_junit
+from shardrun.report import RunReport, merge
 from shardrun.timings import Durations, load_durations, parse_junit_text
 
 
