@@ -21,7 +21,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -83,6 +83,7 @@ def run_process(
     timeout_seconds: float | None,
     tail_lines: int = 30,
     poll_interval: float = 0.1,
+    on_poll: Callable[[], None] | None = None,
 ) -> ProcessOutcome:
     """Run `argv` to completion (or timeout) and report how it ended and what it cost.
 
@@ -91,6 +92,9 @@ def run_process(
     running when it exits (background jobs, daemons it started) is killed too: a test
     suite must not leave orphans on a worker that runs the next shard. On
     KeyboardInterrupt (or any other exception) the tree is killed before re-raising.
+
+    `on_poll` is called on every poll while the process runs: the worker renews its lease
+    there, so a worker whose supervising loop hangs stops renewing and loses the batch.
     """
     _check_arguments(argv, cwd, poll_interval)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,7 +103,7 @@ def run_process(
         proc = _spawn(argv, cwd, env, log)
     monitor = _TreeMonitor(psutil.Process(proc.pid))
     try:
-        timed_out = _supervise(monitor, timeout_seconds, poll_interval)
+        timed_out = _supervise(monitor, timeout_seconds, poll_interval, on_poll)
         wall_seconds = time.monotonic() - started
         monitor.sample()  # the root is a zombie now: its CPU totals are final
         monitor.kill_all(KILL_GRACE_SECONDS)  # stragglers; the group id is still reserved
@@ -245,12 +249,19 @@ def _missing_program(program: str) -> InputError:
     return InputError(f"{program} {where}: {hint} {_OTHER_RUNNER_HINT}")
 
 
-def _supervise(monitor: _TreeMonitor, timeout_seconds: float | None, poll_interval: float) -> bool:
+def _supervise(
+    monitor: _TreeMonitor,
+    timeout_seconds: float | None,
+    poll_interval: float,
+    on_poll: Callable[[], None] | None,
+) -> bool:
     """Sample the tree until the root exits; at the deadline kill it all. True if killed."""
     pid = monitor.root.pid
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     while not _wait_exited(pid, _next_wait(deadline, poll_interval)):
         monitor.sample()
+        if on_poll is not None:
+            on_poll()
         if deadline is not None and time.monotonic() >= deadline:
             monitor.kill_all(KILL_GRACE_SECONDS)
             _wait_exited(pid, _KILL_CONFIRM_SECONDS)

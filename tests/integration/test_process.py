@@ -361,3 +361,13 @@ def test_default_timeout_is_three_times_the_prediction_plus_a_margin() -> None:
     assert default_timeout(0.0) == TIMEOUT_MARGIN_SECONDS
     assert default_timeout(100.0) == 300.0 + TIMEOUT_MARGIN_SECONDS
     assert default_timeout(-5.0) == TIMEOUT_MARGIN_SECONDS
+
+
+def test_on_poll_is_called_while_the_process_runs(tmp_path: Path) -> None:
+    calls: list[float] = []
+    run_process(
+        [sys.executable, "-c", "import time; time.sleep(0.5)"],
+        cwd=tmp_path, env=dict(os.environ), log_path=tmp_path / "log", timeout_seconds=10,
+        poll_interval=0.05, on_poll=lambda: calls.append(time.monotonic()),
+    )
+    assert len(calls) >= 3
