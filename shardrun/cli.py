@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from shardrun import coordinator, worker
+from shardrun import coordinator, dashboard, worker
 from shardrun.config import click_default_map, load_project_settings
 from shardrun.coordinator import PlannedSuite, PlanRequest, Progress, RunOptions
 from shardrun.discovery import FRAMEWORKS
@@ -174,17 +175,17 @@ def timings_import(files: tuple[Path, ...], timings: Path) -> None:
 @timings_option
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True)
 def timings_show(timings: Path, top: int) -> None:
-    """Print the slowest files in the history with their sample counts."""
-    stats = History.load(timings).files()
-    if not stats:
+    """Print the slowest files in the history with their sample counts and trend."""
+    rows = dashboard.file_rows(History.load(timings))  # the dashboard export's numbers
+    if not rows:
         click.echo(f"{timings}: no timings yet (run `shardrun run` or `shardrun timings import`)")
         return
-    slowest = sorted(stats.items(), key=lambda item: (-item[1].estimate, item[0]))[:top]
-    click.echo(f"{'estimate':>10}  {'samples':>7}  file")
-    for path, stat in slowest:
-        click.echo(f"{stat.estimate:9.2f}s  {len(stat.samples):>7}  {path}")
-    total = sum(stat.estimate for stat in stats.values())
-    click.echo(f"{len(stats)} files, {total:.2f}s estimated in total")
+    click.echo(f"{'estimate':>10}  {'samples':>7}  {'trend':>6}  file")
+    for row in dashboard.slowest_files(rows, top):
+        trend = f"x{row.trend:.2f}" if row.trend is not None else "-"
+        click.echo(f"{row.estimate:9.2f}s  {len(row.samples):>7}  {trend:>6}  {row.path}")
+    total = sum(row.estimate for row in rows)
+    click.echo(f"{len(rows)} files, {total:.2f}s estimated in total")
 
 
 class RunnerArgsCommand(click.Command):
@@ -277,6 +278,49 @@ def worker_command(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     context = worker.default_context(root.resolve(), worker_index)
     worker.serve(redis_url, context, run_id, burst=burst)
+
+
+# --- dashboard: the timing history as versioned JSON (docs/dashboard.md) or one HTML page
+
+
+@cli.group("dashboard")
+def dashboard_group() -> None:
+    """Export the timing dashboard as JSON, or as one self-contained HTML page."""
+
+
+runs_option = click.option(
+    "--runs", type=click.IntRange(min=0), default=dashboard.DEFAULT_RUNS, show_default=True,
+    help="How many of the latest recorded runs to include.",
+)
+
+
+@dashboard_group.command("export")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the JSON here (default: standard output).")
+@runs_option
+@timings_option
+def dashboard_export(out: Path | None, runs: int, timings: Path) -> None:
+    """Print or write the dashboard JSON: files, runs, slowest, drifting, capacity."""
+    text = dashboard.export_json(dashboard.export(History.load(timings), now=time.time(),
+                                                  runs=runs))
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        dashboard.write_output(out, text)
+        click.echo(f"dashboard JSON: {out}")
+
+
+@dashboard_group.command("html")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path(".shardrun/dashboard.html"), show_default=True,
+              help="Write the page here.")
+@runs_option
+@timings_option
+def dashboard_html(out: Path, runs: int, timings: Path) -> None:
+    """Write one HTML file (no network needed) charting the history and the last run."""
+    data = dashboard.export(History.load(timings), now=time.time(), runs=runs)
+    dashboard.write_output(out, dashboard.render_html(data))
+    click.echo(f"dashboard: {out}")
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from shardrun.planner import plan_shards
 from shardrun.pool import LocalWorkers
 from shardrun.process import default_timeout
 from shardrun.report import RunReport, merge
+from shardrun.runlog import record_run
 from shardrun.timings import Durations, load_durations, parse_junit_text
 
 
@@ -210,6 +211,7 @@ def finish(
     junit_path.parent.mkdir(parents=True, exist_ok=True)
     write_junit(report, junit_path)
     learn(planned.history, results, set(planned.suite.files))
+    record_run(planned.history, run_id, planned.plan, results, report, time.time())
     planned.history.save(options.request.root)
     answered = {result.shard_index for result in results}
     lost = any(shard.units and shard.index not in answered for shard in planned.plan.shards)

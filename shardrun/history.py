@@ -41,6 +41,13 @@ DEFAULT_SECONDS_PER_BYTE = 1e-4
 # Seconds for a unit that neither the history nor the file system knows.
 FALLBACK_SECONDS = 1.0
 _HISTORY_SECTIONS = ("version", "files", "examples")
+# Run records kept in the "runs" section (runlog.py, docs/dashboard.md): about two weeks of
+# a few CI runs a day, enough for the dashboard's trend charts.
+RUNS_KEPT = 50
+# Only the newest runs keep their batches' unit lists (the dashboard's Gantt hover shows
+# the latest run's): 50 runs x 5,000 spec paths would otherwise add ~15 MB to a file that
+# every plan reads. Older batches keep `unit_count`.
+RUNS_WITH_UNITS = 3
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,17 @@ class History:
     def examples(self) -> dict[str, FileStats]:
         return dict(self._examples)
 
+    def runs(self) -> list[dict[str, Any]]:
+        """The run records, oldest first; anything in "runs" that is not an object is skipped."""
+        runs = self.extra.get("runs")
+        return [run for run in runs if isinstance(run, dict)] if isinstance(runs, list) else []
+
+    def add_run(self, record: Mapping[str, Any], keep: int = RUNS_KEPT) -> None:
+        """Append a run record, keeping the last `keep`; older ones drop their unit lists."""
+        runs = [*self.runs(), dict(record)][-keep:] if keep > 0 else []
+        cut = len(runs) - RUNS_WITH_UNITS
+        self.extra["runs"] = [_without_units(run) if i < cut else run for i, run in enumerate(runs)]
+
     def save(self, root: Path | None = None) -> None:
         """Write atomically; with `root`, first forget units whose file is gone from it."""
         if root is not None:
@@ -191,6 +209,19 @@ class _Estimator:
 
     def run(self) -> dict[str, float]:
         return {unit: self.unit_seconds(key) for unit, key in self.units.items()}
+
+
+def _without_units(run: dict[str, Any]) -> dict[str, Any]:
+    """A run record whose batches keep their unit count but not the unit names."""
+    batches = run.get("batches")
+    if not isinstance(batches, list):
+        return run
+    slim = [
+        {key: value for key, value in batch.items() if key != "units"}
+        if isinstance(batch, dict) else batch
+        for batch in batches
+    ]
+    return {**run, "batches": slim}
 
 
 def _size(path: Path) -> int | None:

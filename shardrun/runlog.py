@@ -1,0 +1,209 @@
+"""Run records: what one run did, kept in the timing history for the dashboard.
+
+Why a module of its own: the report (report.py) says *what* the tests did; a run record
+says *how the run went*: which worker ran which batch when, how close the plan came, how
+much time went to idling and to starting test processes. The dashboard charts those
+records across runs, and the capacity advice reuses the boot overhead measured here.
+
+Pure (DESIGN.md rule 1): plan + results + report + a timestamp in, a JSON-able dict out.
+The record's shape is documented in docs/dashboard.md ("Run records"); keep the two in step.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from shardrun.history import History
+from shardrun.models import Plan, ShardResult
+from shardrun.report import CaseResult, RunReport, pytest_node_id
+from shardrun.timings import file_of_unit
+
+RUN_RECORD_VERSION = 1
+# Batch outcomes, worst first: a worker error or a signal is a crash, a kill at the
+# timeout is "timed_out", any other nonzero exit (tests failed, pytest usage error) is
+# "failed". pytest's 5 ("no tests collected") is a clean run of units with no examples.
+OUTCOMES = ("crashed", "timed_out", "failed", "passed")
+_CLEAN_EXIT_CODES = frozenset({0, 5})
+# Seconds are rounded to milliseconds: finer than any CI clock is worth, and the history
+# file (which teams commit) stays readable.
+_DIGITS = 3
+
+
+def batch_outcome(result: ShardResult) -> str:
+    """One of OUTCOMES for a batch: how its process ended, not what its tests said."""
+    outcome = result.outcome
+    if outcome.timed_out:
+        return "timed_out"
+    if result.error or outcome.signal is not None:
+        return "crashed"
+    return "passed" if outcome.exit_code in _CLEAN_EXIT_CODES else "failed"
+
+
+def _case_seconds_by_batch(report: RunReport) -> dict[tuple[int, int, str], float]:
+    """Testcase seconds per (shard index, attempt, worker): the time spent inside tests."""
+    seconds: dict[tuple[int, int, str], float] = defaultdict(float)
+    for case in report.cases:
+        seconds[(case.shard_index, case.attempt, case.worker)] += case.seconds
+    return seconds
+
+
+def _batch(result: ShardResult, case_seconds: float | None) -> dict[str, Any]:
+    return {
+        "index": result.shard_index,
+        "attempt": result.attempt,
+        "worker": result.worker,
+        "worker_index": result.worker_index,
+        "start": round(result.started_at, _DIGITS),
+        "end": round(result.finished_at, _DIGITS),
+        "predicted_seconds": round(result.predicted_seconds, _DIGITS),
+        "actual_seconds": round(result.outcome.wall_seconds, _DIGITS),
+        "case_seconds": None if case_seconds is None else round(case_seconds, _DIGITS),
+        "outcome": batch_outcome(result),
+        "unit_count": len(result.units),
+        "units": list(result.units),
+    }
+
+
+def batches(results: Sequence[ShardResult], report: RunReport) -> list[dict[str, Any]]:
+    """One entry per result (a shard, or a queue batch; every attempt), in start order.
+
+    `case_seconds` is None for an attempt the report superseded: its testcases were
+    replaced by a later attempt's, so the time it spent inside tests is unknown.
+    """
+    case_seconds = _case_seconds_by_batch(report)
+    ordered = sorted(results, key=lambda r: (r.started_at, r.worker_index, r.shard_index))
+    return [
+        _batch(result, case_seconds.get((result.shard_index, result.attempt, result.worker)))
+        for result in ordered
+    ]
+
+
+def _per_worker(batch_list: Sequence[dict[str, Any]], wall: float) -> list[dict[str, Any]]:
+    """Busy time (sum of its batches), span (first start to last end) and idle = wall - busy."""
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for batch in batch_list:
+        grouped[batch["worker"]].append(batch)
+    rows = []
+    for worker, own in grouped.items():
+        busy = sum(batch["actual_seconds"] for batch in own)
+        span = max(b["end"] for b in own) - min(b["start"] for b in own)
+        rows.append({
+            "worker": worker,
+            "worker_index": own[0]["worker_index"],
+            "batches": len(own),
+            "busy_seconds": round(busy, _DIGITS),
+            "span_seconds": round(span, _DIGITS),
+            "idle_seconds": round(max(wall - busy, 0.0), _DIGITS),
+        })
+    return sorted(rows, key=lambda row: (row["worker_index"], row["worker"]))
+
+
+def boot_overhead(batch_list: Iterable[dict[str, Any]]) -> tuple[float, int]:
+    """Seconds spent outside testcases (process start, framework load, JUnit writing),
+    summed over batches that ran to the end, and how many batches that sum covers.
+
+    Crashed and timed-out batches are left out: their wall time is not start-up cost.
+    """
+    total, counted = 0.0, 0
+    for batch in batch_list:
+        if batch["outcome"] in ("passed", "failed") and batch["case_seconds"] is not None:
+            total += max(batch["actual_seconds"] - batch["case_seconds"], 0.0)
+            counted += 1
+    return total, counted
+
+
+def flaky_tests(report: RunReport) -> list[str]:
+    """Ids of the tests the report calls flaky (failed, then passed on a retry), sorted.
+
+    Read through getattr: `RunReport.flaky` (testcases) came with the dynamic queue mode,
+    and a report without it simply has none. Plain strings are taken as ids already.
+    """
+    ids = {item if isinstance(item, str) else case_id(item)
+           for item in getattr(report, "flaky", ()) or ()}
+    return sorted(found for found in ids if found)
+
+
+def case_id(case: CaseResult) -> str:
+    """A testcase's id that names its file first: the pytest node id, else `file::name`."""
+    return pytest_node_id(case) or f"{case.file or case.classname}::{case.name}"
+
+
+def _extent(batch_list: Sequence[dict[str, Any]], recorded_at: float) -> tuple[float, float]:
+    if not batch_list:
+        return recorded_at, recorded_at
+    return min(b["start"] for b in batch_list), max(b["end"] for b in batch_list)
+
+
+def _plan_fields(plan: Plan) -> dict[str, Any]:
+    return {
+        "workers": plan.workers,
+        "predicted_makespan": round(plan.predicted_makespan, _DIGITS),
+        "lower_bound": round(plan.lower_bound, _DIGITS),
+        "bounding_unit": plan.bounding_unit,
+    }
+
+
+def _report_fields(report: RunReport) -> dict[str, Any]:
+    return {
+        "passed": report.passed,
+        "tests": report.tests,
+        "failures": report.failures,
+        "errors": report.errors,
+        "skipped": report.skipped,
+        "suite_seconds": round(report.seconds, _DIGITS),
+        "flaky": flaky_tests(report),
+    }
+
+
+def build_run_record(
+    run_id: str, plan: Plan, results: Sequence[ShardResult], report: RunReport,
+    recorded_at: float,
+) -> dict[str, Any]:
+    """The record of one run (docs/dashboard.md, "Run records").
+
+    The run's start and end are its first batch start and last batch end, so `wall_seconds`
+    is the time workers could have been busy; `recorded_at` stands in when no batch came back.
+    """
+    batch_list = batches(results, report)
+    started_at, finished_at = _extent(batch_list, recorded_at)
+    wall = finished_at - started_at
+    workers = _per_worker(batch_list, wall)
+    boot, booted = boot_overhead(batch_list)
+    return {
+        "version": RUN_RECORD_VERSION,
+        "run_id": run_id,
+        "started_at": round(started_at, _DIGITS),
+        "finished_at": round(finished_at, _DIGITS),
+        "wall_seconds": round(wall, _DIGITS),
+        "makespan": max((row["span_seconds"] for row in workers), default=0.0),
+        **_plan_fields(plan),
+        "idle_seconds": round(sum(row["idle_seconds"] for row in workers), _DIGITS),
+        "boot_overhead_seconds": round(boot, _DIGITS),
+        "boot_seconds_per_batch": round(boot / booted, _DIGITS) if booted else None,
+        "retries": sum(1 for result in results if result.attempt > 1),
+        **_report_fields(report),
+        "per_worker": workers,
+        "batches": batch_list,
+    }
+
+
+def record_run(
+    history: History, run_id: str, plan: Plan, results: Sequence[ShardResult],
+    report: RunReport, recorded_at: float,
+) -> dict[str, Any]:
+    """Build this run's record and add it to the history (the one call `finish` makes)."""
+    record = build_run_record(run_id, plan, results, report, recorded_at)
+    history.add_run(record)
+    return record
+
+
+def flaky_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Per file: in how many of these runs one of its units was flaky."""
+    counts: dict[str, int] = defaultdict(int)
+    for record in records:
+        files = {file_of_unit(unit) for unit in record.get("flaky") or () if isinstance(unit, str)}
+        for file in files:
+            counts[file] += 1
+    return dict(counts)

@@ -1,0 +1,264 @@
+"""The dashboard page in a real browser: headless Chromium renders what real runs recorded.
+
+The history comes the real way: `python -m shardrun run` on a small generated pytest suite
+with 3 workers, a few times (one file gets slower each run, one test fails), then
+`python -m shardrun dashboard html`. Chromium then loads the page from disk twice: once
+with --dump-dom to count what the page's JS drew, once for a screenshot. The page writes
+every JS error and every request its CSP blocks (it may load nothing at all) into
+`<pre id="errors">`; Chromium's own log (stderr) must show no console message either.
+
+Chromium skips on a developer machine without it, but fails in CI (CI=true), where
+`.ci/run` installs it. Inner pytest runs get PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 and the suite
+its own pytest.ini, as in test_run.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = "chromium"
+# Generous: a cold interpreter, three workers and a browser on a loaded two-core CI box.
+COMMAND_TIMEOUT_SECONDS = 180
+WORKERS = 3
+RUNS = 4  # enough samples (4) for the growing file to show up as drifting
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--hide-scrollbars",
+)
+# The page writes nothing to the console, so with --enable-logging=stderr any console line
+# ("...:CONSOLE:...") is a problem: an uncaught error, a request the page's CSP blocked.
+CONSOLE_PROBLEMS = ("Uncaught", ":CONSOLE")
+
+SUITE = {
+    "pytest.ini": "[pytest]\n",
+    "tests/test_api.py": """
+        import time
+
+        def test_lists():
+            time.sleep(0.5)
+
+        def test_creates():
+            time.sleep(0.3)
+    """,
+    "tests/test_models.py": """
+        import time
+
+        def test_saves():
+            time.sleep(0.4)
+
+        def test_validates():
+            time.sleep(0.2)
+            assert "valid" == "invalid", "the failing example"
+    """,
+    "tests/test_growing.py": """
+        import os
+        import time
+
+        def test_gets_slower_every_run():
+            time.sleep(0.15 + 0.15 * int(os.environ.get("DASHBOARD_RUN", "1")))
+    """,
+    "tests/test_views.py": """
+        import time
+
+        def test_renders():
+            time.sleep(0.35)
+    """,
+    "tests/test_utils.py": """
+        import time
+
+        def test_formats():
+            time.sleep(0.1)
+
+        def test_parses():
+            time.sleep(0.15)
+    """,
+    "tests/unit/test_money.py": """
+        import time
+
+        def test_adds():
+            time.sleep(0.25)
+    """,
+    "tests/unit/test_dates.py": """
+        def test_is_fast():
+            pass
+    """,
+}
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The rendered page and the run record its Gantt chart must show."""
+
+    page: Path
+    last_run: dict[str, Any]
+
+
+def _missing(reason: str) -> None:
+    """conftest's rule: skip on a developer machine, fail in CI where .ci/run installs it."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: .ci/run must install it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def require_chromium() -> str:
+    path = shutil.which(CHROMIUM)
+    if path is None:
+        _missing("chromium not installed (apt-get install chromium)")
+    return str(path)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """Our environment without the outer pytest's or shardrun's settings."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("PYTEST_", "SHARDRUN_"))}
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    env.update(extra)
+    return env
+
+
+def shardrun(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shardrun", *args], cwd=cwd, env=clean_env(**env),
+        capture_output=True, text=True, timeout=COMMAND_TIMEOUT_SECONDS, check=False,
+    )
+
+
+def write_suite(root: Path) -> None:
+    for name, text in SUITE.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
+    """RUNS real runs of the suite on WORKERS workers, then the page rendered from them."""
+    if not shutil.which("redis-server"):
+        _missing("redis-server not on PATH (apt-get install redis-server)")
+    root = tmp_path_factory.mktemp("dashboard-suite")
+    write_suite(root)
+    timings = root / "timings.json"
+    for run in range(1, RUNS + 1):
+        completed = shardrun(root, "run", "tests", "--workers", str(WORKERS),
+                             "--timings", str(timings), DASHBOARD_RUN=str(run))
+        assert completed.returncode == 1, completed.stdout + completed.stderr  # one failure
+    page = root / "dashboard.html"
+    completed = shardrun(root, "dashboard", "html", "--timings", str(timings), "--out", str(page))
+    assert completed.returncode == 0, completed.stderr
+    runs = json.loads(timings.read_text(encoding="utf-8"))["runs"]
+    assert len(runs) == RUNS
+    return Recorded(page, runs[-1])
+
+
+def chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """One headless Chromium call with its own profile and no background traffic."""
+    return subprocess.run(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True, text=True, timeout=COMMAND_TIMEOUT_SECONDS, check=False,
+    )
+
+
+class DomCounter(HTMLParser):
+    """Gantt rows and bars, the error box's text, and whether the page's JS finished."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.row_workers: list[str] = []
+        self.bars: list[dict[str, str | None]] = []
+        self.errors = ""
+        self.rendered = False
+        self._in_errors = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        classes = (attributes.get("class") or "").split()
+        if "gantt-row" in classes:
+            self.row_workers.append(attributes.get("data-worker") or "")
+        if "gantt-bar" in classes:
+            self.bars.append(attributes)
+        if tag == "body":
+            self.rendered = attributes.get("data-rendered") == "true"
+        self._in_errors = tag == "pre" and attributes.get("id") == "errors"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "pre":
+            self._in_errors = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_errors:
+            self.errors += data
+
+
+@pytest.fixture
+def dumped(require_chromium: str, recorded: Recorded, tmp_path: Path) -> tuple[DomCounter, str]:
+    """The page's DOM after its scripts ran, and Chromium's log while they did."""
+    completed = chromium(require_chromium, tmp_path / "profile", "--enable-logging=stderr",
+                         "--v=0", "--dump-dom", recorded.page.as_uri())
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    counter = DomCounter()
+    counter.feed(completed.stdout)
+    return counter, completed.stderr
+
+
+def test_page_draws_a_row_per_worker_and_a_bar_per_batch(
+    dumped: tuple[DomCounter, str], recorded: Recorded
+) -> None:
+    dom, _ = dumped
+    assert dom.rendered, "the page's script did not finish"
+    batches = recorded.last_run["batches"]
+    workers = {batch["worker"] for batch in batches}
+    assert len(batches) >= WORKERS
+    assert sorted(dom.row_workers) == sorted(workers)
+    assert len(dom.bars) == len(batches)
+    drawn = sorted((int(bar["data-batch"] or -1), bar["data-outcome"]) for bar in dom.bars)
+    assert drawn == sorted((batch["index"], batch["outcome"]) for batch in batches)
+    assert "failed" in {outcome for _, outcome in drawn}
+
+
+def test_page_has_no_errors(dumped: tuple[DomCounter, str]) -> None:
+    dom, log = dumped
+    assert dom.errors.strip() == ""
+    problems = [line for line in log.splitlines() if any(p in line for p in CONSOLE_PROBLEMS)]
+    assert problems == []
+
+
+def test_screenshot(require_chromium: str, recorded: Recorded, tmp_path: Path) -> None:
+    """A picture for a person to look at (docs/dashboard.png is one of these)."""
+    shot = tmp_path / "dashboard.png"
+    completed = chromium(require_chromium, tmp_path / "profile", f"--screenshot={shot}",
+                         "--window-size=1400,1800", recorded.page.as_uri())
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 50_000  # a blank page is a few KB
+
+
+def test_a_broken_page_would_be_caught(
+    require_chromium: str, recorded: Recorded, tmp_path: Path
+) -> None:
+    """The two error checks above can fail: a script error and a blocked request show."""
+    broken = tmp_path / "broken.html"
+    sabotage = ('<script>setTimeout(function () { notDefined(); }, 0);'
+                'var image = document.createElement("img"); image.src = "http://example.com/x.png";'
+                "document.body.appendChild(image);</script></body>")
+    broken.write_text(recorded.page.read_text(encoding="utf-8").replace("</body>", sabotage),
+                      encoding="utf-8")
+    completed = chromium(require_chromium, tmp_path / "profile", "--enable-logging=stderr",
+                         "--v=0", "--dump-dom", broken.as_uri())
+    dom = DomCounter()
+    dom.feed(completed.stdout)
+    assert "notDefined is not defined" in dom.errors
+    assert "Blocked by the page's CSP" in dom.errors
+    assert "Uncaught ReferenceError" in completed.stderr

@@ -1,0 +1,249 @@
+"""shardrun.runlog: run records built from a plan, shard results and the merged report; and
+the history's "runs" section that keeps them (add_run, runs, the cap, slimming old runs).
+
+Results carry small JUnit texts so the report is a real `merge`; times are chosen so every
+derived number (makespan, idle, boot overhead) can be checked by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from shardrun.history import RUNS_KEPT, RUNS_WITH_UNITS, History
+from shardrun.models import Plan, ProcessOutcome, Shard, ShardResult
+from shardrun.report import CaseResult, RunReport, merge
+from shardrun.runlog import (
+    RUN_RECORD_VERSION,
+    batch_outcome,
+    build_run_record,
+    case_id,
+    flaky_counts,
+    flaky_tests,
+    record_run,
+)
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+def junit(*cases: tuple[str, float]) -> str:
+    """pytest-style xunit1 JUnit: one passing testcase per (file, seconds)."""
+    body = "".join(
+        f'<testcase classname="{file[:-3].replace("/", ".")}" name="test_{i}" file="{file}" '
+        f'time="{seconds}"/>'
+        for i, (file, seconds) in enumerate(cases)
+    )
+    return f'<?xml version="1.0"?><testsuite name="pytest" tests="{len(cases)}">{body}</testsuite>'
+
+
+def result(
+    index: int, units: tuple[str, ...], *, worker: int, start: float, wall: float,
+    xml: str | None, attempt: int = 1, exit_code: int | None = 0, sig: int | None = None,
+    timed_out: bool = False, error: str | None = None, predicted: float = 1.0,
+) -> ShardResult:
+    return ShardResult(
+        run_id="run", shard_index=index, attempt=attempt, worker=f"host:{100 + worker}",
+        worker_index=worker, units=units,
+        outcome=ProcessOutcome(exit_code, sig, timed_out, wall, wall, 1024),
+        started_at=T0 + start, finished_at=T0 + start + wall, predicted_seconds=predicted,
+        junit_xml=xml, error=error,
+    )
+
+
+PLAN = Plan(
+    workers=2,
+    shards=(Shard(0, ("tests/test_a.py",), 3.0), Shard(1, ("tests/test_b.py",), 2.0),
+            Shard(2, ("tests/test_c.py",), 1.0)),
+    predicted_makespan=3.0, lower_bound=3.0, total_seconds=6.0,
+)
+FILES = ["tests/test_a.py", "tests/test_b.py", "tests/test_c.py"]
+
+
+@pytest.fixture
+def results() -> list[ShardResult]:
+    """Worker 1 runs shard 0 (0-4 s); worker 2 runs shard 1 (0.5-2.5 s) then shard 2
+    (3-4 s). Each batch spends 0.5 s outside its testcases."""
+    return [
+        result(0, ("tests/test_a.py",), worker=1, start=0.0, wall=4.0, predicted=3.0,
+               xml=junit(("tests/test_a.py", 2.0), ("tests/test_a.py", 1.5))),
+        result(1, ("tests/test_b.py",), worker=2, start=0.5, wall=2.0, predicted=2.0,
+               xml=junit(("tests/test_b.py", 1.5))),
+        result(2, ("tests/test_c.py",), worker=2, start=3.0, wall=1.0, predicted=1.0,
+               xml=junit(("tests/test_c.py", 0.5))),
+    ]
+
+
+def record_of(results: list[ShardResult], report: RunReport | None = None) -> dict:
+    return build_run_record("run-1", PLAN, results, report or merge(FILES, results), T0 + 9)
+
+
+# ---------------------------------------------------------------- batch outcomes
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, "passed"),
+        ({"exit_code": 5}, "passed"),  # pytest: no tests collected
+        ({"exit_code": 1}, "failed"),
+        ({"exit_code": 2}, "failed"),
+        ({"exit_code": None, "sig": int(signal.SIGKILL)}, "crashed"),
+        ({"error": "runner not found"}, "crashed"),
+        ({"exit_code": None, "sig": int(signal.SIGKILL), "timed_out": True}, "timed_out"),
+    ],
+)
+def test_batch_outcome(kwargs: dict, expected: str) -> None:
+    shard = result(0, ("tests/test_a.py",), worker=1, start=0, wall=1, xml=None, **kwargs)
+    assert batch_outcome(shard) == expected
+
+
+# ---------------------------------------------------------------- the record
+
+
+def test_run_numbers_follow_from_the_batches(results: list[ShardResult]) -> None:
+    record = record_of(results)
+    assert record["version"] == RUN_RECORD_VERSION
+    assert (record["started_at"], record["finished_at"]) == (T0, T0 + 4.0)
+    assert record["wall_seconds"] == 4.0
+    assert record["makespan"] == 4.0  # worker 1: 0-4 s; worker 2's span is 0.5-4 s
+    assert (record["workers"], record["predicted_makespan"], record["lower_bound"]) == (2, 3.0, 3.0)
+    assert record["per_worker"] == [
+        {"worker": "host:101", "worker_index": 1, "batches": 1, "busy_seconds": 4.0,
+         "span_seconds": 4.0, "idle_seconds": 0.0},
+        {"worker": "host:102", "worker_index": 2, "batches": 2, "busy_seconds": 3.0,
+         "span_seconds": 3.5, "idle_seconds": 1.0},
+    ]
+    assert record["idle_seconds"] == 1.0
+    assert record["boot_overhead_seconds"] == 1.5  # 0.5 s outside testcases per batch
+    assert record["boot_seconds_per_batch"] == 0.5
+    assert record["suite_seconds"] == 5.5
+    counts = (record["tests"], record["failures"], record["errors"], record["skipped"])
+    assert counts == (4, 0, 0, 0)
+    assert record["passed"] is True and record["retries"] == 0 and record["flaky"] == []
+
+
+def test_batches_are_in_start_order_with_their_files(results: list[ShardResult]) -> None:
+    batches = record_of(list(reversed(results)))["batches"]
+    assert [b["index"] for b in batches] == [0, 1, 2]
+    assert batches[2] == {
+        "index": 2, "attempt": 1, "worker": "host:102", "worker_index": 2,
+        "start": T0 + 3.0, "end": T0 + 4.0, "predicted_seconds": 1.0, "actual_seconds": 1.0,
+        "case_seconds": 0.5, "outcome": "passed", "unit_count": 1, "units": ["tests/test_c.py"],
+    }
+
+
+def test_record_is_plain_json(results: list[ShardResult]) -> None:
+    record = record_of(results)
+    assert json.loads(json.dumps(record)) == record
+
+
+def test_retried_batch_counts_as_a_retry_and_its_first_attempt_has_no_case_time(
+    results: list[ShardResult],
+) -> None:
+    lost = result(2, ("tests/test_c.py",), worker=1, start=4.0, wall=0.2, xml=None,
+                  exit_code=None, sig=int(signal.SIGKILL))
+    retried = result(2, ("tests/test_c.py",), worker=1, start=4.5, wall=1.0, attempt=2,
+                     xml=junit(("tests/test_c.py", 0.5)))
+    record = record_of([*results[:2], lost, retried])
+    assert record["retries"] == 1
+    first, second = (b for b in record["batches"] if b["index"] == 2)
+    assert (first["outcome"], first["case_seconds"]) == ("crashed", None)
+    assert (second["outcome"], second["attempt"], second["case_seconds"]) == ("passed", 2, 0.5)
+    assert record["boot_overhead_seconds"] == 1.5  # the crashed attempt is no start-up cost
+
+
+def test_crashed_batch_is_left_out_of_boot_overhead(results: list[ShardResult]) -> None:
+    crashed = result(2, ("tests/test_c.py",), worker=2, start=3.0, wall=1.0, xml=None,
+                     exit_code=None, sig=int(signal.SIGSEGV))
+    record = record_of([*results[:2], crashed])
+    assert record["boot_overhead_seconds"] == 1.0
+    assert record["boot_seconds_per_batch"] == 0.5
+    assert record["errors"] == 1 and record["passed"] is False
+
+
+def test_no_results_is_an_empty_run_at_the_recorded_time() -> None:
+    record = build_run_record("run-0", PLAN, [], merge(FILES, []), T0)
+    assert (record["started_at"], record["finished_at"], record["wall_seconds"]) == (T0, T0, 0.0)
+    assert record["makespan"] == 0.0 and record["batches"] == [] and record["per_worker"] == []
+    assert record["boot_seconds_per_batch"] is None
+    assert record["errors"] == 3  # every planned file is an error testcase
+
+
+def test_flaky_tests_come_from_the_report(results: list[ShardResult]) -> None:
+    report = merge(FILES, results)
+    assert flaky_tests(report) == []
+    first, second, *rest = report.cases
+    flaky = replace(report, cases=(replace(first, flaky=True), replace(second, flaky=True),
+                                   *rest))
+    assert flaky_tests(flaky) == ["tests/test_a.py::test_0", "tests/test_a.py::test_1"]
+    assert record_of(results, flaky)["flaky"] == flaky_tests(flaky)
+
+
+@dataclass(frozen=True)
+class OtherReport:
+    """A report whose `flaky` holds ids, or none at all: read through getattr."""
+
+    flaky: tuple[str, ...] = ()
+
+
+def test_flaky_tests_accept_ids_and_reports_without_flaky() -> None:
+    assert flaky_tests(cast(RunReport, OtherReport(("b::y", "a::x", "b::y")))) == ["a::x", "b::y"]
+    assert flaky_tests(cast(RunReport, object())) == []
+
+
+def test_case_id_names_the_file_first() -> None:
+    rspec = CaseResult("A fails", "spec.a_spec", "spec/a_spec.rb", "spec/a_spec.rb", 1.0,
+                       "passed", "", None, 0, "w", 1)
+    assert case_id(rspec) == "spec/a_spec.rb::A fails"
+    pytest_case = replace(rspec, name="test_x", classname="tests.t.TestT", file="tests/t.py")
+    assert case_id(pytest_case) == "tests/t.py::TestT::test_x"
+
+
+def test_flaky_counts_count_runs_per_file() -> None:
+    runs = [{"flaky": ["tests/a.py::t1", "tests/a.py::t2"]}, {"flaky": ["tests/a.py::t1"]},
+            {"flaky": []}, {}]
+    assert flaky_counts(runs) == {"tests/a.py": 2}
+
+
+# ---------------------------------------------------------------- the history's runs section
+
+
+def test_record_run_stores_the_record_and_it_survives_save_and_load(
+    tmp_path: Path, results: list[ShardResult]
+) -> None:
+    history = History(tmp_path / "timings.json")
+    record = record_run(history, "run-1", PLAN, results, merge(FILES, results), T0 + 9)
+    history.save()
+    assert History.load(tmp_path / "timings.json").runs() == [record]
+
+
+def test_add_run_keeps_the_last_runs_and_drops_old_unit_lists() -> None:
+    history = History(Path("unused.json"))
+    for number in range(RUNS_KEPT + 5):
+        history.add_run({"run_id": f"run-{number}",
+                         "batches": [{"index": 0, "unit_count": 1, "units": ["tests/a.py"]}]})
+    runs = history.runs()
+    assert [run["run_id"] for run in runs] == [f"run-{n}" for n in range(5, RUNS_KEPT + 5)]
+    with_units = [run["run_id"] for run in runs if "units" in run["batches"][0]]
+    assert with_units == [f"run-{n}" for n in range(RUNS_KEPT + 5 - RUNS_WITH_UNITS, RUNS_KEPT + 5)]
+    assert all(run["batches"][0]["unit_count"] == 1 for run in runs)
+
+
+def test_add_run_with_a_smaller_cap() -> None:
+    history = History(Path("unused.json"))
+    for number in range(4):
+        history.add_run({"run_id": str(number)}, keep=2)
+    assert [run["run_id"] for run in history.runs()] == ["2", "3"]
+
+
+def test_runs_skips_entries_that_are_not_objects(tmp_path: Path) -> None:
+    path = tmp_path / "timings.json"
+    path.write_text(json.dumps({"version": 1, "files": {}, "runs": [1, {"run_id": "x"}, "y"]}))
+    assert History.load(path).runs() == [{"run_id": "x"}]
+    path.write_text(json.dumps({"version": 1, "files": {}, "runs": "not a list"}))
+    assert History.load(path).runs() == []
