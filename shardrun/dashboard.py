@@ -25,7 +25,7 @@ from typing import Any
 from shardrun.errors import InputError
 from shardrun.history import History
 from shardrun.planner import plan_shards
-from shardrun.runlog import flaky_counts
+from shardrun.runlog import boot_seconds, flaky_counts
 
 DASHBOARD_VERSION = 1
 # Run records in an export by default: a month of daily runs fits, and the trend chart
@@ -44,8 +44,6 @@ DRIFT_MIN_CHANGE = 0.1
 # Worker counts the capacity advice prices: powers of two up to this (a CI bill rarely
 # goes further), stopping at the first count with at least one worker per file.
 CAPACITY_MAX_WORKERS = 64
-# Runs whose measured boot overhead feeds the capacity model (their median).
-BOOT_RUNS = 10
 _TEMPLATE = "dashboard_page.html"
 _DATA_MARKER = "__DASHBOARD_DATA__"
 
@@ -121,15 +119,6 @@ def drifting_files(rows: Sequence[FileRow], top: int = DRIFTING_SHOWN) -> list[F
     candidates = [row for row in rows if row.drift is not None
                   and abs(row.drift) >= DRIFT_MIN_CHANGE and row.estimate >= DRIFT_MIN_SECONDS]
     return sorted(candidates, key=lambda row: (-abs(row.drift or 0.0), row.path))[:top]
-
-
-def boot_seconds(runs: Sequence[Mapping[str, Any]]) -> float:
-    """Median start-up cost per batch over the last BOOT_RUNS runs that measured one, or 0."""
-    measured = [
-        float(run["boot_seconds_per_batch"]) for run in runs[-BOOT_RUNS:]
-        if isinstance(run.get("boot_seconds_per_batch"), (int, float))
-    ]
-    return statistics.median(measured) if measured else 0.0
 
 
 def worker_counts(file_count: int, current: int | None = None) -> list[int]:

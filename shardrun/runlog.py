@@ -11,8 +11,9 @@ The record's shape is documented in docs/dashboard.md ("Run records"); keep the 
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from shardrun.history import History
@@ -21,6 +22,9 @@ from shardrun.report import CaseResult, RunReport, pytest_node_id
 from shardrun.timings import file_of_unit
 
 RUN_RECORD_VERSION = 1
+# Runs whose measured boot overhead feeds the cost model (their median): recent enough to
+# follow a slower app boot, enough to ignore one cold CI cache.
+BOOT_RUNS = 10
 # Batch outcomes, worst first: a worker error or a signal is a crash, a kill at the
 # timeout is "timed_out", any other nonzero exit (tests failed, pytest usage error) is
 # "failed". pytest's 5 ("no tests collected") is a clean run of units with no examples.
@@ -207,3 +211,14 @@ def flaky_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
         for file in files:
             counts[file] += 1
     return dict(counts)
+
+
+def boot_seconds(runs: Sequence[Mapping[str, Any]]) -> float:
+    """Median start-up cost per batch over the last BOOT_RUNS runs that measured one, or 0.
+
+    One source for the dashboard's capacity advice and queue mode's batch sizes."""
+    measured = [
+        float(run["boot_seconds_per_batch"]) for run in runs[-BOOT_RUNS:]
+        if isinstance(run.get("boot_seconds_per_batch"), (int, float))
+    ]
+    return statistics.median(measured) if measured else 0.0

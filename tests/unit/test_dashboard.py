@@ -36,7 +36,7 @@ from shardrun.dashboard import (
 from shardrun.history import History
 from shardrun.models import Plan, ProcessOutcome, Shard, ShardResult
 from shardrun.report import merge
-from shardrun.runlog import build_run_record
+from shardrun.runlog import boot_seconds, build_run_record
 from shardrun.timings import Durations
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -220,8 +220,8 @@ def test_format_duration(seconds: float, text: str) -> None:
 def test_boot_seconds_is_the_median_of_measured_runs() -> None:
     runs = [{"boot_seconds_per_batch": 1.0}, {"boot_seconds_per_batch": None},
             {"boot_seconds_per_batch": 3.0}, {"boot_seconds_per_batch": 2.0}, {}]
-    assert dashboard.boot_seconds(runs) == 2.0
-    assert dashboard.boot_seconds([]) == 0.0
+    assert boot_seconds(runs) == 2.0
+    assert boot_seconds([]) == 0.0
 
 
 # ---------------------------------------------------------------- the export
