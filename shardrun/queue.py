@@ -20,8 +20,11 @@ from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker, get_current_job
+from rq.exceptions import DeserializationError
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from shardrun.config import KEY_TTL_SECONDS, REDIS_TIMEOUT_SECONDS
 from shardrun.errors import InfrastructureError, InputError
@@ -35,7 +38,7 @@ URL_SCHEMES = ("redis://", "rediss://", "unix://")
 # test tree and reported it; this margin covers the kill grace period and the report.
 RQ_TIMEOUT_MARGIN_SECONDS = 120
 # A blocking read longer than the socket timeout (redis-py's default: 5 s) fails with
-# TimeoutError, so a long BLPOP is cut into slices well below it.
+# TimeoutError, so a long BLPOP is cut into slices of at most this (and half that timeout).
 BLOCK_SLICE_SECONDS = 1.0
 # BLPOP's timeout 0 means "forever": the shortest wait we ask for instead.
 MIN_BLOCK_SECONDS = 0.01
@@ -52,7 +55,7 @@ def connect(url: str, timeout: float = REDIS_TIMEOUT_SECONDS) -> redis.Redis:
     """
     if not url.startswith(URL_SCHEMES):
         raise InputError(
-            f"--redis-url {url!r}: use redis://host:6379/0, rediss://... (TLS) "
+            f"--redis-url {redact(url)!r}: use redis://host:6379/0, rediss://... (TLS) "
             "or unix:///path/to/redis.sock"
         )
     try:
@@ -60,10 +63,9 @@ def connect(url: str, timeout: float = REDIS_TIMEOUT_SECONDS) -> redis.Redis:
         client = redis.Redis.from_url(
             url, socket_connect_timeout=timeout, socket_timeout=timeout, health_check_interval=30
         )
-    except (ValueError, TypeError) as error:  # a bad port, db or query option
-        raise InputError(f"--redis-url {redact(url)}: {error}") from None
-    try:
         client.ping()
+    except (ValueError, TypeError) as error:  # a bad port or query option in the URL
+        raise InputError(f"--redis-url {redact(url)}: {error}") from None
     # AuthenticationError is a ConnectionError: it must be caught first.
     except redis.exceptions.AuthenticationError as error:
         raise InfrastructureError(f"Redis at {redact(url)} refused the login: {error}") from None
@@ -77,12 +79,15 @@ def connect(url: str, timeout: float = REDIS_TIMEOUT_SECONDS) -> redis.Redis:
 
 def redact(url: str) -> str:
     """The URL without its password, for messages."""
-    if "@" not in url:
+    scheme, separator, rest = url.partition("://")
+    if not separator:  # no scheme at all: "user:password@host:6379"
+        scheme, rest = "", url
+    if "@" not in rest:
         return url
-    scheme, rest = url.split("://", 1)
     credentials, host = rest.rsplit("@", 1)
     user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if user else f"{scheme}://***@{host}"
+    hidden = f"{user}:***" if user else "***"
+    return f"{scheme}{separator}{hidden}@{host}"
 
 
 class RunQueue:
@@ -94,6 +99,11 @@ class RunQueue:
         self.ttl = ttl
         self.rq_queue = Queue(
             queue_name(run_id), connection=connection, serializer=JSONSerializer
+        )
+        socket_timeout = connection.connection_pool.connection_kwargs.get("socket_timeout")
+        # Each BLPOP must return well before the socket timeout would cut its read short.
+        self.block_slice = (
+            min(BLOCK_SLICE_SECONDS, socket_timeout / 2) if socket_timeout else BLOCK_SLICE_SECONDS
         )
 
     def key(self, *parts: str) -> str:
@@ -117,6 +127,7 @@ class RunQueue:
                     job_id=f"{self.run_id}-{job.shard_index}-{job.attempt}",
                     pipeline=pipe,
                 )
+            pipe.expire(self.rq_queue.key, self.ttl)
             pipe.execute()
 
     def push_result(self, result: ShardResult) -> None:
@@ -130,11 +141,11 @@ class RunQueue:
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
-            block = max(min(remaining, BLOCK_SLICE_SECONDS), MIN_BLOCK_SECONDS)
+            block = max(min(remaining, self.block_slice), MIN_BLOCK_SECONDS)
             item = self.connection.blpop([self.key("results")], timeout=block)
             if item is not None:
                 return ShardResult.from_dict(json.loads(item[1]))
-            if remaining <= BLOCK_SLICE_SECONDS:
+            if remaining <= self.block_slice:
                 return None
 
     def failed_job_ids(self) -> list[str]:
@@ -149,7 +160,7 @@ class RunQueue:
     def delete(self) -> None:
         """Drop the run's queue and keys once its report is written."""
         self.rq_queue.delete(delete_jobs=True)
-        self.connection.delete(self.key("meta"), self.key("results"))
+        self.connection.delete(self.key("meta"), self.key("results"), *rq_keys(self.rq_queue))
         unregister_run(self.connection, self.run_id)
 
 
@@ -182,6 +193,31 @@ def queue_name(run_id: str) -> str:
     return f"{KEY_PREFIX}:{run_id}"
 
 
+def rq_keys(rq_queue: Queue) -> list[str]:
+    """RQ's own keys for one run's queue: its job list, its job registries, the list a job
+    passes through while dequeued, and the set of workers listening (a worker killed
+    before its teardown never leaves that set)."""
+    registries = (
+        rq_queue.started_job_registry, rq_queue.finished_job_registry,
+        rq_queue.failed_job_registry, rq_queue.canceled_job_registry,
+        rq_queue.deferred_job_registry, rq_queue.scheduled_job_registry,
+        rq_queue.ready_job_registry,
+    )
+    return [
+        rq_queue.key, *(registry.key for registry in registries),
+        IntermediateQueue.get_intermediate_queue_key(rq_queue.key),
+        WORKERS_BY_QUEUE_KEY % rq_queue.name,
+    ]
+
+
+def expire_rq_keys(rq_queue: Queue, ttl: int = KEY_TTL_SECONDS) -> None:
+    """RQ creates its registries without a TTL; give them the one every run key has."""
+    with rq_queue.connection.pipeline() as pipe:
+        for key in rq_keys(rq_queue):
+            pipe.expire(key, ttl)
+        pipe.execute()
+
+
 def report_result(result: ShardResult) -> None:
     """Called inside the job function: push the result to the run that enqueued it."""
     job = get_current_job()
@@ -198,15 +234,41 @@ class ShardrunWorker(SimpleWorker):
     """
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        if job.func_name != JOB_FUNCTION:
-            log.error("refused job %s: it names %r, not %s", job.id, job.func_name, JOB_FUNCTION)
-            self.handle_job_failure(
-                job=job,
-                queue=queue,
-                exc_string=f"refused: shardrun workers only run {JOB_FUNCTION}",
-            )
-            return
-        super().execute_job(job, queue)
+        reason = refusal(job)
+        if reason is None:
+            super().execute_job(job, queue)
+        else:
+            log.error("refused job %s: %s", job.id, reason)
+            job.webhooks = []  # recording the failure would send them
+            self.handle_job_failure(job=job, queue=queue, exc_string=f"refused: {reason}")
+        expire_rq_keys(queue)  # the registries this job just created or joined
+
+
+def refusal(job: Job) -> str | None:
+    """Why a worker must not run `job`, or None for a job shardrun itself enqueued.
+
+    A callback is another callable RQ would import and call, a webhook an HTTP request to
+    any URL: shardrun's jobs have neither. The callback names are read from the private
+    attributes because the public properties import the callable.
+    """
+    try:
+        func_name = job.func_name
+    except DeserializationError:  # e.g. a pickle, which the JSON serializer never loads
+        return "its data is not JSON; shardrun jobs are"
+    if func_name != JOB_FUNCTION:
+        return f"it names {func_name!r}; shardrun workers only run {JOB_FUNCTION}"
+    callbacks = [
+        name
+        for name in (
+            job._success_callback_name, job._failure_callback_name, job._stopped_callback_name
+        )
+        if name
+    ]
+    if callbacks:
+        return f"it carries callback(s) {', '.join(callbacks)}; shardrun jobs have none"
+    if job.webhooks:
+        return "it carries webhooks; shardrun jobs have none"
+    return None
 
 
 def work(connection: redis.Redis, run_ids: Sequence[str], *, burst: bool) -> bool:

@@ -138,9 +138,18 @@ def _failed_result(
 
 
 def serve(url: str, context: WorkerContext, run_id: str | None, *, burst: bool) -> None:
-    """Work one run (--run-id) or every announced run, until the queues drain in burst mode."""
+    """Work one run (--run-id) or every announced run, until the queues drain in burst mode.
+
+    The context's scratch directory (the tests' TMPDIR) goes when the worker stops.
+    """
     configure(context)
-    connection = queue.connect(url)
+    try:
+        _serve_on(queue.connect(url), run_id, burst=burst)
+    finally:
+        shutil.rmtree(context.tmp_dir, ignore_errors=True)
+
+
+def _serve_on(connection: queue.Connection, run_id: str | None, *, burst: bool) -> None:
     try:
         if run_id:
             queue.work(connection, [run_id], burst=burst)

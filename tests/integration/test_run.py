@@ -1,0 +1,598 @@
+"""`shardrun run` end to end: the real CLI, real Redis, real workers, real rspec and pytest.
+
+Every test starts `python -m shardrun run ...` as a subprocess with cwd = a small suite
+written into tmp_path, then checks what a user or a CI job sees: the exit code, stderr,
+the summary on stdout, the merged JUnit file and the timing history. The suites sleep
+0.1-0.3 s per example so the whole module stays around a minute on two cores.
+
+Inner pytest runs get PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 and none of the outer run's
+PYTEST_* variables, and each generated pytest suite has its own pytest.ini, so neither this
+machine's plugins nor shardrun's own pyproject settings (warnings as errors) reach them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+
+# Generous: a cold interpreter and four workers on a loaded two-core CI box.
+RUN_TIMEOUT_SECONDS = 180
+# What the brief promises for an unreachable Redis: the answer within 5 s.
+UNREACHABLE_REDIS_BUDGET_SECONDS = 5.0
+SUMMARY_LAST_LINE = re.compile(r"^(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$")
+SHARD_LINE = re.compile(r"predicted ([\d.]+) s, actual ([\d.]+) s")
+NO_TTL = -1  # what Redis TTL answers for a key that never expires
+JUNIT_OUTCOMES = {"failure": "failed", "error": "error", "skipped": "skipped"}
+
+Testcase = tuple[str, str, str]  # (classname, name, outcome)
+
+PYTEST_INI = "[pytest]\n"
+PYTEST_FILES = {
+    "tests/test_alpha.py": """
+        import time
+
+        def test_adds():
+            time.sleep(0.2)
+            assert 1 + 1 == 2
+
+        class TestAlpha:
+            def test_subtracts(self):
+                time.sleep(0.2)
+                assert 3 - 1 == 2
+    """,
+    "tests/test_beta.py": """
+        import time
+
+        def test_multiplies():
+            time.sleep(0.3)
+            assert 2 * 3 == 6
+
+        def test_divides_wrongly():
+            time.sleep(0.1)
+            assert 6 / 3 == 3, "the failing example"
+    """,
+    "tests/test_gamma.py": """
+        import time
+
+        import pytest
+
+        def test_concatenates():
+            time.sleep(0.2)
+            assert "a" + "b" == "ab"
+
+        @pytest.mark.skip(reason="the skipped example")
+        def test_not_yet():
+            raise AssertionError("never runs")
+    """,
+    "tests/sub/test_delta.py": """
+        import time
+
+        import pytest
+
+        @pytest.fixture
+        def broken():
+            raise RuntimeError("the erroring fixture")
+
+        @pytest.mark.parametrize("n", [1, 2])
+        def test_squares(n):
+            time.sleep(0.1)
+            assert n * n == n ** 2
+
+        def test_uses_broken_fixture(broken):
+            pass
+    """,
+}
+
+RSPEC_DOTFILE = "--require spec_helper\n"
+RSPEC_FILES = {
+    "spec/spec_helper.rb": """
+        RSpec.configure do |config|
+          config.disable_monkey_patching!
+        end
+    """,
+    "spec/alpha_spec.rb": """
+        RSpec.describe "Alpha" do
+          it "adds" do
+            sleep 0.2
+            expect(1 + 1).to eq(2)
+          end
+
+          it "subtracts" do
+            sleep 0.2
+            expect(3 - 1).to eq(2)
+          end
+        end
+    """,
+    "spec/beta_spec.rb": """
+        RSpec.describe "Beta" do
+          it "multiplies" do
+            sleep 0.3
+            expect(2 * 3).to eq(6)
+          end
+
+          it "divides wrongly" do
+            sleep 0.1
+            expect(6 / 3).to eq(3)
+          end
+        end
+    """,
+    "spec/gamma_spec.rb": """
+        RSpec.describe "Gamma" do
+          it "concatenates" do
+            sleep 0.2
+            expect("a" + "b").to eq("ab")
+          end
+
+          it "is not written yet" do
+            skip "the skipped example"
+          end
+        end
+    """,
+    "spec/sub/delta_spec.rb": """
+        RSpec.describe "Delta" do
+          describe "squares" do
+            it "squares 1" do
+              sleep 0.1
+              expect(1 * 1).to eq(1)
+            end
+
+            it "squares 2" do
+              sleep 0.1
+              expect(2 * 2).to eq(4)
+            end
+          end
+        end
+    """,
+}
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A generated suite and the testcases of one plain serial run of it."""
+
+    framework: str
+    root: Path
+    paths: tuple[str, ...]
+    serial: frozenset[Testcase]
+
+
+# --- helpers: suites, environments, processes, reports
+
+
+def write_files(root: Path, files: Mapping[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+
+
+def write_pytest_suite(root: Path, files: Mapping[str, str]) -> Path:
+    """A pytest suite whose own pytest.ini makes it pytest's rootdir."""
+    write_files(root, {"pytest.ini": PYTEST_INI, **files})
+    return root
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """Our environment without the outer pytest's or shardrun's settings."""
+    env = {
+        key: value for key, value in os.environ.items()
+        if not key.startswith(("PYTEST_", "SHARDRUN_"))
+    }
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_command(
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(argv), cwd=cwd, env=dict(env or clean_env()), capture_output=True, text=True,
+        timeout=RUN_TIMEOUT_SECONDS, check=False,
+    )
+
+
+def shardrun_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "shardrun", "run", *args]
+
+
+def run_options(tmp_path: Path, name: str = "run") -> list[str]:
+    """--junit-out and --timings in tmp_path, so nothing is written next to the suite."""
+    return ["--junit-out", str(tmp_path / f"{name}.xml"),
+            "--timings", str(tmp_path / f"{name}-timings.json")]
+
+
+def shardrun(
+    suite_root: Path, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return run_command(shardrun_argv(*args), suite_root, env)
+
+
+def junit_testcases(junit_path: Path) -> frozenset[Testcase]:
+    """(classname, name, outcome) of every testcase in a JUnit XML file."""
+    root = ET.parse(junit_path).getroot()
+    return frozenset(
+        (case.get("classname", ""), case.get("name", ""), outcome_of(case))
+        for case in root.iter("testcase")
+    )
+
+
+def outcome_of(case: ET.Element) -> str:
+    for child in case:
+        if child.tag in JUNIT_OUTCOMES:
+            return JUNIT_OUTCOMES[child.tag]
+    return "passed"
+
+
+def error_messages(junit_path: Path) -> list[str]:
+    root = ET.parse(junit_path).getroot()
+    return [error.get("message", "") for error in root.iter("error")]
+
+
+def serial_testcases(
+    framework: str, root: Path, paths: Sequence[str], out: Path
+) -> frozenset[Testcase]:
+    """Run the suite once, plainly, the way a developer would, with JUnit output."""
+    if framework == "rspec":
+        argv = ["rspec", *paths, "--format", "RspecJunitFormatter", "--out", str(out)]
+    else:
+        argv = [sys.executable, "-m", "pytest", *paths, f"--junitxml={out}",
+                "-p", "no:cacheprovider"]
+    completed = run_command(argv, root)
+    assert out.is_file(), completed.stdout + completed.stderr
+    return junit_testcases(out)
+
+
+def summary_counts(stdout: str) -> tuple[int, int, int]:
+    """(passed, failed, skipped) from the summary's last line ("N passed, M failed...")."""
+    lines = [line for line in stdout.splitlines() if SUMMARY_LAST_LINE.match(line)]
+    assert lines, stdout
+    match = SUMMARY_LAST_LINE.match(lines[-1])
+    assert match is not None
+    return int(match[1]), int(match[2]), int(match[3] or 0)
+
+
+def expected_counts(cases: frozenset[Testcase]) -> tuple[int, int, int]:
+    outcomes = [outcome for _, _, outcome in cases]
+    failed = outcomes.count("failed") + outcomes.count("error")
+    return outcomes.count("passed"), failed, outcomes.count("skipped")
+
+
+def shard_errors(stdout: str) -> float:
+    """Total |predicted - actual| seconds over the shards listed in the summary."""
+    pairs = [(float(p), float(a)) for p, a in SHARD_LINE.findall(stdout)]
+    assert pairs, stdout
+    return sum(abs(actual - predicted) for predicted, actual in pairs)
+
+
+def run_ids(suite_root: Path) -> list[str]:
+    """The ids of the runs made in a suite (each has its own log directory)."""
+    return [path.name for path in (suite_root / ".shardrun" / "logs").iterdir()]
+
+
+def keys_without_ttl(url: str, run_id: str) -> list[str]:
+    """Keys naming the run that would stay in a shared Redis forever."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"*{run_id}*"))
+        return [key.decode() for key in keys if client.ttl(key) == NO_TTL]
+    finally:
+        client.close()
+
+
+def unused_port() -> int:
+    """A port nothing listens on (bound and released; nobody else grabs it that fast)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def is_alive(pid: int) -> bool:
+    """Running and not a zombie (a zombie runs nothing; it only awaits its reaper)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def assert_one_line_error(completed: subprocess.CompletedProcess[str], exit_code: int) -> str:
+    """The CLI's error contract: the exit code, one line on stderr, no traceback."""
+    lines = completed.stderr.strip().splitlines()
+    assert completed.returncode == exit_code, completed.stdout + completed.stderr
+    assert len(lines) == 1, completed.stderr
+    assert "Traceback" not in completed.stdout + completed.stderr
+    return lines[0]
+
+
+# --- fixtures
+
+
+@pytest.fixture(scope="module")
+def pytest_suite(tmp_path_factory: pytest.TempPathFactory) -> Suite:
+    root = write_pytest_suite(tmp_path_factory.mktemp("pytest-suite"), PYTEST_FILES)
+    serial = serial_testcases("pytest", root, ["tests"], root.parent / "pytest-serial.xml")
+    return Suite("pytest", root, ("tests",), serial)
+
+
+@pytest.fixture(scope="module")
+def rspec_suite(tmp_path_factory: pytest.TempPathFactory) -> Suite:
+    root = tmp_path_factory.mktemp("rspec-suite")
+    write_files(root, {".rspec": RSPEC_DOTFILE, **RSPEC_FILES})
+    serial = serial_testcases("rspec", root, ["spec"], root.parent / "rspec-serial.xml")
+    return Suite("rspec", root, ("spec",), serial)
+
+
+@pytest.fixture(params=[pytest.param("rspec", marks=pytest.mark.ruby), "pytest"])
+def suite(request: pytest.FixtureRequest) -> Suite:
+    if request.param == "rspec":
+        request.getfixturevalue("require_ruby")
+    chosen: Suite = request.getfixturevalue(f"{request.param}_suite")
+    return chosen
+
+
+@pytest.fixture
+def evidence(tmp_path: Path) -> Path:
+    """A directory the inner tests write what they saw into."""
+    path = tmp_path / "evidence"
+    path.mkdir()
+    return path
+
+
+# --- 1, 2: the merged report is the serial run's, and failures are counted
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_merged_report_has_the_serial_runs_testcases(
+    suite: Suite, workers: int, tmp_path: Path
+) -> None:
+    # The serial run itself must show what the comparison is about.
+    outcomes = {outcome for _, _, outcome in suite.serial}
+    assert {"passed", "failed", "skipped"} <= outcomes
+    completed = shardrun(suite.root, *suite.paths, "--workers", str(workers),
+                         *run_options(tmp_path))
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert junit_testcases(tmp_path / "run.xml") == suite.serial
+    assert summary_counts(completed.stdout) == expected_counts(suite.serial)
+
+
+def test_failures_and_errors_are_counted_apart(pytest_suite: Suite, tmp_path: Path) -> None:
+    completed = shardrun(pytest_suite.root, "tests", "--workers", "2", *run_options(tmp_path))
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    outcomes = [outcome for _, _, outcome in pytest_suite.serial]
+    assert (outcomes.count("failed"), outcomes.count("error")) == (1, 1)
+    assert any(line.startswith("9 tests, 1 failure, 1 error, 1 skipped")
+               for line in completed.stdout.splitlines()), completed.stdout
+    assert summary_counts(completed.stdout) == (6, 2, 1)
+    root = ET.parse(tmp_path / "run.xml").getroot()
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("9", "1", "1")
+
+
+# --- 3: a runner that crashes or writes nothing
+
+
+CRASH_SCRIPTS = {
+    "segfault": ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n",
+                 f"killed by signal {int(signal.SIGSEGV)} (SIGSEGV)"),
+    "no-junit": ("import sys\nsys.exit(0)\n", "no JUnit written; exit code 0"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CRASH_SCRIPTS))
+def test_crashed_runner_becomes_error_testcases(kind: str, tmp_path: Path) -> None:
+    script, reason = CRASH_SCRIPTS[kind]
+    (tmp_path / "crash.py").write_text(script, encoding="utf-8")
+    files = {f"tests/test_{name}.py": "def test_x():\n    pass\n" for name in ("a", "b", "c")}
+    root = write_pytest_suite(tmp_path / "suite", files)
+    template = f"{sys.executable} {tmp_path / 'crash.py'} {{files}} --junit {{junit}}"
+    completed = shardrun(root, "tests", "--workers", "2", "--command", template,
+                         *run_options(tmp_path))
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert junit_testcases(tmp_path / "run.xml") == {(unit, unit, "error") for unit in files}
+    assert error_messages(tmp_path / "run.xml") == [reason] * len(files)
+    assert summary_counts(completed.stdout) == (0, len(files), 0)
+
+
+# --- 4: a hung test is killed at the timeout, with its children
+
+HANGING_TEST = """
+    import os
+    import subprocess
+    import time
+    from pathlib import Path
+
+    def test_hangs():
+        child = subprocess.Popen(["sleep", "600"])
+        Path({pids!r}).write_text(f"{{os.getpid()}} {{child.pid}}")
+        time.sleep(600)
+"""
+
+
+def test_hung_test_is_killed_at_the_timeout(tmp_path: Path, evidence: Path) -> None:
+    pid_file = evidence / "pids"
+    root = write_pytest_suite(
+        tmp_path / "suite", {"tests/test_hang.py": HANGING_TEST.format(pids=str(pid_file))}
+    )
+    started = time.monotonic()
+    completed = shardrun(root, "tests", "--workers", "1", "--timeout", "2",
+                         *run_options(tmp_path))
+    elapsed = time.monotonic() - started
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert junit_testcases(tmp_path / "run.xml") == {
+        ("tests/test_hang.py", "tests/test_hang.py", "error")
+    }
+    [message] = error_messages(tmp_path / "run.xml")
+    assert message.startswith("timed out after"), message
+    assert elapsed < 60, f"the 2 s timeout took {elapsed:.1f} s to act"
+    pids = [int(pid) for pid in pid_file.read_text().split()]
+    assert len(pids) == 2
+    assert [pid for pid in pids if is_alive(pid)] == []
+
+
+# --- 5: two runs on one Redis at once
+
+
+def test_concurrent_runs_on_one_redis_do_not_mix(redis_url: str, tmp_path: Path) -> None:
+    suites = {}
+    for name in ("left", "right"):
+        files = {
+            f"tests/test_{name}_{index}.py": f"""
+                import time
+
+                def test_{name}_{index}_first():
+                    time.sleep(0.2)
+
+                def test_{name}_{index}_second():
+                    time.sleep(0.1)
+            """
+            for index in range(3)
+        }
+        suites[name] = write_pytest_suite(tmp_path / name, files)
+    processes = {
+        name: subprocess.Popen(
+            shardrun_argv("tests", "--workers", "2", "--redis-url", redis_url,
+                          *run_options(tmp_path, name)),
+            cwd=root, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for name, root in suites.items()
+    }
+    outputs = {}
+    for name, process in processes.items():
+        with process:
+            outputs[name] = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
+    for name, process in processes.items():
+        assert process.returncode == 0, "".join(outputs[name])
+        serial = serial_testcases("pytest", suites[name], ["tests"], tmp_path / f"{name}-s.xml")
+        assert junit_testcases(tmp_path / f"{name}.xml") == serial
+        assert len(serial) == 6
+        [run_id] = run_ids(suites[name])
+        assert keys_without_ttl(redis_url, run_id) == []
+
+
+# --- 6: Redis unreachable
+
+
+def test_unreachable_redis_is_an_infrastructure_error(
+    pytest_suite: Suite, tmp_path: Path
+) -> None:
+    url = f"redis://127.0.0.1:{unused_port()}/0"
+    started = time.monotonic()
+    completed = shardrun(pytest_suite.root, "tests", "--redis-url", url, *run_options(tmp_path))
+    elapsed = time.monotonic() - started
+    line = assert_one_line_error(completed, 3)
+    assert "Redis" in line
+    assert "--redis-url" in line
+    assert elapsed < UNREACHABLE_REDIS_BUDGET_SECONDS
+
+
+# --- 7: per-worker environment
+
+ENVIRONMENT_TEST = """
+    import json
+    import os
+    import tempfile
+    import time
+    from pathlib import Path
+
+    EVIDENCE = Path({evidence!r})
+    WORKERS = 3
+    BARRIER_SECONDS = 60
+
+    def test_records_environment():
+        seen = {{name: os.environ.get(name) for name in
+                ("TEST_ENV_NUMBER", "SHARDRUN_WORKER_INDEX", "TMPDIR")}}
+        seen["gettempdir"] = tempfile.gettempdir()
+        (EVIDENCE / (os.path.basename(__file__) + ".json")).write_text(json.dumps(seen))
+        # A rendezvous: all three shards are running at once, so on three workers.
+        deadline = time.monotonic() + BARRIER_SECONDS
+        while len(list(EVIDENCE.glob("*.json"))) < WORKERS and time.monotonic() < deadline:
+            time.sleep(0.05)
+"""
+
+
+def test_each_worker_has_its_own_environment(tmp_path: Path, evidence: Path) -> None:
+    body = ENVIRONMENT_TEST.format(evidence=str(evidence))
+    files = {f"tests/test_env_{index}.py": body for index in range(3)}
+    root = write_pytest_suite(tmp_path / "suite", files)
+    scratch = tmp_path / "scratch"  # where the workers make their own temp dirs
+    scratch.mkdir()
+    completed = shardrun(root, "tests", "--workers", "3", *run_options(tmp_path),
+                         env=clean_env(TMPDIR=str(scratch)))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    seen = [json.loads(path.read_text()) for path in sorted(evidence.glob("*.json"))]
+    assert len(seen) == 3
+    assert {entry["TEST_ENV_NUMBER"] for entry in seen} == {"", "2", "3"}
+    assert {entry["SHARDRUN_WORKER_INDEX"] for entry in seen} == {"1", "2", "3"}
+    tmpdirs = {entry["TMPDIR"] for entry in seen}
+    assert len(tmpdirs) == 3
+    assert tmpdirs == {entry["gettempdir"] for entry in seen}
+    assert all(Path(path).is_relative_to(scratch) for path in tmpdirs)
+    assert list(scratch.iterdir()) == []  # the workers removed theirs when they stopped
+
+
+# --- 8: learning from the previous run
+
+LEARNING_FILES = {
+    "tests/test_slow.py": "import time\n\ndef test_slow():\n    time.sleep(1.0)\n",
+    "tests/test_medium.py": "import time\n\ndef test_medium():\n    time.sleep(0.6)\n",
+}
+
+
+def test_second_run_predicts_better(tmp_path: Path) -> None:
+    root = write_pytest_suite(tmp_path / "suite", LEARNING_FILES)
+    options = run_options(tmp_path)
+    first = shardrun(root, "tests", "--workers", "2", *options)
+    assert first.returncode == 0, first.stdout + first.stderr
+    history = json.loads((tmp_path / "run-timings.json").read_text())
+    assert set(history["files"]) == set(LEARNING_FILES)
+    second = shardrun(root, "tests", "--workers", "2", *options)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert shard_errors(second.stdout) < shard_errors(first.stdout)
+
+
+# --- 9: runner arguments after `--`
+
+
+def test_runner_args_reach_the_runner(pytest_suite: Suite, tmp_path: Path) -> None:
+    completed = shardrun(pytest_suite.root, "tests", "--workers", "2",
+                         *run_options(tmp_path), "--", "-k", "adds or multiplies")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    expected = serial_testcases("pytest", pytest_suite.root,
+                                ["tests", "-k", "adds or multiplies"], tmp_path / "serial.xml")
+    assert {name for _, name, _ in expected} == {"test_adds", "test_multiplies"}
+    assert junit_testcases(tmp_path / "run.xml") == expected
+
+
+# --- 10: usage errors
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        pytest.param(("tests", "--workers", "0"), "--workers", id="zero-workers"),
+        pytest.param(("no/such/dir",), "no/such/dir", id="missing-path"),
+        pytest.param(("tests", "--redis-url", "http://127.0.0.1:6379"), "--redis-url",
+                     id="bad-redis-scheme"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(
+    pytest_suite: Suite, tmp_path: Path, args: tuple[str, ...], mentions: str
+) -> None:
+    completed = shardrun(pytest_suite.root, *args, *run_options(tmp_path))
+    line = assert_one_line_error(completed, 2)
+    assert mentions in line
+    assert not (tmp_path / "run.xml").exists()

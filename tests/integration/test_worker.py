@@ -1,0 +1,292 @@
+"""`shardrun worker` as a real process on a real Redis: what it refuses and what it runs.
+
+Anyone who can write to the Redis can enqueue jobs, so a worker must run shardrun's own
+job function and nothing else, and that function must not let a unit act as an option or
+a path outside the checkout.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import zlib
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from rq import Callback, Queue, Webhook
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from shardrun.models import ShardJob, ShardResult
+from shardrun.queue import JOB_FUNCTION, Connection, RunQueue, connect, queue_name, register_run
+from shardrun.worker import WorkerContext, execute
+
+# A burst worker with one tiny job exits in about a second; this only bounds a hang.
+WORKER_TIMEOUT_SECONDS = 60
+# Python code that leaves a mark when imported: a worker must never import a job's module.
+MODULE_THAT_MARKS_ON_IMPORT = """
+from pathlib import Path
+Path({marker!r}).touch()
+
+def run(*args, **kwargs):
+    Path({marker!r}).touch()
+"""
+
+
+def run_worker(
+    redis_url: str, root: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m shardrun worker --burst` until its queues are empty; output in .stdout."""
+    return subprocess.run(
+        [sys.executable, "-m", "shardrun", "worker", "--redis-url", redis_url, "--burst",
+         "--root", str(root), *extra],
+        cwd=root, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=WORKER_TIMEOUT_SECONDS, check=False,
+    )
+
+
+def marking_template(marker: Path) -> str:
+    """A command template that leaves `marker` behind if it ever runs."""
+    return f"touch {marker} {{files}} {{junit}}"
+
+
+@pytest.mark.parametrize("func", ["os.system", "marks_on_import.run"])
+def test_worker_refuses_a_job_that_names_another_callable(
+    redis_url: str, unique_id: str, tmp_path: Path, func: str
+) -> None:
+    marker = tmp_path / "pwned"
+    (tmp_path / "marks_on_import.py").write_text(
+        MODULE_THAT_MARKS_ON_IMPORT.format(marker=str(marker))
+    )
+    connection = connect(redis_url)
+    rq_queue = Queue(queue_name(unique_id), connection=connection, serializer=JSONSerializer)
+    job = rq_queue.enqueue_call(
+        func=func, args=[f"touch {marker}"], ttl=600, result_ttl=600, failure_ttl=600
+    )
+    try:
+        worker = run_worker(
+            redis_url, tmp_path, "--run-id", unique_id, env={"PYTHONPATH": str(tmp_path)}
+        )
+
+        assert worker.returncode == 0, worker.stdout
+        assert not marker.exists(), "the worker ran (or imported) a foreign callable"
+        assert job.id in rq_queue.failed_job_registry.get_job_ids()
+        refreshed = Job.fetch(job.id, connection=connection, serializer=JSONSerializer)
+        assert refreshed.get_status() == "failed"
+        assert "refused" in worker.stdout
+        assert func in worker.stdout
+    finally:
+        RunQueue(connection, unique_id).delete()
+        connection.close()
+
+
+@pytest.mark.parametrize("hook", ["on_success", "on_failure", "on_stopped"])
+def test_worker_refuses_shardrun_jobs_that_carry_a_callback(
+    redis_url: str, unique_id: str, tmp_path: Path, hook: str
+) -> None:
+    """A callback is another callable the worker would import and run: refused as well."""
+    marker = tmp_path / "pwned"
+    (tmp_path / "marks_on_import.py").write_text(
+        MODULE_THAT_MARKS_ON_IMPORT.format(marker=str(marker))
+    )
+    connection = connect(redis_url)
+    rq_queue = Queue(queue_name(unique_id), connection=connection, serializer=JSONSerializer)
+    # A payload whose unit is missing: run_shard returns normally (success callback), and
+    # one that is not a dict makes it raise (failure callback).
+    payload = ShardJob(unique_id, 0, ("missing.py",), "pytest", 1.0, 60.0).to_dict()
+    job = rq_queue.enqueue_call(
+        func=JOB_FUNCTION, kwargs={"payload": payload if hook == "on_success" else "x"},
+        ttl=600, result_ttl=600, failure_ttl=600,
+        **{hook: Callback("marks_on_import.run")},
+    )
+    try:
+        worker = run_worker(
+            redis_url, tmp_path, "--run-id", unique_id, env={"PYTHONPATH": str(tmp_path)}
+        )
+
+        assert worker.returncode == 0, worker.stdout
+        assert not marker.exists(), "the worker imported or ran a job's callback"
+        assert job.id in rq_queue.failed_job_registry.get_job_ids()
+        assert "refused" in worker.stdout
+    finally:
+        RunQueue(connection, unique_id).delete()
+        connection.close()
+
+
+class _TouchesOnUnpickle:
+    """Unpickling this runs `touch marker`: the payload of a classic pickle attack."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, ...]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_worker_never_unpickles_job_data_and_keeps_serving(
+    redis_url: str, unique_id: str, tmp_path: Path
+) -> None:
+    """A job whose data is a pickle is refused unread, and the next job still runs."""
+    marker = tmp_path / "pwned"
+    (tmp_path / "ok.py").write_text("")
+    connection = connect(redis_url)
+    run_queue = RunQueue(connection, unique_id)
+    rq_queue = run_queue.rq_queue
+    poisoned = rq_queue.enqueue_call(func=JOB_FUNCTION, kwargs={}, ttl=600, failure_ttl=600)
+    pickled = pickle.dumps((JOB_FUNCTION, None, [], {"payload": _TouchesOnUnpickle(marker)}))
+    connection.hset(poisoned.key, "data", zlib.compress(pickled))
+    good = ShardJob(unique_id, 1, ("ok.py",), "command", 1.0, 60.0,
+                    command_template="true {files} {junit}")
+    try:
+        run_queue.enqueue([good])
+        worker = run_worker(redis_url, tmp_path, "--run-id", unique_id)
+        result = run_queue.wait_result(5)
+
+        assert not marker.exists(), "the worker unpickled job data"
+        assert poisoned.id in rq_queue.failed_job_registry.get_job_ids()
+        assert "refused" in worker.stdout
+        assert result is not None, worker.stdout
+        assert (result.shard_index, result.outcome.exit_code) == (1, 0)
+    finally:
+        run_queue.delete()
+        connection.close()
+
+
+class _RecordingHandler(http.server.BaseHTTPRequestHandler):
+    requests: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.requests.append(f"{self.command} {self.path}")
+        self.send_response(204)
+        self.end_headers()
+
+    do_GET = do_PUT = do_POST
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Silent: the test reads `requests`, not the log."""
+
+
+def test_worker_refuses_shardrun_jobs_that_carry_webhooks(
+    redis_url: str, unique_id: str, tmp_path: Path
+) -> None:
+    """A webhook makes the worker send job data to any URL: refused, and never sent."""
+    _RecordingHandler.requests = []
+    with http.server.HTTPServer(("127.0.0.1", 0), _RecordingHandler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        connection = connect(redis_url)
+        rq_queue = Queue(queue_name(unique_id), connection=connection, serializer=JSONSerializer)
+        payload = ShardJob(unique_id, 0, ("missing.py",), "pytest", 1.0, 60.0).to_dict()
+        job = rq_queue.enqueue_call(
+            func=JOB_FUNCTION, kwargs={"payload": payload}, ttl=600, result_ttl=600,
+            failure_ttl=600, webhooks=[Webhook(url, "finished"), Webhook(url, "failed")],
+        )
+        try:
+            worker = run_worker(redis_url, tmp_path, "--run-id", unique_id)
+        finally:
+            server.shutdown()
+            thread.join()
+            RunQueue(connection, unique_id).delete()
+            connection.close()
+
+    assert worker.returncode == 0, worker.stdout
+    assert "refused" in worker.stdout
+    assert job.id in worker.stdout
+    assert _RecordingHandler.requests == []
+
+
+@pytest.mark.parametrize(
+    "unit",
+    ["../../etc/passwd", "--require=evil.rb", "-x", "/etc/passwd", "tests/../../outside.py",
+     "../../etc/passwd::test_x", "missing_file.py"],
+)
+def test_execute_refuses_units_that_are_not_files_in_the_checkout(
+    tmp_path: Path, unit: str
+) -> None:
+    root = tmp_path / "checkout"
+    (root / "tests").mkdir(parents=True)
+    (tmp_path / "outside.py").write_text("")
+    marker = tmp_path / "ran"
+    job = ShardJob(
+        "run", 0, (unit,), "command", 1.0, 60.0, command_template=marking_template(marker)
+    )
+    context = WorkerContext(root, 1, tmp_path / "logs", tmp_path / "scratch")
+
+    result = execute(job, context)
+
+    assert result.error is not None
+    assert repr(unit) in result.error
+    assert result.outcome.exit_code is None
+    assert not marker.exists(), "the runner was started for a refused unit"
+
+
+def test_run_shard_in_a_real_worker_reports_a_refused_unit_as_an_error(
+    redis_url: str, unique_id: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    (tmp_path / "ok.py").write_text("")
+    job = ShardJob(
+        unique_id, 0, ("ok.py", "../../etc/passwd"), "command", 1.0, 60.0,
+        command_template=marking_template(marker),
+    )
+    connection = connect(redis_url)
+    run_queue = RunQueue(connection, unique_id)
+    try:
+        run_queue.enqueue([job])
+        worker = run_worker(redis_url, tmp_path, "--run-id", unique_id)
+        result = run_queue.wait_result(5)
+
+        assert worker.returncode == 0, worker.stdout
+        assert result is not None, worker.stdout
+        assert result.error is not None
+        assert "refused unit '../../etc/passwd'" in result.error
+        assert not marker.exists()
+    finally:
+        run_queue.delete()
+        connection.close()
+
+
+PYTEST_SUITE = {
+    "pytest.ini": "[pytest]\n",
+    "test_small.py": "def test_one():\n    pass\n\n\ndef test_two():\n    assert 1 + 1 == 2\n",
+}
+
+
+def test_worker_without_run_id_serves_an_announced_run(
+    private_redis: str, unique_id: str, tmp_path: Path
+) -> None:
+    """On a private Redis: a worker without --run-id would also take other tests' runs."""
+    for name, text in PYTEST_SUITE.items():
+        (tmp_path / name).write_text(text)
+    connection = connect(private_redis)
+    run_queue = RunQueue(connection, unique_id)
+    run_queue.enqueue([ShardJob(unique_id, 0, ("test_small.py",), "pytest", 1.0, 120.0)])
+    register_run(connection, unique_id)
+
+    worker = run_worker(private_redis, tmp_path, env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    result = run_queue.wait_result(5)
+
+    assert worker.returncode == 0, worker.stdout
+    assert isinstance(result, ShardResult), worker.stdout
+    assert result.error is None
+    assert result.outcome.exit_code == 0, result.outcome.output_tail
+    assert result.junit_xml is not None
+    assert 'name="test_one"' in result.junit_xml
+    assert 'name="test_two"' in result.junit_xml
+    assert_every_key_of_the_run_expires(connection, unique_id)
+    connection.close()
+
+
+def assert_every_key_of_the_run_expires(connection: Connection, run_id: str) -> None:
+    """After a real worker ran the job: RQ's registries and results have TTLs too."""
+    keys = [key.decode() for key in connection.scan_iter(f"*{run_id}*")]
+    assert keys, "the run left no keys at all: the scan pattern is wrong"
+    without_ttl = [key for key in keys if connection.ttl(key) <= 0]
+    assert without_ttl == []
