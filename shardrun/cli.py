@@ -12,14 +12,20 @@ from typing import Any
 import click
 
 from shardrun import coordinator, dashboard, worker
-from shardrun.config import click_default_map, load_project_settings
-from shardrun.coordinator import PlannedSuite, PlanRequest, Progress, RunOptions
+from shardrun.config import (
+    DEFAULT_LEASE_SECONDS,
+    REDIS_TIMEOUT_SECONDS,
+    click_default_map,
+    load_project_settings,
+)
+from shardrun.coordinator import PlannedSuite, PlanRequest, RunOptions
 from shardrun.discovery import FRAMEWORKS
 from shardrun.embedded import install_signal_handlers
 from shardrun.errors import EXIT_USAGE, ShardrunError
 from shardrun.history import DEFAULT_HISTORY_PATH, History
 from shardrun.summary import summary_lines
 from shardrun.timings import load_durations
+from shardrun.watch import Progress
 
 # How many file names a shard line shows before "...".
 FILES_SHOWN_PER_SHARD = 3
@@ -212,23 +218,45 @@ class RunnerArgsCommand(click.Command):
 @click.option("--command", "command_template", default=None, metavar="TEMPLATE",
               help="Run shards with this command; {files} and {junit} are filled in.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=None,
-              help="Per-shard timeout in seconds (default: 3x the estimate + 60 s).")
+              help="Per-batch timeout in seconds (default: 3x the estimate + 60 s).")
+@click.option("--mode", type=click.Choice(["queue", "static"]), default="queue",
+              show_default=True,
+              help="queue: batches pulled as workers free up; static: one job per shard.")
+@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Run a failed unit again this often; passing then marks it flaky.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Times a batch whose worker was lost is tried before it is reported.")
+@click.option("--fail-fast", type=click.IntRange(min=1), is_flag=False, flag_value=1,
+              default=None, metavar="[N]", help="Stop after N failures (default 1).")
+@click.option("--redis-timeout", type=click.FloatRange(min=0.1), default=REDIS_TIMEOUT_SECONDS,
+              show_default=True, help="Seconds Redis may be unreachable before exit 3.")
+@click.option("--lease-seconds", type=click.FloatRange(min=0.5), default=DEFAULT_LEASE_SECONDS,
+              show_default=True, help="A batch whose worker stops renewing is requeued after.")
 def run(
     paths: tuple[str, ...], workers: int, redis_url: str | None, junit_out: Path | None,
     timings: Path, from_junit: tuple[str, ...], framework: str | None,
-    command_template: str | None, timeout: float | None,
+    command_template: str | None, timeout: float | None, mode: str, retries: int,
+    max_attempts: int, fail_fast: int | None, redis_timeout: float, lease_seconds: float,
 ) -> None:
     """Run PATHS on WORKERS local workers; arguments after `--` go to the test runner."""
     install_signal_handlers()
     runner_args = click.get_current_context().meta.get("runner_args", ())
     request = PlanRequest(Path.cwd(), paths, framework, workers, timings, from_junit)
-    options = RunOptions(request, redis_url, junit_out, runner_args, command_template, timeout)
+    options = RunOptions(
+        request, redis_url, junit_out, runner_args, command_template, timeout, mode, retries,
+        max_attempts, fail_fast, redis_timeout, lease_seconds,
+    )
     reporter = ProgressReporter(sys.stdout.isatty())
     outcome = coordinator.run(options, reporter)
     reporter.close()
     for line in summary_lines(outcome.report, framework=outcome.planned.suite.framework):
         click.echo(line)
     click.echo(f"merged JUnit: {outcome.junit_path}")
+    if outcome.infrastructure_error:
+        click.echo(f"shardrun: error: {outcome.infrastructure_error}", err=True)
+    if outcome.report.missing:
+        click.echo(f"shardrun: error: {len(outcome.report.missing)} unit(s) never reported: "
+                   + ", ".join(outcome.report.missing), err=True)
     sys.exit(outcome.exit_code)
 
 
@@ -243,7 +271,7 @@ class ProgressReporter:
         eta = f", ETA {progress.eta_seconds:.0f}s" if progress.eta_seconds is not None else ""
         status = (
             f"{progress.done_units}/{progress.total_units} units, "
-            f"{progress.failed_shards} failing shard(s){eta}"
+            f"{progress.failed_units} failed{eta}"
         )
         if self.tty:
             width = 30
@@ -251,7 +279,7 @@ class ProgressReporter:
             click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {status}   ", nl=False)
         else:
             click.echo(
-                f"shard {result.shard_index} done on {result.worker} in "
+                f"batch {result.shard_index} done on {result.worker} in "
                 f"{result.outcome.wall_seconds:.1f}s (exit {result.outcome.exit_code}): {status}"
             )
 

@@ -25,6 +25,10 @@ KEY_TTL_SECONDS = 24 * 3600
 WAIT_SLICE_SECONDS = 1.0
 # How long to keep trying to reach Redis before calling it an infrastructure error (exit 3).
 REDIS_TIMEOUT_SECONDS = 5.0
+# A worker renews its lease on a batch every third of this; a batch whose lease lapses is
+# requeued. Long enough to ride out a stalled CI VM for a few seconds, short enough that a
+# SIGKILLed worker's batch restarts well before anyone wonders.
+DEFAULT_LEASE_SECONDS = 10.0
 # Settings that name files or commands and so may usefully be shared in pyproject.toml.
 SETTING_NAMES = frozenset(
     {"workers", "timings", "framework", "redis_url", "junit_out", "command", "timeout",

@@ -6,26 +6,39 @@ shard whose worker vanished or whose runner died is reported, never silently dro
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from shardrun import queue
-from shardrun.config import WAIT_SLICE_SECONDS
+from shardrun.batching import DEFAULT_BOOT_SECONDS, queue_batches
+from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS
 from shardrun.discovery import Suite, discover
 from shardrun.embedded import EmbeddedRedis
-from shardrun.errors import EXIT_INFRASTRUCTURE, EXIT_OK, EXIT_TESTS_FAILED, InputError
+from shardrun.errors import (
+    EXIT_INFRASTRUCTURE,
+    EXIT_OK,
+    EXIT_TESTS_FAILED,
+    InputError,
+    ShardrunError,
+)
 from shardrun.history import History
 from shardrun.junit_writer import write_junit
+from shardrun.ledger import Ledger
 from shardrun.models import Plan, ShardJob, ShardResult
 from shardrun.planner import plan_shards
 from shardrun.pool import LocalWorkers
-from shardrun.process import default_timeout
-from shardrun.report import RunReport, merge
-from shardrun.runlog import record_run
-from shardrun.timings import Durations, load_durations, parse_junit_text
+from shardrun.process import default_timeout, git_head
+from shardrun.report import CRASH_ERROR_TYPE, RunReport, merge
+from shardrun.runlog import boot_seconds, record_run
+from shardrun.runners import get_runner
+from shardrun.splitting import split_slow_files
+from shardrun.timings import Durations, file_of_unit, load_durations, parse_junit_text
+from shardrun.watch import ProgressCallback, Watcher, WatchOutcome
 
 
 @dataclass(frozen=True)
@@ -56,29 +69,23 @@ class RunOptions:
     runner_args: tuple[str, ...] = ()
     command_template: str | None = None
     timeout_seconds: float | None = None
-
-
-@dataclass
-class Progress:
-    """What the CLI shows while a run is under way."""
-
-    total_units: int
-    done_units: int = 0
-    failed_shards: int = 0
-    eta_seconds: float | None = None
-    results: list[ShardResult] = field(default_factory=list)
+    mode: str = "queue"  # "queue": factoring batches from a queue; "static": one per shard
+    retries: int = 1
+    max_attempts: int = 3
+    fail_fast: int | None = None
+    redis_timeout: float = REDIS_TIMEOUT_SECONDS
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
 
 
 @dataclass(frozen=True)
 class RunOutcome:
     run_id: str
     planned: PlannedSuite
+    dispatched: Plan  # the shards or batches actually enqueued (after example splitting)
     report: RunReport
     exit_code: int
     junit_path: Path | None
-
-
-ProgressCallback = Callable[[Progress], None]
+    infrastructure_error: str | None = None
 
 
 def prepare(request: PlanRequest) -> PlannedSuite:
@@ -118,29 +125,75 @@ def run(options: RunOptions, on_progress: ProgressCallback | None = None) -> Run
 def _run_on(
     url: str, options: RunOptions, planned: PlannedSuite, on_progress: ProgressCallback | None
 ) -> RunOutcome:
-    connection = queue.connect(url)
+    connection = queue.connect(url, options.redis_timeout)
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    run_queue = queue.RunQueue(connection, run_id)
-    jobs = shard_jobs(run_id, planned, options)
+    run_queue = queue.RunQueue(connection, run_id, redis_timeout=options.redis_timeout)
     root = options.request.root
+    log_dir = root / ".shardrun" / "logs" / run_id
+    started_at = time.time()
     try:
-        run_queue.enqueue(jobs)
-        queue.register_run(connection, run_id)
-        log_dir = root / ".shardrun" / "logs" / run_id
+        # Workers boot (import Python, connect) while the coordinator splits and batches.
         with LocalWorkers(url, run_id, options.request.workers, root, log_dir) as workers:
-            results = collect(run_queue, jobs, workers, on_progress)
+            dispatched = dispatch_plan(planned, options)
+            ledger = Ledger(options.max_attempts, options.retries, options.fail_fast)
+            jobs = ledger.add(batch_jobs(run_id, dispatched, planned, options))
+            publish = _publisher(run_queue, connection, run_id, planned, options)
+            publish()
+            run_queue.enqueue(jobs)
+            watched = Watcher(run_queue, ledger, workers, on_progress, publish).run()
     finally:
+        _forget(run_queue, connection)
+    return finish(run_id, planned, options, dispatched, ledger, watched, started_at)
+
+
+def _publisher(
+    run_queue: queue.RunQueue, connection: queue.Connection, run_id: str,
+    planned: PlannedSuite, options: RunOptions,
+) -> Callable[[], None]:
+    """Announce the run (again, after Redis lost it): its meta key and the run registry."""
+    meta = {"run_id": run_id, "framework": planned.suite.framework, "mode": options.mode,
+            "workers": options.request.workers}
+
+    def publish() -> None:
+        run_queue.publish_meta(meta)
+        queue.register_run(connection, run_id)
+
+    return publish
+
+
+def _forget(run_queue: queue.RunQueue, connection: queue.Connection) -> None:
+    with contextlib.suppress(ShardrunError):  # Redis gone: every key expires on its own
         run_queue.delete()
-        connection.close()
-    return finish(run_id, planned, options, results)
+    connection.close()
 
 
-def shard_jobs(run_id: str, planned: PlannedSuite, options: RunOptions) -> list[ShardJob]:
-    """One job per non-empty shard, longest first so the big ones start immediately."""
-    shards = sorted(
-        (shard for shard in planned.plan.shards if shard.units),
-        key=lambda shard: (-shard.predicted_seconds, shard.index),
-    )
+def dispatch_plan(planned: PlannedSuite, options: RunOptions) -> Plan:
+    """Static: the plan's shards. Queue: slow files split into examples, then batches."""
+    if options.mode == "static":
+        return planned.plan
+    framework = "command" if options.command_template else planned.suite.framework
+    boot = boot_seconds(planned.history.runs()) or DEFAULT_BOOT_SECONDS[framework]
+    if not any(planned.history.estimate(unit) is not None for unit in planned.estimates):
+        # No timings yet: estimates are file sizes, not seconds, so a boot cost in seconds
+        # means nothing against them. Batch without it: small batches let the queue even
+        # out what the sizes got wrong, and this run's timings fix the next one.
+        boot = 0.0
+    root, workers = options.request.root, options.request.workers
+    estimates = dict(planned.estimates)
+    if not options.command_template:
+        runner = get_runner(framework, root)
+        estimates = split_slow_files(estimates, workers, boot, runner, planned.history, root)
+    return queue_batches(estimates, workers, boot)
+
+
+def batch_jobs(
+    run_id: str, dispatched: Plan, planned: PlannedSuite, options: RunOptions
+) -> list[ShardJob]:
+    """One job per non-empty shard or batch, longest first so the big ones start first."""
+    shards = [shard for shard in dispatched.shards if shard.units]
+    if options.mode == "static":
+        shards.sort(key=lambda shard: (-shard.predicted_seconds, shard.index))
+    commit = git_head(options.request.root)
     return [
         ShardJob(
             run_id=run_id,
@@ -151,84 +204,62 @@ def shard_jobs(run_id: str, planned: PlannedSuite, options: RunOptions) -> list[
             timeout_seconds=options.timeout_seconds or default_timeout(shard.predicted_seconds),
             runner_args=options.runner_args,
             command_template=options.command_template,
+            commit=commit,
+            lease_seconds=options.lease_seconds,
         )
         for shard in shards
     ]
 
 
-def collect(
-    run_queue: queue.RunQueue,
-    jobs: Sequence[ShardJob],
-    workers: LocalWorkers,
-    on_progress: ProgressCallback | None,
-) -> list[ShardResult]:
-    """Block on the result list until every job answered or no worker is left to answer."""
-    progress = Progress(total_units=sum(len(job.units) for job in jobs))
-    pending = {job.shard_index: job for job in jobs}
-    started = time.monotonic()
-    while pending:
-        result = run_queue.wait_result(WAIT_SLICE_SECONDS)
-        if result is None:
-            if workers.all_exited():
-                result = run_queue.wait_result(0.01)  # a last result may still be in flight
-                if result is None:
-                    break
-            else:
-                continue
-        if pending.pop(result.shard_index, None) is None:
-            continue  # a duplicate: the report keeps one per shard anyway
-        _advance(progress, result, jobs, pending, time.monotonic() - started)
-        if on_progress:
-            on_progress(progress)
-    return progress.results
-
-
-def _advance(
-    progress: Progress,
-    result: ShardResult,
-    jobs: Sequence[ShardJob],
-    pending: dict[int, ShardJob],
-    elapsed: float,
-) -> None:
-    progress.results.append(result)
-    progress.done_units += len(result.units)
-    if result.error or result.outcome.exit_code != 0:
-        progress.failed_shards += 1
-    predicted_done = sum(job.predicted_seconds for job in jobs) - sum(
-        job.predicted_seconds for job in pending.values()
-    )
-    remaining = sum(job.predicted_seconds for job in pending.values())
-    # Scale what is left by how fast the finished work went compared with its prediction.
-    progress.eta_seconds = elapsed * remaining / predicted_done if predicted_done > 0 else None
-
-
 def finish(
-    run_id: str, planned: PlannedSuite, options: RunOptions, results: list[ShardResult]
+    run_id: str,
+    planned: PlannedSuite,
+    options: RunOptions,
+    dispatched: Plan,
+    ledger: Ledger,
+    watched: WatchOutcome,
+    started_at: float,
 ) -> RunOutcome:
     """Merge, write the JUnit, learn the timings, and pick the exit code."""
-    report = merge(planned.suite.files, results)
+    units = [unit for shard in dispatched.shards for unit in shard.units]
+    report = merge(units, watched.results, skipped_units(ledger, watched))
     junit_path = options.junit_out or options.request.root / ".shardrun" / "junit.xml"
-    junit_path.parent.mkdir(parents=True, exist_ok=True)
     write_junit(report, junit_path)
-    learn(planned.history, results, set(planned.suite.files))
-    record_run(planned.history, run_id, planned.plan, results, report, time.time())
+    learn(planned.history, report, watched.results)
+    record_run(planned.history, run_id, dispatched, watched.results, report, time.time())
     planned.history.save(options.request.root)
-    answered = {result.shard_index for result in results}
-    lost = any(shard.units and shard.index not in answered for shard in planned.plan.shards)
     exit_code = EXIT_OK if report.passed else EXIT_TESTS_FAILED
-    if lost:
+    if report.missing or watched.infrastructure_error:
         exit_code = EXIT_INFRASTRUCTURE
-    return RunOutcome(run_id, planned, report, exit_code, junit_path)
+    return RunOutcome(run_id, planned, dispatched, report, exit_code, junit_path,
+                      watched.infrastructure_error)
 
 
-def learn(history: History, results: Sequence[ShardResult], planned_files: set[str]) -> None:
-    """Record the measured time of every file that really ran (crashed shards teach nothing)."""
-    for result in results:
-        if not result.junit_xml or result.outcome.signal or result.outcome.timed_out:
-            continue
-        try:
-            measured = parse_junit_text(result.junit_xml, f"shard {result.shard_index}")
-        except InputError:
-            continue
-        files = {path: secs for path, secs in measured.files.items() if path in planned_files}
-        history.record(Durations(files, dict(result.example_times), measured.source))
+def skipped_units(ledger: Ledger, watched: WatchOutcome) -> dict[str, str]:
+    """Units deliberately not run: after --fail-fast tripped, whatever had not finished."""
+    if not ledger.stopped:
+        return {}
+    done = {unit for result in watched.results for unit in result.units}
+    reason = f"not run: --fail-fast stopped the run after {ledger.failures} failure(s)"
+    return {unit: reason for job in ledger.unfinished() for unit in job.units
+            if unit not in done}
+
+
+def learn(history: History, report: RunReport, results: Sequence[ShardResult]) -> None:
+    """Record what each file and example took in this run (crashed units teach nothing).
+
+    File times come from the merged report, so a file split into examples across batches
+    counts once, in full, and a retried unit counts its final attempt only.
+    """
+    planned_files = {file_of_unit(unit) for unit in report.units}
+    files: dict[str, float] = defaultdict(float)
+    for case in report.cases:
+        if case.result_type != CRASH_ERROR_TYPE and case.file in planned_files:
+            files[case.file] += case.seconds
+    examples: dict[str, float] = {}
+    for result in sorted(results, key=lambda result: (result.attempt, result.finished_at)):
+        if result.junit_xml and not result.outcome.signal and not result.outcome.timed_out:
+            with contextlib.suppress(InputError):  # the report already flagged bad XML
+                examples.update(parse_junit_text(result.junit_xml, "shard").examples)
+        examples.update(result.example_times)
+    history.record(Durations(dict(files), examples, "run"))

@@ -114,6 +114,20 @@ class Ledger:
         entry.status = BatchStatus.QUEUED
         return entry.job
 
+    def refused(self, batch_id: int) -> ShardJob | None:
+        """A worker declined the batch (another commit): try another, like a lost lease."""
+        entry = self.batches[batch_id]
+        entry.status = BatchStatus.RUNNING
+        return self.lost(batch_id)
+
+    def requeue_unfinished(self) -> list[ShardJob]:
+        """Redis lost the queue: every open batch is queued again, attempts unchanged
+        (losing Redis is not the batch's fault)."""
+        jobs = self.unfinished()
+        for job in jobs:
+            self.batches[job.shard_index].status = BatchStatus.QUEUED
+        return jobs
+
     def running(self) -> list[ShardJob]:
         return [e.job for e in self.batches.values() if e.status is BatchStatus.RUNNING]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -403,3 +404,22 @@ def _read_tail(path: Path, line_count: int) -> str:
     if lines[-1] == "":
         lines.pop()  # the log's final newline ends the last line; it does not start one
     return "\n".join(lines[-line_count:])
+
+
+def git_head(root: Path) -> str | None:
+    """`git rev-parse HEAD` of the checkout at `root`, or None when it is not one.
+
+    The coordinator puts its commit in every payload and a worker refuses batches of
+    another commit: running yesterday's tests against today's plan loses tests silently.
+    """
+    if shutil.which("git") is None:
+        return None
+    try:
+        completed = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--verify", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    head = completed.stdout.strip()
+    return head if completed.returncode == 0 and head else None

@@ -1,4 +1,4 @@
-"""Everything shardrun keeps in Redis, and the only module that imports redis or rq.
+"""Everything shardrun keeps in Redis. With rq_worker.py, the only code importing redis/rq.
 
 One RQ queue per run (``shardrun:<run_id>``) carries shard jobs; results come back on a
 list the coordinator blocks on, so nobody polls. Every key is built by `RunQueue.key`,
@@ -9,18 +9,15 @@ code on every worker.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import os
-import socket
 import time
-import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import redis
-from rq import Queue, SimpleWorker, get_current_job
-from rq.exceptions import DeserializationError
+from rq import Queue, get_current_job
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -30,7 +27,7 @@ from shardrun.config import KEY_TTL_SECONDS, REDIS_TIMEOUT_SECONDS
 from shardrun.errors import InfrastructureError, InputError
 from shardrun.models import ShardJob, ShardResult
 
-# The one callable a shardrun worker will execute (see ShardrunWorker.execute_job).
+# The one callable a shardrun worker will execute (see rq_worker.ShardrunWorker).
 JOB_FUNCTION = "shardrun.worker.run_shard"
 KEY_PREFIX = "shardrun"
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -43,9 +40,45 @@ BLOCK_SLICE_SECONDS = 1.0
 # BLPOP's timeout 0 means "forever": the shortest wait we ask for instead.
 MIN_BLOCK_SECONDS = 0.01
 
+# Backoff between retries of a Redis call that lost its connection: short first (a
+# dropped connection usually reconnects at once), then up to once a second.
+FIRST_RETRY_SECONDS = 0.05
+MAX_RETRY_SECONDS = 1.0
+_RETRYABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
 log = logging.getLogger(__name__)
 # Other modules name the connection type through this alias instead of importing redis.
 Connection = redis.Redis
+_Result = TypeVar("_Result")
+
+
+class RedisUnavailable(InfrastructureError):
+    """Redis did not answer for longer than the run's --redis-timeout."""
+
+
+def _retrying(method: Callable[..., _Result]) -> Callable[..., _Result]:
+    """Retry a RunQueue call through dropped connections with backoff, for at most the
+    queue's `redis_timeout` seconds; then raise RedisUnavailable (exit 3)."""
+
+    @functools.wraps(method)
+    def wrapper(self: RunQueue, *args: Any, **kwargs: Any) -> _Result:
+        deadline, delay = None, FIRST_RETRY_SECONDS
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except _RETRYABLE as error:
+                now = time.monotonic()
+                deadline = deadline if deadline is not None else now + self.redis_timeout
+                if now >= deadline:
+                    raise RedisUnavailable(
+                        f"Redis did not answer for {self.redis_timeout:.0f} s ({error}); "
+                        "check the server or raise --redis-timeout"
+                    ) from None
+                log.warning("Redis call failed (%s); retrying", error)
+                time.sleep(min(delay, deadline - now))
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
+
+    return wrapper
 
 
 def connect(url: str, timeout: float = REDIS_TIMEOUT_SECONDS) -> redis.Redis:
@@ -93,10 +126,17 @@ def redact(url: str) -> str:
 class RunQueue:
     """One run's keys, queue and result list on one Redis connection."""
 
-    def __init__(self, connection: redis.Redis, run_id: str, ttl: int = KEY_TTL_SECONDS):
+    def __init__(
+        self,
+        connection: redis.Redis,
+        run_id: str,
+        ttl: int = KEY_TTL_SECONDS,
+        redis_timeout: float = REDIS_TIMEOUT_SECONDS,
+    ):
         self.connection = connection
         self.run_id = run_id
         self.ttl = ttl
+        self.redis_timeout = redis_timeout
         self.rq_queue = Queue(
             queue_name(run_id), connection=connection, serializer=JSONSerializer
         )
@@ -110,11 +150,22 @@ class RunQueue:
         """The one place a Redis key is spelled: shardrun:<run_id>:<parts...>."""
         return ":".join((KEY_PREFIX, self.run_id, *parts))
 
+    @_retrying
     def publish_meta(self, meta: dict[str, Any]) -> None:
         self.connection.set(self.key("meta"), json.dumps(meta), ex=self.ttl)
 
-    def enqueue(self, jobs: Sequence[ShardJob]) -> None:
-        """Enqueue in the given order (the coordinator passes longest first)."""
+    @_retrying
+    def meta_present(self) -> bool:
+        """False once Redis lost the run (restarted without persistence, or flushed)."""
+        return bool(self.connection.exists(self.key("meta")))
+
+    @_retrying
+    def enqueue(self, jobs: Sequence[ShardJob], id_suffix: str = "") -> None:
+        """Enqueue in the given order (the coordinator passes longest first).
+
+        RQ job ids are batch and attempt; `id_suffix` tells apart a batch a worker passed
+        on (a retry that should run elsewhere) from the job that worker is finishing.
+        """
         with self.connection.pipeline() as pipe:
             for job in jobs:
                 self.rq_queue.enqueue_call(
@@ -124,18 +175,20 @@ class RunQueue:
                     result_ttl=self.ttl,
                     ttl=self.ttl,
                     failure_ttl=self.ttl,
-                    job_id=f"{self.run_id}-{job.shard_index}-{job.attempt}",
+                    job_id=f"{self.run_id}-{job.shard_index}-{job.attempt}{id_suffix}",
                     pipeline=pipe,
                 )
             pipe.expire(self.rq_queue.key, self.ttl)
             pipe.execute()
 
+    @_retrying
     def push_result(self, result: ShardResult) -> None:
         with self.connection.pipeline() as pipe:
             pipe.rpush(self.key("results"), json.dumps(result.to_dict()))
             pipe.expire(self.key("results"), self.ttl)
             pipe.execute()
 
+    @_retrying
     def wait_result(self, timeout: float) -> ShardResult | None:
         """Block up to `timeout` seconds for the next result; None if none arrived."""
         deadline = time.monotonic() + timeout
@@ -148,6 +201,74 @@ class RunQueue:
             if remaining <= self.block_slice:
                 return None
 
+    @_retrying
+    def queued_batches(self) -> set[tuple[int, int]]:
+        """(batch id, attempt) of the jobs still waiting in the queue, from their RQ ids."""
+        prefix = f"{self.run_id}-"
+        queued = set()
+        for job_id in self.rq_queue.get_job_ids():
+            parts = job_id.removeprefix(prefix).split("-")
+            if job_id.startswith(prefix) and len(parts) >= 2 and parts[0].isdigit():
+                queued.add((int(parts[0]), int(parts[1]) if parts[1].isdigit() else 0))
+        return queued
+
+    @_retrying
+    def results_pending(self) -> bool:
+        return bool(self.connection.llen(self.key("results")))
+
+    # --- leases: a running batch is held by a key its worker keeps renewing
+
+    def _lease_key(self, batch_id: int) -> str:
+        return self.key("lease", str(batch_id))
+
+    @_retrying
+    def hold_lease(self, batch_id: int, attempt: int, worker: str, seconds: float) -> None:
+        """Take or renew the lease, and record that this attempt started (and where)."""
+        with self.connection.pipeline() as pipe:
+            pipe.set(self._lease_key(batch_id), f"{attempt}|{worker}", px=int(seconds * 1000))
+            pipe.hset(self.key("started"), str(batch_id), json.dumps([attempt, worker]))
+            pipe.expire(self.key("started"), self.ttl)
+            pipe.execute()
+
+    @_retrying
+    def release_lease(self, batch_id: int) -> None:
+        self.connection.delete(self._lease_key(batch_id))
+
+    @_retrying
+    def started_batches(self) -> dict[int, tuple[int, str]]:
+        """batch id -> (attempt, worker) of the latest start of each batch."""
+        raw = self.connection.hgetall(self.key("started"))
+        started = {}
+        for batch, value in raw.items():
+            attempt, worker = json.loads(value)
+            started[int(batch)] = (int(attempt), str(worker))
+        return started
+
+    @_retrying
+    def leased(self, batch_ids: Sequence[int]) -> set[int]:
+        """Which of these batches a worker holds right now."""
+        with self.connection.pipeline() as pipe:
+            for batch_id in batch_ids:
+                pipe.exists(self._lease_key(batch_id))
+            answers = pipe.execute()
+        return {batch for batch, held in zip(batch_ids, answers, strict=True) if held}
+
+    # --- fail-fast: the coordinator tells every worker to stop taking batches
+
+    @_retrying
+    def request_stop(self, reason: str) -> None:
+        self.connection.set(self.key("stop"), reason, ex=self.ttl)
+
+    @_retrying
+    def stop_reason(self) -> str | None:
+        reason = self.connection.get(self.key("stop"))
+        return reason.decode() if reason is not None else None
+
+    @_retrying
+    def workers_listening(self) -> int:
+        """Live RQ workers serving this run's queue."""
+        return int(self.connection.scard(WORKERS_BY_QUEUE_KEY % self.rq_queue.name))
+
     def failed_job_ids(self) -> list[str]:
         """Jobs RQ marked failed (refused, or the job function itself crashed)."""
         return list(self.rq_queue.failed_job_registry.get_job_ids())
@@ -157,10 +278,15 @@ class RunQueue:
         payload = job.kwargs.get("payload")
         return payload if isinstance(payload, dict) else None
 
+    @_retrying
     def delete(self) -> None:
         """Drop the run's queue and keys once its report is written."""
         self.rq_queue.delete(delete_jobs=True)
-        self.connection.delete(self.key("meta"), self.key("results"), *rq_keys(self.rq_queue))
+        leases = list(self.connection.scan_iter(match=self.key("lease", "*"), count=1000))
+        self.connection.delete(
+            self.key("meta"), self.key("results"), self.key("started"), self.key("stop"),
+            *leases, *rq_keys(self.rq_queue),
+        )
         unregister_run(self.connection, self.run_id)
 
 
@@ -218,65 +344,14 @@ def expire_rq_keys(rq_queue: Queue, ttl: int = KEY_TTL_SECONDS) -> None:
         pipe.execute()
 
 
-def report_result(result: ShardResult) -> None:
-    """Called inside the job function: push the result to the run that enqueued it."""
+# How long a worker keeps trying to deliver a result through a Redis outage: a finished
+# batch is worth waiting for, the coordinator gives up on its own clock anyway.
+WORKER_REDIS_TIMEOUT_SECONDS = 60.0
+
+
+def current_run_queue(run_id: str) -> RunQueue:
+    """Inside the job function: the run's queue on the connection the job came from."""
     job = get_current_job()
     if job is None:
-        raise RuntimeError("report_result() called outside an RQ job")
-    RunQueue(job.connection, result.run_id).push_result(result)
-
-
-class ShardrunWorker(SimpleWorker):
-    """An RQ worker that runs shardrun's job function and nothing else.
-
-    SimpleWorker (no fork per job) keeps dispatch overhead in milliseconds; the test
-    process tree is isolated by shardrun.process instead.
-    """
-
-    def execute_job(self, job: Job, queue: Queue) -> None:
-        reason = refusal(job)
-        if reason is None:
-            super().execute_job(job, queue)
-        else:
-            log.error("refused job %s: %s", job.id, reason)
-            job.webhooks = []  # recording the failure would send them
-            self.handle_job_failure(job=job, queue=queue, exc_string=f"refused: {reason}")
-        expire_rq_keys(queue)  # the registries this job just created or joined
-
-
-def refusal(job: Job) -> str | None:
-    """Why a worker must not run `job`, or None for a job shardrun itself enqueued.
-
-    A callback is another callable RQ would import and call, a webhook an HTTP request to
-    any URL: shardrun's jobs have neither. The callback names are read from the private
-    attributes because the public properties import the callable.
-    """
-    try:
-        func_name = job.func_name
-    except DeserializationError:  # e.g. a pickle, which the JSON serializer never loads
-        return "its data is not JSON; shardrun jobs are"
-    if func_name != JOB_FUNCTION:
-        return f"it names {func_name!r}; shardrun workers only run {JOB_FUNCTION}"
-    callbacks = [
-        name
-        for name in (
-            job._success_callback_name, job._failure_callback_name, job._stopped_callback_name
-        )
-        if name
-    ]
-    if callbacks:
-        return f"it carries callback(s) {', '.join(callbacks)}; shardrun jobs have none"
-    if job.webhooks:
-        return "it carries webhooks; shardrun jobs have none"
-    return None
-
-
-def work(connection: redis.Redis, run_ids: Sequence[str], *, burst: bool) -> bool:
-    """Work the given runs' queues; returns whether any job was processed."""
-    worker = ShardrunWorker(
-        [queue_name(run_id) for run_id in run_ids],
-        connection=connection,
-        serializer=JSONSerializer,
-        name=f"shardrun-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
-    )
-    return worker.work(burst=burst, logging_level="WARNING")
+        raise RuntimeError("current_run_queue() called outside an RQ job")
+    return RunQueue(job.connection, run_id, redis_timeout=WORKER_REDIS_TIMEOUT_SECONDS)

@@ -74,6 +74,9 @@ class RunReport:
     empty_units: tuple[str, ...] = ()  # ran cleanly with zero examples (no testcase)
     unplanned_files: tuple[str, ...] = ()  # had testcases, but nobody planned them
     attempts: dict[str, int] = field(default_factory=dict)  # unit -> times dispatched
+    # Units vouched for by a testcase, including rspec example ids whose testcases were
+    # credited to a sibling id of the same file (rspec's JUnit names no example id).
+    covered: frozenset[str] = frozenset()
 
     def _count(self, outcome: str) -> int:
         return sum(1 for case in self.cases if case.outcome == outcome)
@@ -114,7 +117,7 @@ class RunReport:
 
     @property
     def passed(self) -> bool:
-        accounted = {case.unit for case in self.cases} | set(self.empty_units)
+        accounted = {case.unit for case in self.cases} | set(self.empty_units) | self.covered
         return not self.failures and not self.errors and accounted.issuperset(self.units)
 
     def to_dict(self) -> dict[str, Any]:
@@ -236,44 +239,73 @@ def merge(
     """Account for every planned unit exactly once (see the module docstring).
 
     When results overlap (a retry, a duplicate delivery) a unit belongs to the latest one
-    by (attempt, finished_at); earlier results' testcases for it are dropped, but a
-    testcase that failed there and passes in the latest is marked flaky. `skipped` maps
-    units deliberately not run (fail-fast) to the reason; they become skipped testcases.
+    by (attempt, finished_at); earlier results' testcases for it are dropped, and so is
+    any earlier testcase a later result ran again (a retried example of a file whose
+    other examples stay with the first run). A testcase that failed there and passes in
+    the latest is marked flaky. `skipped` maps units deliberately not run (fail-fast) to
+    the reason; they become skipped testcases.
     """
     units = tuple(dict.fromkeys(planned_units))
-    planned, planned_files = set(units), {file_of_unit(unit) for unit in units}
     ordered = sorted(results, key=_recency)
-    owner = {unit: index for index, result in enumerate(ordered) for unit in result.units}
-    cases: list[CaseResult] = []
-    ran_empty: set[str] = set()
-    unplanned: dict[str, list[CaseResult]] = {}
-    failed_before: set[tuple[str, str, str]] = set()
+    tally = _Tally(units, ordered)
     for index, result in enumerate(ordered):
-        owned = [unit for unit in dict.fromkeys(result.units)
-                 if owner[unit] == index and unit in planned]
-        parsed, problem = _parse_junit(result)
-        failed_before.update(_key(case) for case in parsed if case.outcome in FAILED_OUTCOMES)
-        kept = _credit(parsed, owned)
-        lost, empty = _uncovered(result, owned, kept, parsed, problem)
-        cases += kept + lost
-        ran_empty.update(empty)
-        reported: dict[str, list[CaseResult]] = defaultdict(list)
-        for case in parsed:
-            if case.file not in planned_files:
-                reported[case.file].append(case)
-        unplanned.update(reported)  # a later result reporting an unplanned file replaces it
+        tally.add(index, result)
     reasons = skipped or {}
+    cases = _drop_superseded(tally.kept) + tally.lost
     cases += [_skipped_case(unit, reasons[unit]) if unit in reasons
-              else _lost_case(unit, NO_RESULT, None) for unit in units if unit not in owner]
-    cases += [case for file_cases in unplanned.values() for case in file_cases]
-    cases = [_mark_flaky(case, failed_before) for case in cases]
-    empty_units = tuple(unit for unit in units if unit in ran_empty)
+              else _lost_case(unit, NO_RESULT, None) for unit in units if unit not in tally.owner]
+    cases += [case for file_cases in tally.unplanned.values() for case in file_cases]
+    cases = [_mark_flaky(case, tally.failed_before) for case in cases]
     attempts: dict[str, int] = {}
     for result in ordered:
         for unit in result.units:
             attempts[unit] = max(attempts.get(unit, 0), result.attempt)
-    return RunReport(_in_plan_order(cases, units), units, tuple(results), empty_units,
-                     tuple(unplanned), attempts)
+    return RunReport(
+        _in_plan_order(cases, units), units, tuple(results),
+        tuple(unit for unit in units if unit in tally.ran_empty), tuple(tally.unplanned),
+        attempts, frozenset(tally.covered),
+    )
+
+
+class _Tally:
+    """What merge learns from each result, oldest first."""
+
+    def __init__(self, units: tuple[str, ...], ordered: Sequence[ShardResult]):
+        self.planned = set(units)
+        self.planned_files = {file_of_unit(unit) for unit in units}
+        self.owner = {unit: index for index, result in enumerate(ordered) for unit in result.units}
+        self.kept: list[list[CaseResult]] = []
+        self.lost: list[CaseResult] = []
+        self.ran_empty: set[str] = set()
+        self.unplanned: dict[str, list[CaseResult]] = {}
+        self.failed_before: set[tuple[str, str, str]] = set()
+        self.covered: set[str] = set()
+
+    def add(self, index: int, result: ShardResult) -> None:
+        owned = [unit for unit in dict.fromkeys(result.units)
+                 if self.owner[unit] == index and unit in self.planned]
+        parsed, problem = _parse_junit(result)
+        self.failed_before.update(_key(c) for c in parsed if c.outcome in FAILED_OUTCOMES)
+        kept = _credit(parsed, owned)
+        self.covered.update(_covered(owned, kept))
+        lost, empty = _uncovered(result, owned, kept, parsed, problem)
+        self.kept.append(kept)
+        self.lost += lost
+        self.ran_empty.update(empty)
+        reported: dict[str, list[CaseResult]] = defaultdict(list)
+        for case in parsed:
+            if case.file not in self.planned_files:
+                reported[case.file].append(case)
+        self.unplanned.update(reported)  # a later result reporting an unplanned file wins
+
+
+def _drop_superseded(kept_per_result: Sequence[Sequence[CaseResult]]) -> list[CaseResult]:
+    """Each result's testcases, minus those a later result ran again (same file,
+    classname and name). Same-named testcases within one result all stay."""
+    last_result = {_key(case): index for index, kept in enumerate(kept_per_result)
+                   for case in kept}
+    return [case for index, kept in enumerate(kept_per_result) for case in kept
+            if last_result[_key(case)] == index]
 
 
 def _key(case: CaseResult) -> tuple[str, str, str]:
@@ -315,11 +347,15 @@ def _unit_for(case: CaseResult, candidates: Sequence[str]) -> str | None:
         return None
     if case.file in candidates:
         return case.file
-    node_id = pytest_node_id(case) or ""
+    node_id = pytest_node_id(case)
+    if node_id is None:
+        return candidates[0]
     for unit in candidates:
         if node_id == unit or node_id.startswith((unit + "::", unit + "[")):
             return unit
-    return candidates[0]
+    # A pytest testcase names its node: none of these units ran it. It belongs to a unit
+    # another result owns (e.g. the retry of a failed example), which keeps the latest.
+    return None
 
 
 def pytest_node_id(case: CaseResult) -> str | None:

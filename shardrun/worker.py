@@ -14,14 +14,15 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from shardrun import queue
+from shardrun import queue, rq_worker
 from shardrun.errors import ShardrunError
 from shardrun.models import ProcessOutcome, ShardJob, ShardResult
-from shardrun.process import run_process
+from shardrun.process import git_head, run_process
 from shardrun.runners import get_runner, worker_env
 from shardrun.timings import file_of_unit
 
@@ -38,6 +39,7 @@ class WorkerContext:
     worker_index: int
     log_dir: Path
     tmp_dir: Path
+    commit: str | None = None  # the checkout's HEAD; None when it is not a git checkout
 
     @property
     def name(self) -> str:
@@ -63,22 +65,79 @@ def current_context() -> WorkerContext:
 
 def default_context(root: Path, worker_index: int) -> WorkerContext:
     scratch = Path(tempfile.mkdtemp(prefix=f"shardrun-w{worker_index}-"))
-    return WorkerContext(root, worker_index, root / ".shardrun" / "logs", scratch)
+    logs = root / ".shardrun" / "logs"
+    return WorkerContext(root, worker_index, logs, scratch, git_head(root))
+
+
+class Lease:
+    """This worker's hold on a batch, renewed from the loop that watches the test process.
+
+    Renewals use a Redis timeout of a third of the lease: a renewal that cannot get
+    through in time is skipped (the coordinator will requeue), never allowed to stall the
+    supervision of the test process.
+    """
+
+    def __init__(self, job: ShardJob, worker: str):
+        self.job = job
+        self.worker = worker
+        self.interval = job.lease_seconds / 3
+        connection = queue.current_run_queue(job.run_id).connection
+        self.run_queue = queue.RunQueue(connection, job.run_id, redis_timeout=self.interval)
+        self.renewed_at = 0.0
+
+    def hold(self) -> None:
+        self.run_queue.hold_lease(
+            self.job.shard_index, self.job.attempt, self.worker, self.job.lease_seconds
+        )
+        self.renewed_at = time.monotonic()
+
+    def renew(self) -> None:
+        if time.monotonic() - self.renewed_at < self.interval:
+            return
+        try:
+            self.hold()
+        except ShardrunError as error:
+            log.warning("could not renew the lease of batch %s: %s", self.job.shard_index, error)
+
+    def release(self) -> None:
+        try:
+            self.run_queue.release_lease(self.job.shard_index)
+        except ShardrunError as error:
+            log.warning("could not release batch %s: %s", self.job.shard_index, error)
 
 
 def run_shard(payload: dict[str, Any]) -> dict[str, Any]:
-    """RQ job function: run one shard and push its result to the run's result list."""
+    """RQ job function: run one batch under a lease and push its result to the run."""
     job = ShardJob.from_dict(payload)
-    result = execute(job, current_context())
-    queue.report_result(result)
+    context = current_context()
+    run_queue = queue.current_run_queue(job.run_id)
+    stop = run_queue.stop_reason()
+    if stop is not None:  # fail-fast: the coordinator reports this batch as skipped
+        return {"shard_index": job.shard_index, "skipped": stop}
+    if job.avoid_worker == context.name and run_queue.workers_listening() > 1:
+        run_queue.enqueue([replace(job, avoid_worker=None)], id_suffix="-elsewhere")
+        return {"shard_index": job.shard_index, "deferred": True}
+    lease = Lease(job, context.name)
+    lease.hold()
+    try:
+        result = execute(job, context, on_poll=lease.renew)
+        run_queue.push_result(result)
+    finally:
+        lease.release()
     return {"shard_index": result.shard_index, "attempt": result.attempt}
 
 
-def execute(job: ShardJob, context: WorkerContext) -> ShardResult:
+def execute(
+    job: ShardJob, context: WorkerContext, on_poll: Callable[[], None] | None = None
+) -> ShardResult:
     started = time.time()
+    if job.commit and context.commit and job.commit != context.commit:
+        reason = (f"worker checkout is at {context.commit[:12]}, the run at {job.commit[:12]}"
+                  "; refusing the batch")
+        return replace(_failed_result(job, context, started, reason), refused=True)
     try:
         validate_units(job.units, context.root)
-        return _run_runner(job, context, started)
+        return _run_runner(job, context, started, on_poll)
     except ShardrunError as error:
         return _failed_result(job, context, started, str(error))
     except Exception as error:  # the report must learn why, whatever it was
@@ -96,7 +155,9 @@ def validate_units(units: tuple[str, ...], root: Path) -> None:
             raise ShardrunError(f"unit {unit!r} does not exist in the worker's checkout {root}")
 
 
-def _run_runner(job: ShardJob, context: WorkerContext, started: float) -> ShardResult:
+def _run_runner(
+    job: ShardJob, context: WorkerContext, started: float, on_poll: Callable[[], None] | None
+) -> ShardResult:
     runner = get_runner(job.framework, context.root, job.command_template)
     out_dir = Path(tempfile.mkdtemp(prefix=f"shard{job.shard_index}-", dir=context.tmp_dir))
     try:
@@ -111,6 +172,7 @@ def _run_runner(job: ShardJob, context: WorkerContext, started: float) -> ShardR
             env=worker_env(os.environ, context.worker_index, tmp),
             log_path=log_dir / f"shard-{job.shard_index}-attempt-{job.attempt}.log",
             timeout_seconds=job.timeout_seconds,
+            on_poll=on_poll,
         )
         junit = invocation.junit_path
         junit_xml = junit.read_text(encoding="utf-8", errors="replace") if junit.is_file() else None
@@ -152,7 +214,7 @@ def serve(url: str, context: WorkerContext, run_id: str | None, *, burst: bool) 
 def _serve_on(connection: queue.Connection, run_id: str | None, *, burst: bool) -> None:
     try:
         if run_id:
-            queue.work(connection, [run_id], burst=burst)
+            rq_worker.work(connection, [run_id], burst=burst)
             return
         _serve_announced_runs(connection, burst=burst)
     finally:
@@ -163,7 +225,7 @@ def _serve_announced_runs(connection: queue.Connection, *, burst: bool) -> None:
     while True:
         runs = queue.active_runs(connection)
         if runs:
-            queue.work(connection, runs, burst=True)
+            rq_worker.work(connection, runs, burst=True)
         if burst:
             return
         time.sleep(IDLE_RECHECK_SECONDS)

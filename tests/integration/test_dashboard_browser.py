@@ -152,8 +152,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     write_suite(root)
     timings = root / "timings.json"
     for run in range(1, RUNS + 1):
-        completed = shardrun(root, "run", "tests", "--workers", str(WORKERS),
-                             "--timings", str(timings), DASHBOARD_RUN=str(run))
+        # Static shards: every worker gets a batch, so every Gantt row has a bar.
+        completed = shardrun(root, "run", "tests", "--workers", str(WORKERS), "--mode",
+                             "static", "--timings", str(timings), DASHBOARD_RUN=str(run))
         assert completed.returncode == 1, completed.stdout + completed.stderr  # one failure
     page = root / "dashboard.html"
     completed = shardrun(root, "dashboard", "html", "--timings", str(timings), "--out", str(page))

@@ -370,3 +370,40 @@ def test_units_skipped_by_fail_fast_are_skipped_not_missing() -> None:
     assert "fail-fast" in by_unit["spec/b_spec.rb"].message
     assert report.missing == ("spec/c_spec.rb",)
     validate(junit_xml(report))
+
+
+def test_rspec_example_ids_sharing_a_batch_are_all_accounted_for() -> None:
+    """rspec's JUnit names no example id: ids of one file in one batch share its testcases."""
+    units = ("spec/a_spec.rb[1:1]", "spec/a_spec.rb[1:2]")
+    shard = result(0, units, suite(rspec_case("one", "spec/a_spec.rb"),
+                                   rspec_case("two", "spec/a_spec.rb")))
+    report = merge(list(units), [shard])
+    assert report.passed and not report.missing
+
+
+def test_retried_pytest_example_keeps_only_its_latest_attempt() -> None:
+    """A file split into node ids: only the failed one is retried, and counts once."""
+    units = ("tests/test_t.py::test_a", "tests/test_t.py::test_b")
+    first = result(0, units, suite(pytest_case("tests.test_t", "test_a"),
+                                   pytest_case("tests.test_t", "test_b", body=PYTEST_FAILURE)),
+                   process=outcome(1))
+    retry = result(1, (units[1],), suite(pytest_case("tests.test_t", "test_b",
+                                                     body=PYTEST_FAILURE)),
+                   attempt=2, process=outcome(1))
+    report = merge(list(units), [first, retry])
+    assert outcomes(report) == [(units[0], "passed"), (units[1], "failed")]
+    assert report.failures == 1
+
+
+def test_retried_rspec_example_replaces_its_first_run_only() -> None:
+    """rspec example ids: the first batch's testcases are credited to its first id, so
+    the retried example must be dropped from it by name."""
+    units = ("spec/a_spec.rb[1:1]", "spec/a_spec.rb[1:2]")
+    first = result(0, units, suite(rspec_case("one", "spec/a_spec.rb"),
+                                   rspec_case("two", "spec/a_spec.rb", body=RSPEC_FAILURE)),
+                   process=outcome(1))
+    retry = result(1, (units[1],), suite(rspec_case("two", "spec/a_spec.rb")), attempt=2)
+    report = merge(list(units), [first, retry])
+    assert sorted((case.name, case.outcome, case.flaky) for case in report.cases) == [
+        ("one", "passed", False), ("two", "passed", True)]
+    assert report.passed

@@ -1,0 +1,188 @@
+"""The coordinator's loop while a run is under way: collect results, reclaim lost work.
+
+It blocks on the run's result list (no polling) and, about once a second, looks after
+what can go wrong without a result ever arriving: a batch whose worker stopped renewing
+its lease, a batch taken off the queue by a worker that died before it took the lease,
+Redis restarted without the run's data, local workers that died. What to do about each
+is the ledger's decision; this module only observes and enqueues.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from shardrun.config import WAIT_SLICE_SECONDS
+from shardrun.errors import ShardrunError
+from shardrun.ledger import BatchStatus, Ledger
+from shardrun.models import ShardJob, ShardResult
+from shardrun.pool import LocalWorkers
+from shardrun.queue import RunQueue
+from shardrun.report import FAILED_OUTCOMES, merge
+
+log = logging.getLogger(__name__)
+# How often the loop checks leases, the queue and the workers while results flow.
+CHECK_INTERVAL_SECONDS = 1.0
+
+
+@dataclass
+class Progress:
+    """What the CLI shows while a run is under way."""
+
+    total_units: int
+    done_units: int = 0
+    failed_units: int = 0
+    predicted_total: float = 0.0
+    predicted_done: float = 0.0
+    elapsed: float = 0.0
+    results: list[ShardResult] = field(default_factory=list)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """What is left, at the pace the finished work went compared with its prediction."""
+        if self.predicted_done <= 0:
+            return None
+        return self.elapsed * (self.predicted_total - self.predicted_done) / self.predicted_done
+
+
+@dataclass
+class WatchOutcome:
+    results: list[ShardResult]
+    infrastructure_error: str | None = None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def failed_units(result: ShardResult) -> list[str]:
+    """Units of this result with a failed or errored testcase (crashes included)."""
+    report = merge(result.units, [result])
+    return sorted({case.unit for case in report.cases if case.outcome in FAILED_OUTCOMES})
+
+
+class Watcher:
+    def __init__(
+        self,
+        run_queue: RunQueue,
+        ledger: Ledger,
+        workers: LocalWorkers | None,
+        on_progress: ProgressCallback | None = None,
+        republish: Callable[[], None] | None = None,
+    ):
+        self.run_queue = run_queue
+        self.ledger = ledger
+        self.workers = workers
+        self.on_progress = on_progress
+        self.republish = republish
+        self.results: list[ShardResult] = []
+        jobs = [entry.job for entry in ledger.batches.values()]
+        self.progress = Progress(
+            total_units=sum(len(job.units) for job in jobs),
+            predicted_total=sum(job.predicted_seconds for job in jobs),
+        )
+        self.started = time.monotonic()
+        self.checked = self.started
+        self.off_queue_since: dict[int, float] = {}
+        self.recoveries = 0
+
+    def run(self) -> WatchOutcome:
+        try:
+            while not self.ledger.complete:
+                result = self.run_queue.wait_result(WAIT_SLICE_SECONDS)
+                if result is not None:
+                    self._accept(result)
+                if time.monotonic() - self.checked >= CHECK_INTERVAL_SECONDS:
+                    self._check()
+            if self.ledger.stopped:
+                self.run_queue.request_stop(f"--fail-fast: {self.ledger.failures} failure(s)")
+        except ShardrunError as error:  # Redis gone for good, all workers dead
+            log.error("%s", error)
+            return WatchOutcome(self.results, str(error))
+        return WatchOutcome(self.results)
+
+    def _accept(self, result: ShardResult) -> None:
+        if not self.ledger.accepts(result):
+            return
+        if result.refused:
+            self._requeue(self.ledger.refused(result.shard_index))
+            return
+        failed = failed_units(result)
+        retries = self.ledger.finished(result, failed)
+        if retries:
+            self.run_queue.enqueue(retries)
+            self.progress.total_units += sum(len(job.units) for job in retries)
+        self.results.append(result)
+        self._report_progress(result, len(failed))
+
+    def _report_progress(self, result: ShardResult, failures: int) -> None:
+        progress = self.progress
+        progress.results.append(result)
+        progress.done_units += len(result.units)
+        progress.failed_units += failures
+        progress.predicted_done += result.predicted_seconds
+        progress.elapsed = time.monotonic() - self.started
+        if self.on_progress:
+            self.on_progress(progress)
+
+    def _check(self) -> None:
+        self.checked = time.monotonic()
+        if not self.run_queue.meta_present():
+            self._recover()
+        started = self.run_queue.started_batches()
+        for batch_id, (attempt, _worker) in started.items():
+            entry = self.ledger.batches.get(batch_id)
+            if entry is not None and entry.job.attempt == attempt:
+                self.ledger.started(batch_id)
+        self._reclaim_lost_leases()
+        self._reclaim_vanished(started)
+        if self.workers is not None:
+            self.workers.ensure_alive()
+
+    def _reclaim_lost_leases(self) -> None:
+        """Running batches nobody holds: their worker died, vanished or hung."""
+        running = [job.shard_index for job in self.ledger.running()]
+        if not running:
+            return
+        held = self.run_queue.leased(running)
+        if self.run_queue.results_pending():
+            return  # a released lease may belong to a result not read yet
+        for batch_id in running:
+            if batch_id not in held:
+                log.warning("batch %s lost its lease; requeueing", batch_id)
+                self._requeue(self.ledger.lost(batch_id))
+
+    def _reclaim_vanished(self, started: dict[int, tuple[int, str]]) -> None:
+        """Queued batches that left the queue but never started: the worker that took
+        them died before taking the lease. Given a lease's time to show up, they are
+        treated like a lost lease."""
+        queued_ids = self.run_queue.queued_batches()
+        now = time.monotonic()
+        for entry in list(self.ledger.batches.values()):
+            job = entry.job
+            on_queue = (job.shard_index, job.attempt) in queued_ids
+            if entry.status is not BatchStatus.QUEUED or on_queue:
+                self.off_queue_since.pop(job.shard_index, None)
+                continue
+            if started.get(job.shard_index, (0, ""))[0] == job.attempt:
+                continue
+            since = self.off_queue_since.setdefault(job.shard_index, now)
+            if now - since > job.lease_seconds:
+                self.off_queue_since.pop(job.shard_index)
+                self.ledger.started(job.shard_index)
+                self._requeue(self.ledger.lost(job.shard_index))
+
+    def _recover(self) -> None:
+        """Redis lost the run (a restart without persistence): enqueue again from the
+        ledger everything not done; results already collected stay collected."""
+        self.recoveries += 1
+        log.warning("Redis lost run %s; re-enqueueing what is not done", self.run_queue.run_id)
+        if self.republish:
+            self.republish()
+        self.run_queue.enqueue(self.ledger.requeue_unfinished(), id_suffix=f"-r{self.recoveries}")
+        self.off_queue_since.clear()
+
+    def _requeue(self, job: ShardJob | None) -> None:
+        if job is not None:
+            self.run_queue.enqueue([job])
