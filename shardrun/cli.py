@@ -11,21 +11,17 @@ from typing import Any
 
 import click
 
-from shardrun import coordinator, dashboard, worker
+from shardrun import cli_run, coordinator, dashboard, worker
+from shardrun.cli_options import framework_option, from_junit_option, timings_option, workers_option
 from shardrun.config import (
-    DEFAULT_LEASE_SECONDS,
-    REDIS_TIMEOUT_SECONDS,
     click_default_map,
     load_project_settings,
 )
-from shardrun.coordinator import PlannedSuite, PlanRequest, RunOptions
-from shardrun.discovery import FRAMEWORKS
+from shardrun.coordinator import PlannedSuite, PlanRequest
 from shardrun.embedded import install_signal_handlers
 from shardrun.errors import EXIT_USAGE, ShardrunError
-from shardrun.history import DEFAULT_HISTORY_PATH, History
-from shardrun.summary import summary_lines
+from shardrun.history import History
 from shardrun.timings import load_durations
-from shardrun.watch import Progress
 
 # How many file names a shard line shows before "...".
 FILES_SHOWN_PER_SHARD = 3
@@ -70,7 +66,7 @@ def _project_defaults() -> dict[str, Any]:
     except ShardrunError as error:
         click.echo(f"shardrun: error: {error}", err=True)
         sys.exit(error.exit_code)
-    return click_default_map(settings, ["plan", "run", "worker"])
+    return click_default_map(settings, ["plan", "run", "ci", "worker"])
 
 
 @click.group(cls=ShardrunGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,24 +77,6 @@ def cli(ctx: click.Context) -> None:
     if ctx.default_map is None:
         ctx.default_map = _project_defaults()
 
-
-framework_option = click.option(
-    "--framework", type=click.Choice(FRAMEWORKS), default=None,
-    help="Test framework (default: rspec if .rspec or spec/ exists, else pytest).",
-)
-timings_option = click.option(
-    "--timings", "timings", type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_HISTORY_PATH, envvar="SHARDRUN_TIMINGS", show_default=True,
-    help="Timing history file.",
-)
-from_junit_option = click.option(
-    "--from-junit", "from_junit", multiple=True, metavar="GLOB",
-    help="Also learn timings from these JUnit XML (or other timing) files.",
-)
-workers_option = click.option(
-    "--workers", "-w", type=click.IntRange(min=1), default=2, envvar="SHARDRUN_WORKERS",
-    show_default=True, help="Number of shards / worker processes.",
-)
 
 
 @cli.command()
@@ -194,100 +172,6 @@ def timings_show(timings: Path, top: int) -> None:
     click.echo(f"{len(rows)} files, {total:.2f}s estimated in total")
 
 
-class RunnerArgsCommand(click.Command):
-    """Everything after `--` belongs to the test runner, not to PATHS."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if "--" in args:
-            cut = args.index("--")
-            ctx.meta["runner_args"] = tuple(args[cut + 1 :])
-            args = args[:cut]
-        return super().parse_args(ctx, args)
-
-
-@cli.command(cls=RunnerArgsCommand)
-@click.argument("paths", nargs=-1)
-@workers_option
-@click.option("--redis-url", envvar="SHARDRUN_REDIS_URL", default=None,
-              help="Redis to use (default: a private redis-server for this run).")
-@click.option("--junit-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Merged JUnit XML (default: .shardrun/junit.xml).")
-@timings_option
-@from_junit_option
-@framework_option
-@click.option("--command", "command_template", default=None, metavar="TEMPLATE",
-              help="Run shards with this command; {files} and {junit} are filled in.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=None,
-              help="Per-batch timeout in seconds (default: 3x the estimate + 60 s).")
-@click.option("--mode", type=click.Choice(["queue", "static"]), default="queue",
-              show_default=True,
-              help="queue: batches pulled as workers free up; static: one job per shard.")
-@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Run a failed unit again this often; passing then marks it flaky.")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Times a batch whose worker was lost is tried before it is reported.")
-@click.option("--fail-fast", type=click.IntRange(min=1), is_flag=False, flag_value=1,
-              default=None, metavar="[N]", help="Stop after N failures (default 1).")
-@click.option("--redis-timeout", type=click.FloatRange(min=0.1), default=REDIS_TIMEOUT_SECONDS,
-              show_default=True, help="Seconds Redis may be unreachable before exit 3.")
-@click.option("--lease-seconds", type=click.FloatRange(min=0.5), default=DEFAULT_LEASE_SECONDS,
-              show_default=True, help="A batch whose worker stops renewing is requeued after.")
-def run(
-    paths: tuple[str, ...], workers: int, redis_url: str | None, junit_out: Path | None,
-    timings: Path, from_junit: tuple[str, ...], framework: str | None,
-    command_template: str | None, timeout: float | None, mode: str, retries: int,
-    max_attempts: int, fail_fast: int | None, redis_timeout: float, lease_seconds: float,
-) -> None:
-    """Run PATHS on WORKERS local workers; arguments after `--` go to the test runner."""
-    install_signal_handlers()
-    runner_args = click.get_current_context().meta.get("runner_args", ())
-    request = PlanRequest(Path.cwd(), paths, framework, workers, timings, from_junit)
-    options = RunOptions(
-        request, redis_url, junit_out, runner_args, command_template, timeout, mode, retries,
-        max_attempts, fail_fast, redis_timeout, lease_seconds,
-    )
-    reporter = ProgressReporter(sys.stdout.isatty())
-    outcome = coordinator.run(options, reporter)
-    reporter.close()
-    for line in summary_lines(outcome.report, framework=outcome.planned.suite.framework):
-        click.echo(line)
-    click.echo(f"merged JUnit: {outcome.junit_path}")
-    if outcome.infrastructure_error:
-        click.echo(f"shardrun: error: {outcome.infrastructure_error}", err=True)
-    if outcome.report.missing:
-        click.echo(f"shardrun: error: {len(outcome.report.missing)} unit(s) never reported: "
-                   + ", ".join(outcome.report.missing), err=True)
-    sys.exit(outcome.exit_code)
-
-
-class ProgressReporter:
-    """A one-line progress bar on a terminal; a plain line per finished shard otherwise."""
-
-    def __init__(self, tty: bool):
-        self.tty = tty
-
-    def __call__(self, progress: Progress) -> None:
-        result = progress.results[-1]
-        eta = f", ETA {progress.eta_seconds:.0f}s" if progress.eta_seconds is not None else ""
-        status = (
-            f"{progress.done_units}/{progress.total_units} units, "
-            f"{progress.failed_units} failed{eta}"
-        )
-        if self.tty:
-            width = 30
-            filled = int(width * progress.done_units / max(progress.total_units, 1))
-            click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {status}   ", nl=False)
-        else:
-            click.echo(
-                f"batch {result.shard_index} done on {result.worker} in "
-                f"{result.outcome.wall_seconds:.1f}s (exit {result.outcome.exit_code}): {status}"
-            )
-
-    def close(self) -> None:
-        if self.tty:
-            click.echo()
-
-
 @cli.command("worker")
 @click.option("--redis-url", envvar="SHARDRUN_REDIS_URL", required=True,
               help="The Redis the coordinator uses.")
@@ -349,6 +233,10 @@ def dashboard_html(out: Path, runs: int, timings: Path) -> None:
     data = dashboard.export(History.load(timings), now=time.time(), runs=runs)
     dashboard.write_output(out, dashboard.render_html(data))
     click.echo(f"dashboard: {out}")
+
+
+cli.add_command(cli_run.run, "run")
+cli.add_command(cli_run.ci_command, "ci")
 
 
 def main() -> None:

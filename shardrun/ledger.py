@@ -55,6 +55,18 @@ class Ledger:
             self.batches[job.shard_index] = BatchEntry(job)
         return added
 
+    def restore(self, jobs: Iterable[ShardJob], done: Iterable[int]) -> None:
+        """Rebuild the books from Redis when a node takes over from a leader that died:
+        every batch as last enqueued, those with a collected result done. Retry batches
+        (single units that avoid a worker) count as retries already spent."""
+        done_ids = set(done)
+        for job in self.add(jobs):
+            if job.shard_index in done_ids:
+                self.batches[job.shard_index].status = BatchStatus.DONE
+            if job.avoid_worker is not None:
+                for unit in job.units:
+                    self.retried_units[unit] = self.retried_units.get(unit, 0) + 1
+
     def next_batch_id(self) -> int:
         return max(self.batches, default=-1) + 1
 

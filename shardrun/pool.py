@@ -34,6 +34,7 @@ class LocalWorkers:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.restarts = 0
         self._logs: list[IO[bytes]] = []
+        self._pids: list[int] = []
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -42,10 +43,12 @@ class LocalWorkers:
     def _spawn(self, index: int) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"worker-{index}.log").open("ab")
         self._logs.append(log)
-        return subprocess.Popen(
+        process = subprocess.Popen(
             self.argv(index), cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
+        self._pids.append(process.pid)
+        return process
 
     def argv(self, index: int) -> list[str]:
         return [
@@ -67,6 +70,11 @@ class LocalWorkers:
                 return
             self.restarts += 1
             self.processes[position] = self._spawn(position + 1)
+
+    @property
+    def pids(self) -> set[int]:
+        """Every worker process this pool started (restarted ones included)."""
+        return set(self._pids)
 
     def all_exited(self) -> bool:
         return all(process.poll() is not None for process in self.processes)

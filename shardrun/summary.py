@@ -134,3 +134,52 @@ def _slowest_lines(cases: Iterable[CaseResult], count: int) -> list[str]:
             per_file[case.file] += case.seconds
     ranked = [f"  {seconds:.1f} s  {file}" for file, seconds in per_file.most_common(count)]
     return ["Slowest files:", *ranked] if ranked and count > 0 else []
+
+
+def github_annotations(report: RunReport) -> list[str]:
+    """`::error` workflow commands: GitHub shows each failure on the file and line."""
+    lines = []
+    for case in report.cases:
+        if case.outcome not in FAILED_OUTCOMES:
+            continue
+        where = f"file={_escape_property(case.file)}" if case.file else ""
+        if case.file and case.line:
+            where += f",line={case.line}"
+        title = _escape_property(f"{case.classname} {case.name}".strip())
+        properties = ",".join(part for part in (where, f"title={title}") if part)
+        lines.append(f"::error {properties}::{_escape_data(case.message or case.outcome)}")
+    return lines
+
+
+def github_step_summary(report: RunReport, framework: str) -> str:
+    """Markdown for $GITHUB_STEP_SUMMARY: the counts, the failures, the rerun command."""
+    status = "passed" if report.passed else "failed"
+    rows = [
+        f"### shardrun: {status}",
+        "",
+        "| tests | failures | errors | skipped | flaky | seconds |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {report.tests} | {report.failures} | {report.errors} | {report.skipped} | "
+        f"{len(report.flaky)} | {report.seconds:.1f} |",
+    ]
+    failed = [case for case in report.cases if case.outcome in FAILED_OUTCOMES]
+    if failed:
+        rows += ["", "| failed | where | message |", "| --- | --- | --- |"]
+        rows += [f"| `{_cell(case.name)}` | `{case.file}:{case.line or ''}` | "
+                 f"{_cell(_first_line(case))} |" for case in failed]
+    command = rerun_command(report, framework)
+    if command:
+        rows += ["", "Rerun the failures:", "", "```", command, "```"]
+    return "\n".join(rows) + "\n"
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")

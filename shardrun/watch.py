@@ -56,6 +56,20 @@ class WatchOutcome:
 ProgressCallback = Callable[[Progress], None]
 
 
+class WatchHooks:
+    """What a CI leader adds to the loop: keep its state in Redis, keep its leadership.
+    The defaults do nothing (a local `shardrun run` keeps its books in memory)."""
+
+    def accepted(self, result: ShardResult) -> None:
+        """A result was accepted for its batch."""
+
+    def enqueued(self, jobs: list[ShardJob]) -> None:
+        """Batches were (re)enqueued: retries, requeues after a lost lease."""
+
+    def checked(self) -> None:
+        """Once a second; may raise ShardrunError to end the watch (leadership lost)."""
+
+
 def failed_units(result: ShardResult) -> list[str]:
     """Units of this result with a failed or errored testcase (crashes included)."""
     report = merge(result.units, [result])
@@ -70,12 +84,14 @@ class Watcher:
         workers: LocalWorkers | None,
         on_progress: ProgressCallback | None = None,
         republish: Callable[[], None] | None = None,
+        hooks: WatchHooks | None = None,
     ):
         self.run_queue = run_queue
         self.ledger = ledger
         self.workers = workers
         self.on_progress = on_progress
         self.republish = republish
+        self.hooks = hooks or WatchHooks()
         self.results: list[ShardResult] = []
         jobs = [entry.job for entry in ledger.batches.values()]
         self.progress = Progress(
@@ -110,7 +126,9 @@ class Watcher:
             return
         failed = failed_units(result)
         retries = self.ledger.finished(result, failed)
+        self.hooks.accepted(result)
         if retries:
+            self.hooks.enqueued(retries)
             self.run_queue.enqueue(retries)
             self.progress.total_units += sum(len(job.units) for job in retries)
         self.results.append(result)
@@ -128,6 +146,7 @@ class Watcher:
 
     def _check(self) -> None:
         self.checked = time.monotonic()
+        self.hooks.checked()
         if not self.run_queue.meta_present():
             self._recover()
         started = self.run_queue.started_batches()
@@ -185,4 +204,5 @@ class Watcher:
 
     def _requeue(self, job: ShardJob | None) -> None:
         if job is not None:
+            self.hooks.enqueued([job])
             self.run_queue.enqueue([job])

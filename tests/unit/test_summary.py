@@ -13,7 +13,12 @@ import pytest
 
 from shardrun.models import ProcessOutcome, ShardResult
 from shardrun.report import RunReport, merge
-from shardrun.summary import rerun_command, summary_lines
+from shardrun.summary import (
+    github_annotations,
+    github_step_summary,
+    rerun_command,
+    summary_lines,
+)
 
 
 def rspec_case(name: str, file: str, seconds: float = 0.5, body: str = "") -> str:
@@ -113,3 +118,24 @@ def test_summary_names_crashed_units_and_counts_errors_as_failed() -> None:
     assert "Failures:" not in lines  # a lost unit is listed once, under "Not run"
     assert lines[-1] == "0 passed, 1 failed"
 
+
+
+def test_github_annotations_and_step_summary(mixed: RunReport) -> None:
+    annotations = github_annotations(mixed)
+    assert annotations == [
+        "::error file=spec/a_spec.rb,line=12,title=spec.a_spec A fails::expected: 2 got: 1"
+    ]
+    markdown = github_step_summary(mixed, "rspec")
+    assert "### shardrun: failed" in markdown
+    assert "| 4 | 1 | 0 | 1 | 0 |" in markdown
+    assert "rspec spec/a_spec.rb:12" in markdown
+
+
+def test_github_annotation_escapes_newlines_and_separators() -> None:
+    shard = result(0, ("spec/a_spec.rb",), suite(rspec_case(
+        "a, b: c", "spec/a_spec.rb",
+        body='<failure message="line one&#10;line two 100%">x</failure>')), process=outcome(1))
+    report = merge(["spec/a_spec.rb"], [shard])
+    (annotation,) = github_annotations(report)
+    assert "title=spec.a_spec a%2C b%3A c" in annotation
+    assert annotation.endswith("::line one%0Aline two 100%25")

@@ -1,0 +1,274 @@
+"""One CI node of `shardrun ci`: every parallel job of a build step runs this.
+
+The nodes of a build share one run (run id from the CI build id, ci.py). Each node starts
+its local workers; the first node to claim the build's leader key plans (deterministic,
+so any node would plan alike), publishes the batches and watches the queue. The leader
+key has a lease: if the leader dies, another node takes over, rebuilds the ledger from
+Redis (every batch, every collected result) and carries on. Whoever leads when the last
+unit is accounted for merges the report, writes --junit-out and the history, and marks
+the run complete; every node then writes its own results and exits with the run's code.
+
+A job retried after the run completed finds it complete and reports the stored outcome
+without running anything; a node joining a run still under way (a retried job whose
+first attempt died) just works the queue: only what is not done runs.
+
+Without Redis (unreachable within --redis-timeout) each node runs its deterministic
+static share, the same split as `shardrun plan --index I --total N`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from shardrun import queue
+from shardrun.ci import CiContext
+from shardrun.coordinator import (
+    PlannedSuite,
+    RunOptions,
+    batch_jobs,
+    dispatch_plan,
+    finish,
+    prepare,
+)
+from shardrun.errors import EXIT_INFRASTRUCTURE, InfrastructureError, ShardrunError
+from shardrun.junit_writer import write_junit
+from shardrun.ledger import Ledger
+from shardrun.models import Plan, Shard, ShardResult
+from shardrun.planner import plan_shards
+from shardrun.pool import LocalWorkers
+from shardrun.report import RunReport, merge
+from shardrun.summary import summary_lines
+from shardrun.watch import ProgressCallback, Watcher, WatchHooks, WatchOutcome
+from shardrun.worker import default_context, execute
+
+# How long a follower waits, at most, between checks that the leader is still alive.
+FOLLOWER_CHECK_SECONDS = 1.0
+
+
+@dataclass
+class CiOptions:
+    run: RunOptions  # request.workers: worker processes on this node (0: coordinate only)
+    context: CiContext
+    node_junit_out: Path | None = None
+    mine: set[int] = field(default_factory=set)  # pids of this node's workers, ever
+
+
+@dataclass(frozen=True)
+class CiOutcome:
+    exit_code: int
+    role: str  # "leader" | "follower" | "fallback" | "already complete"
+    summary_lines: tuple[str, ...]
+    report: RunReport | None  # the merged report (leader) or this node's share (fallback)
+    node_report: RunReport | None
+    message: str = ""
+
+
+def suite_key(planned: PlannedSuite) -> str:
+    """Two steps of one build that run different suites must never share a run."""
+    text = "\n".join([planned.suite.framework, *planned.suite.files])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def plan_workers(options: CiOptions) -> int:
+    return options.context.node_total * max(options.run.request.workers, 1)
+
+
+def run_node(options: CiOptions, on_progress: ProgressCallback | None = None) -> CiOutcome:
+    request = replace(options.run.request, workers=plan_workers(options))
+    planned = prepare(request)
+    try:
+        connection = queue.connect(options.run.redis_url or "", options.run.redis_timeout)
+    except InfrastructureError as error:
+        return fallback(planned, options, str(error))
+    run_id = options.context.run_id(suite_key(planned))
+    run_queue = queue.RunQueue(connection, run_id, redis_timeout=options.run.redis_timeout)
+    try:
+        stored = run_queue.completion()
+        if stored is not None:
+            return _outcome_from(stored, "already complete", run_queue, set())
+        with _local_workers(options, run_id) as workers:
+            return _take_part(options, planned, run_queue, workers, on_progress)
+    finally:
+        connection.close()
+
+
+@contextlib.contextmanager
+def _local_workers(options: CiOptions, run_id: str) -> Iterator[LocalWorkers | None]:
+    count = options.run.request.workers
+    if count < 1:
+        yield None
+        return
+    root = options.run.request.root
+    log_dir = root / ".shardrun" / "logs" / run_id
+    with LocalWorkers(options.run.redis_url or "", run_id, count, root, log_dir) as workers:
+        yield workers
+
+
+def node_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _take_part(
+    options: CiOptions,
+    planned: PlannedSuite,
+    run_queue: queue.RunQueue,
+    workers: LocalWorkers | None,
+    on_progress: ProgressCallback | None,
+) -> CiOutcome:
+    """Lead if the build has no leader, else follow until the run completes."""
+    lease = options.run.lease_seconds
+    while True:
+        if workers is not None:
+            options.mine |= workers.pids
+        if run_queue.claim_leadership(node_name(), lease):
+            return _lead(options, planned, run_queue, workers, on_progress)
+        stored = run_queue.wait_completion(FOLLOWER_CHECK_SECONDS)
+        if workers is not None:
+            workers.ensure_alive()
+            options.mine |= workers.pids
+        if stored is not None:
+            outcome = _outcome_from(stored, "follower", run_queue, options.mine)
+            _write_node_junit(options, outcome.node_report)
+            return outcome
+
+
+class _LeaderHooks(WatchHooks):
+    def __init__(self, run_queue: queue.RunQueue, lease_seconds: float):
+        self.run_queue = run_queue
+        self.lease_seconds = lease_seconds
+
+    def accepted(self, result: ShardResult) -> None:
+        self.run_queue.save_collected(result)
+
+    def enqueued(self, jobs: list[Any]) -> None:
+        self.run_queue.save_batches(jobs)
+
+    def checked(self) -> None:
+        if not self.run_queue.renew_leadership(node_name(), self.lease_seconds):
+            raise InfrastructureError("lost the leadership of the build to another node")
+
+
+def _lead(
+    options: CiOptions,
+    planned: PlannedSuite,
+    run_queue: queue.RunQueue,
+    workers: LocalWorkers | None,
+    on_progress: ProgressCallback | None,
+) -> CiOutcome:
+    run = options.run
+    ledger = Ledger(run.max_attempts, run.retries, run.fail_fast)
+    meta = run_queue.meta()
+    if meta is None:  # the first leader: plan, publish, enqueue
+        dispatched = dispatch_plan(planned, run)
+        jobs = ledger.add(batch_jobs(run_queue.run_id, dispatched, planned, run))
+        run_queue.save_batches(jobs)
+        meta = {"units": [u for shard in dispatched.shards for u in shard.units],
+                "framework": planned.suite.framework, "started_at": time.time(),
+                "lower_bound": dispatched.lower_bound,
+                "predicted_makespan": dispatched.predicted_makespan}
+        run_queue.publish_meta(meta)
+        queue.register_run(run_queue.connection, run_queue.run_id)
+        run_queue.enqueue(jobs)
+    else:  # took over from a leader that died: rebuild the books from Redis
+        done = [result.shard_index for result in run_queue.collected()]
+        ledger.restore(run_queue.load_batches(), done)
+    hooks = _LeaderHooks(run_queue, run.lease_seconds)
+    watched = Watcher(run_queue, ledger, workers, on_progress,
+                      lambda: run_queue.publish_meta(meta), hooks).run()
+    return _merge_as_leader(options, planned, run_queue, ledger, watched, meta)
+
+
+def _merge_as_leader(
+    options: CiOptions,
+    planned: PlannedSuite,
+    run_queue: queue.RunQueue,
+    ledger: Ledger,
+    watched: WatchOutcome,
+    meta: dict[str, Any],
+) -> CiOutcome:
+    """Merge from what every leader collected, write the run's files, mark it complete."""
+    results = _all_results(run_queue, watched)
+    dispatched = Plan(
+        workers=plan_workers(options),
+        shards=(Shard(0, tuple(meta["units"]), 0.0),),
+        predicted_makespan=float(meta.get("predicted_makespan", 0.0)),
+        lower_bound=float(meta.get("lower_bound", 0.0)),
+        total_seconds=0.0,
+    )
+    outcome = finish(run_queue.run_id, planned, options.run, dispatched, ledger,
+                     replace(watched, results=results), float(meta["started_at"]))
+    lines = summary_lines(outcome.report, framework=planned.suite.framework)
+    with contextlib.suppress(ShardrunError):  # Redis gone: this node still reports
+        run_queue.mark_complete({"exit_code": outcome.exit_code, "lines": lines,
+                                 "infrastructure_error": outcome.infrastructure_error})
+    node_report = _node_report(results, options.mine)
+    _write_node_junit(options, node_report)
+    return CiOutcome(outcome.exit_code, "leader", tuple(lines), outcome.report, node_report,
+                     outcome.infrastructure_error or "")
+
+
+def _all_results(run_queue: queue.RunQueue, watched: WatchOutcome) -> list[ShardResult]:
+    """This leader's results plus those an earlier leader collected, one per batch."""
+    by_batch = {result.shard_index: result for result in watched.results}
+    with contextlib.suppress(ShardrunError):
+        for result in run_queue.collected():
+            by_batch.setdefault(result.shard_index, result)
+    return list(by_batch.values())
+
+
+def _node_report(results: list[ShardResult], worker_pids: set[int]) -> RunReport | None:
+    """This node's own share: the batches its worker processes ran."""
+    mine = [r for r in results if r.worker.rsplit(":", 1)[-1].isdigit()
+            and int(r.worker.rsplit(":", 1)[-1]) in worker_pids
+            and r.worker.rsplit(":", 1)[0] == socket.gethostname()]
+    if not mine:
+        return None
+    return merge([unit for result in mine for unit in result.units], mine)
+
+
+def _write_node_junit(options: CiOptions, report: RunReport | None) -> None:
+    if options.node_junit_out is not None and report is not None:
+        write_junit(report, options.node_junit_out)
+
+
+def _outcome_from(
+    stored: dict[str, Any], role: str, run_queue: queue.RunQueue, worker_pids: set[int]
+) -> CiOutcome:
+    node_report = _node_report(run_queue.collected(), worker_pids) if worker_pids else None
+    return CiOutcome(int(stored["exit_code"]), role, tuple(stored.get("lines", ())), None,
+                     node_report, stored.get("infrastructure_error") or "")
+
+
+def fallback(planned: PlannedSuite, options: CiOptions, reason: str) -> CiOutcome:
+    """No Redis: run this node's share of the static split, in this process."""
+    context = options.context
+    # The split `shardrun plan --index I --total N` prints: one shard per node.
+    static = plan_shards(planned.estimates, context.node_total)
+    shard = static.shards[context.node_index]
+    units = shard.units
+    message = (f"Redis unreachable ({reason}); running this node's static share: shard "
+               f"{context.node_index} of {context.node_total} ({len(units)} files). The "
+               "union over all nodes is the whole suite.")
+    results = []
+    if units:
+        job = batch_jobs("fallback", replace(static, shards=(shard,)), planned, options.run)[0]
+        root = options.run.request.root
+        worker_context = replace(default_context(root, 1), commit=None)
+        results.append(execute(job, worker_context))
+    report = merge(list(units), results)
+    junit = options.run.junit_out or options.run.request.root / ".shardrun" / "junit.xml"
+    write_junit(report, junit)
+    _write_node_junit(options, report)
+    lines = summary_lines(report, framework=planned.suite.framework)
+    exit_code = 0 if report.passed else 1
+    if report.missing:
+        exit_code = EXIT_INFRASTRUCTURE
+    return CiOutcome(exit_code, "fallback", tuple(lines), report, report, message)

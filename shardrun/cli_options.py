@@ -1,0 +1,77 @@
+"""Options shared by several commands, declared once so they read and behave alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS
+from shardrun.discovery import FRAMEWORKS
+from shardrun.history import DEFAULT_HISTORY_PATH
+
+framework_option = click.option(
+    "--framework", type=click.Choice(FRAMEWORKS), default=None,
+    help="Test framework (default: rspec if .rspec or spec/ exists, else pytest).",
+)
+timings_option = click.option(
+    "--timings", "timings", type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_HISTORY_PATH, envvar="SHARDRUN_TIMINGS", show_default=True,
+    help="Timing history file.",
+)
+from_junit_option = click.option(
+    "--from-junit", "from_junit", multiple=True, metavar="GLOB",
+    help="Also learn timings from these JUnit XML (or other timing) files.",
+)
+workers_option = click.option(
+    "--workers", "-w", type=click.IntRange(min=1), default=2, envvar="SHARDRUN_WORKERS",
+    show_default=True, help="Number of shards / worker processes.",
+)
+
+
+class RunnerArgsCommand(click.Command):
+    """Everything after `--` belongs to the test runner, not to PATHS."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            ctx.meta["runner_args"] = tuple(args[cut + 1 :])
+            args = args[:cut]
+        return super().parse_args(ctx, args)
+
+
+_EXECUTION_OPTIONS = (
+    click.option("--junit-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="Merged JUnit XML (default: .shardrun/junit.xml)."),
+    click.option("--command", "command_template", default=None, metavar="TEMPLATE",
+                 help="Run batches with this command; {files} and {junit} are filled in."),
+    click.option("--timeout", type=click.FloatRange(min=1), default=None,
+                 help="Per-batch timeout in seconds (default: 3x the estimate + 60 s)."),
+    click.option("--mode", type=click.Choice(["queue", "static"]), default="queue",
+                 show_default=True,
+                 help="queue: batches pulled as workers free up; static: one job per shard."),
+    click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
+                 help="Run a failed unit again this often; passing then marks it flaky."),
+    click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
+                 help="Times a batch whose worker was lost is tried before it is reported."),
+    click.option("--fail-fast", type=click.IntRange(min=1), is_flag=False, flag_value=1,
+                 default=None, metavar="[N]", help="Stop after N failures (default 1)."),
+    click.option("--redis-timeout", type=click.FloatRange(min=0.1),
+                 default=REDIS_TIMEOUT_SECONDS, show_default=True,
+                 help="Seconds Redis may be unreachable before exit 3 (or, in ci, fallback)."),
+    click.option("--lease-seconds", type=click.FloatRange(min=0.5),
+                 default=DEFAULT_LEASE_SECONDS, show_default=True,
+                 help="A batch whose worker stops renewing is requeued after this."),
+    timings_option,
+    from_junit_option,
+    framework_option,
+)
+
+
+def execution_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of `run` and `ci` that decide how the suite is run and reported."""
+    for option in reversed(_EXECUTION_OPTIONS):
+        command = option(command)
+    return command

@@ -1,0 +1,148 @@
+"""`shardrun run` (a laptop or one CI job) and `shardrun ci` (every node of a CI build).
+
+Kept apart from cli.py because these two share their options and their output: the
+summary, the merged JUnit's path, and why an infrastructure problem ended the run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shardrun import ci, ci_node, coordinator
+from shardrun.cli_options import RunnerArgsCommand, execution_options
+from shardrun.coordinator import PlanRequest, RunOptions
+from shardrun.embedded import install_signal_handlers
+from shardrun.report import RunReport
+from shardrun.summary import github_annotations, github_step_summary, summary_lines
+from shardrun.watch import Progress
+
+
+def _run_options(
+    paths: tuple[str, ...], workers: int, redis_url: str | None, settings: dict[str, Any]
+) -> RunOptions:
+    runner_args = click.get_current_context().meta.get("runner_args", ())
+    request = PlanRequest(Path.cwd(), paths, settings["framework"], workers,
+                          settings["timings"], settings["from_junit"])
+    return RunOptions(
+        request, redis_url, settings["junit_out"], runner_args, settings["command_template"],
+        settings["timeout"], settings["mode"], settings["retries"], settings["max_attempts"],
+        settings["fail_fast"], settings["redis_timeout"], settings["lease_seconds"],
+    )
+
+
+@click.command(cls=RunnerArgsCommand)
+@click.argument("paths", nargs=-1)
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=2, envvar="SHARDRUN_WORKERS",
+              show_default=True, help="Local worker processes.")
+@click.option("--redis-url", envvar="SHARDRUN_REDIS_URL", default=None,
+              help="Redis to use (default: a private redis-server for this run).")
+@execution_options
+def run(paths: tuple[str, ...], workers: int, redis_url: str | None, **settings: Any) -> None:
+    """Run PATHS on WORKERS local workers; arguments after `--` go to the test runner."""
+    install_signal_handlers()
+    options = _run_options(paths, workers, redis_url, settings)
+    reporter = ProgressReporter(sys.stdout.isatty())
+    outcome = coordinator.run(options, reporter)
+    reporter.close()
+    _print_summary(summary_lines(outcome.report, framework=outcome.planned.suite.framework))
+    click.echo(f"merged JUnit: {outcome.junit_path}")
+    _print_problems(outcome.report, outcome.infrastructure_error)
+    sys.exit(outcome.exit_code)
+
+
+@click.command(cls=RunnerArgsCommand)
+@click.argument("paths", nargs=-1)
+@click.option("--workers", "-w", type=click.IntRange(min=0), default=1,
+              envvar="SHARDRUN_WORKERS", show_default=True,
+              help="Worker processes on this node (0: coordinate only).")
+@click.option("--redis-url", envvar="SHARDRUN_REDIS_URL", required=True,
+              help="The Redis every node of the build reaches.")
+@click.option("--build-id", default=None, help="Overrides the CI's build id (SHARDRUN_BUILD_ID).")
+@click.option("--node-index", type=click.IntRange(min=0), default=None,
+              help="This node, 0-based (SHARDRUN_NODE_INDEX; GitHub: strategy.job-index).")
+@click.option("--node-total", type=click.IntRange(min=1), default=None,
+              help="Number of nodes (SHARDRUN_NODE_TOTAL; GitHub: strategy.job-total).")
+@click.option("--node-junit-out", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="This node's own results as JUnit XML.")
+@execution_options
+def ci_command(
+    paths: tuple[str, ...], workers: int, redis_url: str, build_id: str | None,
+    node_index: int | None, node_total: int | None, node_junit_out: Path | None,
+    **settings: Any,
+) -> None:
+    """Every parallel CI node runs this: together they run PATHS once, as one run."""
+    install_signal_handlers()
+    context = ci.detect(build_id=build_id, node_index=node_index, node_total=node_total)
+    click.echo(f"shardrun ci: {context.describe()}")
+    options = ci_node.CiOptions(_run_options(paths, workers, redis_url, settings), context,
+                                node_junit_out)
+    reporter = ProgressReporter(sys.stdout.isatty())
+    outcome = ci_node.run_node(options, reporter)
+    reporter.close()
+    if outcome.role == "fallback":
+        click.echo(f"shardrun: WARNING: {outcome.message}", err=True)
+    click.echo(f"shardrun ci: this node was the {outcome.role}")
+    _print_summary(list(outcome.summary_lines))
+    if outcome.report is not None:
+        _github_output(outcome.report, settings["framework"] or "rspec")
+        _print_problems(outcome.report, outcome.message if outcome.role == "leader" else None)
+    sys.exit(outcome.exit_code)
+
+
+def _print_summary(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line)
+
+
+def _print_problems(report: RunReport, infrastructure_error: str | None) -> None:
+    if infrastructure_error:
+        click.echo(f"shardrun: error: {infrastructure_error}", err=True)
+    if report.missing:
+        click.echo(f"shardrun: error: {len(report.missing)} unit(s) never reported: "
+                   + ", ".join(report.missing), err=True)
+
+
+def _github_output(report: RunReport, framework: str) -> None:
+    """On GitHub Actions: the step summary and one annotation per failure."""
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        return
+    for line in github_annotations(report):
+        click.echo(line)
+    summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_path:
+        with open(summary_path, "a", encoding="utf-8") as summary:
+            summary.write(github_step_summary(report, framework))
+
+
+class ProgressReporter:
+    """A one-line progress bar on a terminal; a plain line per finished batch otherwise."""
+
+    def __init__(self, tty: bool):
+        self.tty = tty
+
+    def __call__(self, progress: Progress) -> None:
+        result = progress.results[-1]
+        eta = f", ETA {progress.eta_seconds:.0f}s" if progress.eta_seconds is not None else ""
+        status = (
+            f"{progress.done_units}/{progress.total_units} units, "
+            f"{progress.failed_units} failed{eta}"
+        )
+        if self.tty:
+            width = 30
+            filled = int(width * min(progress.done_units, progress.total_units)
+                         / max(progress.total_units, 1))
+            click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {status}   ", nl=False)
+        else:
+            click.echo(
+                f"batch {result.shard_index} done on {result.worker} in "
+                f"{result.outcome.wall_seconds:.1f}s (exit {result.outcome.exit_code}): {status}"
+            )
+
+    def close(self) -> None:
+        if self.tty:
+            click.echo()
