@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import uuid
 from collections.abc import Sequence
@@ -77,4 +78,11 @@ def work(connection: redis.Redis, run_ids: Sequence[str], *, burst: bool) -> boo
         serializer=JSONSerializer,
         name=f"shardrun-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
     )
-    return worker.work(burst=burst, logging_level="WARNING")
+    # RQ installs its own SIGINT/SIGTERM handlers for the loop; put ours back afterwards,
+    # or a SIGTERM while idle between runs (docker stop) raises RQ's StopRequested.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return worker.work(burst=burst, logging_level="WARNING")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
