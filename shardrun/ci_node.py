@@ -59,16 +59,19 @@ class CiOptions:
     context: CiContext
     node_junit_out: Path | None = None
     mine: set[int] = field(default_factory=set)  # pids of this node's workers, ever
+    # Workers across the build, when not nodes x --workers (a pool of worker containers).
+    total_workers: int | None = None
 
 
 @dataclass(frozen=True)
 class CiOutcome:
     exit_code: int
-    role: str  # "leader" | "follower" | "fallback" | "already complete"
+    role: str  # "leader" | "follower" | "fallback" | "retry of a completed run"
     summary_lines: tuple[str, ...]
     report: RunReport | None  # the merged report (leader) or this node's share (fallback)
     node_report: RunReport | None
     message: str = ""
+    framework: str = ""  # of the suite, for the rerun command in CI output (leader, fallback)
 
 
 def suite_key(planned: PlannedSuite) -> str:
@@ -78,6 +81,9 @@ def suite_key(planned: PlannedSuite) -> str:
 
 
 def plan_workers(options: CiOptions) -> int:
+    """How many workers the batches are sized for: the whole build's, not this node's."""
+    if options.total_workers:
+        return options.total_workers
     return options.context.node_total * max(options.run.request.workers, 1)
 
 
@@ -93,7 +99,7 @@ def run_node(options: CiOptions, on_progress: ProgressCallback | None = None) ->
     try:
         stored = run_queue.completion()
         if stored is not None:
-            return _outcome_from(stored, "already complete", run_queue, set())
+            return _outcome_from(stored, "retry of a completed run", run_queue, set())
         with _local_workers(options, run_id) as workers:
             return _take_part(options, planned, run_queue, workers, on_progress)
     finally:
@@ -167,7 +173,9 @@ def _lead(
     ledger = Ledger(run.max_attempts, run.retries, run.fail_fast)
     meta = run_queue.meta()
     if meta is None:  # the first leader: plan, publish, enqueue
-        dispatched = dispatch_plan(planned, run)
+        # Batches for every worker of every node, not this node's (0 when coordinating only).
+        fleet = replace(run.request, workers=plan_workers(options))
+        dispatched = dispatch_plan(planned, replace(run, request=fleet))
         jobs = ledger.add(batch_jobs(run_queue.run_id, dispatched, planned, run))
         run_queue.save_batches(jobs)
         meta = {"units": [u for shard in dispatched.shards for u in shard.units],
@@ -212,7 +220,7 @@ def _merge_as_leader(
     node_report = _node_report(results, options.mine)
     _write_node_junit(options, node_report)
     return CiOutcome(outcome.exit_code, "leader", tuple(lines), outcome.report, node_report,
-                     outcome.infrastructure_error or "")
+                     outcome.infrastructure_error or "", planned.suite.framework)
 
 
 def _all_results(run_queue: queue.RunQueue, watched: WatchOutcome) -> list[ShardResult]:
@@ -271,4 +279,5 @@ def fallback(planned: PlannedSuite, options: CiOptions, reason: str) -> CiOutcom
     exit_code = 0 if report.passed else 1
     if report.missing:
         exit_code = EXIT_INFRASTRUCTURE
-    return CiOutcome(exit_code, "fallback", tuple(lines), report, report, message)
+    return CiOutcome(exit_code, "fallback", tuple(lines), report, report, message,
+                     planned.suite.framework)

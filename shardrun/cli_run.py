@@ -69,18 +69,21 @@ def run(paths: tuple[str, ...], workers: int, redis_url: str | None, **settings:
               help="Number of nodes (SHARDRUN_NODE_TOTAL; GitHub: strategy.job-total).")
 @click.option("--node-junit-out", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="This node's own results as JUnit XML.")
+@click.option("--total-workers", type=click.IntRange(min=1), default=None,
+              help="Workers in the whole build (default: nodes x --workers); set it when a "
+                   "pool of `shardrun worker` containers does the work.")
 @execution_options
 def ci_command(
     paths: tuple[str, ...], workers: int, redis_url: str, build_id: str | None,
     node_index: int | None, node_total: int | None, node_junit_out: Path | None,
-    **settings: Any,
+    total_workers: int | None, **settings: Any,
 ) -> None:
     """Every parallel CI node runs this: together they run PATHS once, as one run."""
     install_signal_handlers()
     context = ci.detect(build_id=build_id, node_index=node_index, node_total=node_total)
     click.echo(f"shardrun ci: {context.describe()}")
     options = ci_node.CiOptions(_run_options(paths, workers, redis_url, settings), context,
-                                node_junit_out)
+                                node_junit_out, total_workers=total_workers)
     reporter = ProgressReporter(sys.stdout.isatty())
     outcome = ci_node.run_node(options, reporter)
     reporter.close()
@@ -89,7 +92,7 @@ def ci_command(
     click.echo(f"shardrun ci: this node was the {outcome.role}")
     _print_summary(list(outcome.summary_lines))
     if outcome.report is not None:
-        _github_output(outcome.report, settings["framework"] or "rspec")
+        _github_output(outcome.report, outcome.framework)
         _print_problems(outcome.report, outcome.message if outcome.role == "leader" else None)
     sys.exit(outcome.exit_code)
 
