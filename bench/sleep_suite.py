@@ -5,8 +5,8 @@ It writes a synthetic suite whose tests sleep known durations (24 files, lognorm
 `shardrun timings import`, then for each worker count N:
 
 - reads the plan's lower bound, max(longest file, total / N), from `shardrun plan --json`;
-- times the whole `python -m shardrun run --workers N` command (planning, the private
-  redis-server, worker start-up, the pytest processes, merging the JUnit XML).
+- times the whole `python -m shardrun run --workers N --mode static` command (planning, the
+  private redis-server, worker start-up, the pytest processes, merging the JUnit XML).
 
 No schedule can beat lower bound + one pytest start-up (a shard is one pytest process),
 so the target is wall <= 1.05 x (lower bound + boot), where boot is the measured wall time
@@ -173,7 +173,8 @@ def measure(root: Path, workers: int, boot: float, repeats: int, pristine: str) 
     for _ in range(repeats):
         history.write_text(pristine)
         started, started_epoch = time.monotonic(), time.time()
-        completed = run(shardrun("run", "tests", "--workers", str(workers)), root)
+        argv = shardrun("run", "tests", "--workers", str(workers), "--mode", "static")
+        completed = run(argv, root)
         walls.append(time.monotonic() - started)
         ended_epoch = time.time()
         shard_walls = [float(m["seconds"]) for m in SHARD_LINE.finditer(completed.stdout)]
@@ -251,7 +252,8 @@ def section(rows: Sequence[Row], durations: Mapping[str, float], argv: Sequence[
         f"(file durations lognormal, sigma {LOG_SIGMA}, seed {SEED}; longest file "
         f"{max(per_file.values()):.2f} s), its exact durations",
         "imported with `shardrun timings import .test_durations`. Each worker count runs",
-        "`PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m shardrun run tests --workers N` (no",
+        "`PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m shardrun run tests --workers N --mode static`",
+        "(no",
         "`--redis-url`: a private redis-server per run) from a fresh copy of that history,",
         f"{repeats} times; the variable keeps this environment's installed pytest plugins",
         "(xdist, benchmark, split, ...) from loading, so boot is pytest's own.",
