@@ -4,15 +4,26 @@ Starting real `shardrun worker` processes (not threads or forks of the coordinat
 a laptop run exercises exactly the path a fleet of containers does. They serve the run
 until the coordinator stops them (not --burst): a batch requeued after a lost lease still
 finds a worker. A worker that dies is restarted, a bounded number of times.
+
+A worker killed with SIGKILL cannot stop its test processes: they sit in sessions of their
+own and are re-parented to init, where no process tree leads to them. Left alone they run
+on beside the batch's retry (on the same TEST_ENV_NUMBER, so the same database) and
+outlive the run. Every local worker therefore carries an environment tag its test
+processes inherit; the tagged processes of a dead worker are killed before it is
+replaced, and whatever still carries the pool's tag when the pool stops.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
+
+import psutil
 
 from shardrun.errors import InfrastructureError
 from shardrun.process import kill_tree
@@ -20,6 +31,9 @@ from shardrun.process import kill_tree
 # Restarts allowed per worker slot before the run gives up on local workers: enough to
 # ride out a few crashes (OOM kills, a Redis restart), not a crash loop.
 MAX_RESTARTS_PER_WORKER = 3
+# The environment variable naming the pool and worker slot of every process a local
+# worker starts: "<run_id>/<pool>/<index>/" (its test processes inherit it via worker_env).
+WORKER_TAG_VARIABLE = "SHARDRUN_LOCAL_WORKER"
 
 
 class LocalWorkers:
@@ -35,6 +49,9 @@ class LocalWorkers:
         self.restarts = 0
         self._logs: list[IO[bytes]] = []
         self._pids: list[int] = []
+        # Unique per pool, not per run: in CI mode several nodes (on one host in tests)
+        # run pools for the same run id, and must never kill each other's workers.
+        self._pool_tag = f"{run_id}/{uuid.uuid4().hex}/"
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -45,10 +62,13 @@ class LocalWorkers:
         self._logs.append(log)
         process = subprocess.Popen(
             self.argv(index), cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, env={**os.environ, WORKER_TAG_VARIABLE: self._tag(index)},
         )
         self._pids.append(process.pid)
         return process
+
+    def _tag(self, index: int) -> str:
+        return f"{self._pool_tag}{index}/"  # the trailing "/" keeps slot 1 from matching 10
 
     def argv(self, index: int) -> list[str]:
         return [
@@ -61,6 +81,7 @@ class LocalWorkers:
         for position, process in enumerate(self.processes):
             if process.poll() is None:
                 continue
+            kill_tagged(self._tag(position + 1))  # what the dead worker left running
             if self.restarts >= MAX_RESTARTS_PER_WORKER * self.count:
                 if self.all_exited():
                     raise InfrastructureError(
@@ -91,6 +112,7 @@ class LocalWorkers:
                 list(pool.map(lambda process: kill_tree(process.pid), running))
         for process in self.processes:
             process.wait()
+        kill_tagged(self._pool_tag)  # the test processes of workers that died
         for log in self._logs:
             log.close()
         self._logs.clear()
@@ -101,3 +123,18 @@ class LocalWorkers:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def kill_tagged(prefix: str) -> None:
+    """Kill (with their trees) the processes whose worker tag starts with `prefix`.
+
+    A process of another user, one that just exited or a zombie cannot be read: none of
+    them is running tests.
+    """
+    for process in psutil.process_iter():
+        try:
+            tag = process.environ().get(WORKER_TAG_VARIABLE)
+        except psutil.Error:
+            continue
+        if tag is not None and tag.startswith(prefix) and process.pid != os.getpid():
+            kill_tree(process.pid)
