@@ -7,13 +7,16 @@ early take more work. How big each batch should be is a trade-off (docs/queue.md
   from earlier runs), so batches much shorter than a boot waste workers' time;
 - big batches at the end of a run leave workers idle while the last ones finish.
 
-Factoring (Hummel, Schonberg & Flynn, 1992) answers both: work is handed out in rounds;
-each round covers half of the remaining predicted time in N equal batches, so batch sizes
+Factoring (Hummel, Schonberg & Flynn, 1992) answers both: work is handed out in rounds,
+each covering half of the remaining predicted time in N equal batches, so batch sizes
 shrink geometrically as the run nears its end, and the error of any one estimate can be
-absorbed by the batches still queued. No batch is planned shorter than
-`MIN_BATCH_BOOTS` boots, where the boot would cost more than 1/(1 + MIN_BATCH_BOOTS) of
-the batch. Units within a round are balanced with the static planner (LPT), and rounds
-are dispatched longest units first.
+absorbed by the batches still queued. The N equal parts come from the static planner:
+each of its balanced shards is cut into chunks of half of what is left of it, and round
+k is every shard's k-th chunk. No chunk is planned shorter than `MIN_BATCH_BOOTS` boots
+(where the boot would cost more than 1/(1 + MIN_BATCH_BOOTS) of it) or 1/64 of its
+shard. With exact estimates this finishes where the static plan does, plus a boot per
+round; the first version balanced each round on its own and lost up to 15% to static
+plans on exact timings, from coarse units stranded in late rounds.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from shardrun.planner import plan_shards
 MIN_BATCH_BOOTS = 4.0
 # Factoring's classic x = 2: each round hands out half of what remains.
 ROUND_FRACTION = 0.5
+# No shard is cut into chunks smaller than this share of it (at most ~7 rounds), even
+# when boots are cheap or not yet measured.
+MIN_CHUNK_FRACTION = 1 / 64
 # Boot costs assumed before any run has measured one (seconds): a plain `rspec` or
 # `python -m pytest` process start on a small suite. Rails apps measure far more, which
 # the history then records.
@@ -68,43 +74,50 @@ def units_to_split(
 def queue_batches(
     estimates: Mapping[str, float], workers: int, boot_seconds: float
 ) -> Plan:
-    """Batches in dispatch order (Shard.index = position), with a simulated makespan."""
-    remaining = sorted(estimates.items(), key=lambda item: (-item[1], item[0]))
-    min_batch = min_batch_seconds(boot_seconds)
+    """Batches in dispatch order (Shard.index = position), with a simulated makespan.
+
+    The static plan's N balanced shards are each cut into chunks of half of what is left
+    of the shard (factoring within a shard), and the chunks are dispatched round by
+    round, longest first. With exact estimates every worker takes one chunk per round and
+    the run ends where the static plan would, plus a boot per chunk; when estimates are
+    off, the workers that free up early take the later, ever smaller rounds.
+    """
+    plan = plan_shards(estimates, workers)
+    rounds: list[list[tuple[tuple[str, ...], float]]] = []
+    for shard in plan.shards:
+        chunks = _chunks(shard.units, estimates, boot_seconds)
+        for position, chunk in enumerate(chunks):
+            if position == len(rounds):
+                rounds.append([])
+            rounds[position].append(chunk)
     batches: list[Shard] = []
-    position = 0
-    while position < len(remaining):
-        left = math.fsum(seconds for _, seconds in remaining[position:])
-        per_batch = max(left * ROUND_FRACTION / workers, min_batch)
-        if per_batch <= 0:  # nothing left costs anything: spread it in one round
-            count, taken = min(workers, len(remaining) - position), len(remaining) - position
-        else:
-            count = min(workers, max(1, int(left // per_batch)))
-            taken = _take(remaining, position, per_batch * count, min_batch)
-        for shard in _balance(remaining[position : position + taken], count):
-            batches.append(Shard(len(batches), shard.units, shard.predicted_seconds))
-        position += taken
+    for chunks in rounds:
+        for units, seconds in sorted(chunks, key=lambda chunk: (-chunk[1], chunk[0])):
+            batches.append(Shard(len(batches), units, seconds))
     return _plan(batches, estimates, workers, boot_seconds)
 
 
-def _take(
-    ordered: Sequence[tuple[str, float]], start: int, budget: float, min_batch: float
-) -> int:
-    """How many units from `start` make up this round (at least one; no tiny leftover)."""
-    taken, seconds = 0, 0.0
-    while start + taken < len(ordered) and (taken == 0 or seconds < budget):
-        seconds += ordered[start + taken][1]
-        taken += 1
-    rest = math.fsum(value for _, value in ordered[start + taken :])
-    if rest < min_batch:
-        taken = len(ordered) - start
-    return taken
-
-
-def _balance(units: Sequence[tuple[str, float]], count: int) -> list[Shard]:
-    plan = plan_shards(dict(units), count)
-    shards = [shard for shard in plan.shards if shard.units]
-    return sorted(shards, key=lambda shard: (-shard.predicted_seconds, shard.index))
+def _chunks(
+    units: Sequence[str], estimates: Mapping[str, float], boot_seconds: float
+) -> list[tuple[tuple[str, ...], float]]:
+    """One shard (longest units first) as chunks of half of what is left of it, until
+    what is left is under two worthwhile batches; then the rest is one last chunk."""
+    total = math.fsum(estimates[unit] for unit in units)
+    smallest = max(min_batch_seconds(boot_seconds), total * MIN_CHUNK_FRACTION)
+    chunks: list[tuple[tuple[str, ...], float]] = []
+    position, left = 0, total
+    while position < len(units):
+        if left < 2 * smallest or left <= 0:
+            rest = tuple(units[position:])
+            chunks.append((rest, left))
+            break
+        target, taken, seconds = left * ROUND_FRACTION, 0, 0.0
+        while position + taken < len(units) and (taken == 0 or seconds < target):
+            seconds += estimates[units[position + taken]]
+            taken += 1
+        chunks.append((tuple(units[position : position + taken]), seconds))
+        position, left = position + taken, left - seconds
+    return chunks
 
 
 def _plan(

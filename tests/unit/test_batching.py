@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +12,7 @@ from shardrun.batching import (
     simulate,
     units_to_split,
 )
+from shardrun.planner import plan_shards
 
 estimates_strategy = st.dictionaries(
     st.text("abcdefghij/_", min_size=1, max_size=8),
@@ -51,11 +53,21 @@ def test_batches_shrink_as_the_run_nears_its_end() -> None:
     estimates = {f"spec/f{i:03}_spec.rb": 1.0 for i in range(400)}
     plan = queue_batches(estimates, 4, boot_seconds=0.25)
     sizes = [batch.predicted_seconds for batch in plan.shards]
-    assert sizes[0] == 50.0  # first round: half of 400 s over 4 workers
-    assert sizes[-1] <= 2.0  # last batches: about the 1 s boot minimum
+    assert sizes[0] == 50.0  # first round: half of each 100 s shard
+    assert sizes[-1] <= 2 * 100 / 64  # last round: near the 1/64-of-a-shard floor
     assert sizes == sorted(sizes, reverse=True)
-    # Predicted makespan close to total/N plus one boot per batch taken by a worker.
-    assert plan.predicted_makespan <= 100 + 0.25 * len(sizes) / 4 + 2.0
+    # With exact estimates: the static plan's 100 s plus a boot per round.
+    rounds = len(sizes) / 4
+    assert plan.predicted_makespan == pytest.approx(100 + 0.25 * rounds)
+
+
+def test_exact_estimates_cost_only_boots_over_the_static_plan() -> None:
+    """Coarse units must not be stranded in late rounds (the first version lost 15%)."""
+    estimates = {f"t/test_{i}.py": 0.5 + (i * 7919 % 23) / 5 for i in range(40)}
+    static = plan_shards(estimates, 2)
+    plan = queue_batches(estimates, 2, boot_seconds=0.25)
+    rounds = max(sum(1 for b in plan.shards[i::2]) for i in range(2))
+    assert plan.predicted_makespan <= static.predicted_makespan + 0.25 * rounds + 1e-6
 
 
 def test_deterministic_regardless_of_dict_order() -> None:
