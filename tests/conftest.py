@@ -17,28 +17,24 @@ from pathlib import Path
 
 import pytest
 import redis
+from support.requirements import missing
+from support.runs import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_TIMINGS = REPO_ROOT.parent / "shared" / "data" / "timings"
 SYSTEM_REDIS_URL = os.environ.get("SHARDRUN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def _missing(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: .ci/run must install it)")
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def require_ruby() -> None:
     """Skip (fail in CI) unless `ruby`, `rspec` and the JUnit formatter are installed."""
     if not shutil.which("ruby") or not shutil.which("rspec"):
-        _missing("ruby/rspec not installed (apt-get install ruby ruby-rspec)")
+        missing("ruby/rspec not installed (apt-get install ruby ruby-rspec)")
     probe = subprocess.run(
         ["ruby", "-e", "require 'rspec_junit_formatter'"], capture_output=True, check=False
     )
     if probe.returncode != 0:
-        _missing("rspec_junit_formatter not installed (apt-get install ruby-rspec-junit-formatter)")
+        missing("rspec_junit_formatter not installed (apt-get install ruby-rspec-junit-formatter)")
 
 
 @pytest.fixture
@@ -51,7 +47,7 @@ def redis_url() -> str:
     try:
         client.ping()
     except redis.exceptions.ConnectionError:
-        _missing(f"no Redis answers at {SYSTEM_REDIS_URL} (start redis-server)")
+        missing(f"no Redis answers at {SYSTEM_REDIS_URL} (start redis-server)")
     finally:
         client.close()
     return SYSTEM_REDIS_URL
@@ -62,17 +58,11 @@ def unique_id() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[str]:
     """A redis-server of the test's own on a free port, for tests that stop or break Redis."""
     if not shutil.which("redis-server"):
-        _missing("redis-server not on PATH (apt-get install redis-server)")
+        missing("redis-server not on PATH (apt-get install redis-server)")
     port = free_port()
     proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",

@@ -12,9 +12,9 @@ test processes) and in which network namespace: that is how a node's own JUnit i
 to hold its own results and nothing else, and the multi-host test that its tests ran
 behind its own veth.
 
-Helpers follow tests/integration/test_run.py (copied, not imported: test modules do not
-import each other): inner pytest runs get PYTEST_DISABLE_PLUGIN_AUTOLOAD=1, none of the
-outer run's PYTEST_*/SHARDRUN_* variables nor any CI provider's, and a pytest.ini of their own.
+Helpers are test_run.py's, shared through tests/support/: inner pytest runs get
+PYTEST_DISABLE_PLUGIN_AUTOLOAD=1, none of the outer run's PYTEST_*/SHARDRUN_* variables nor
+any CI provider's (`clean_ci_env`), and a pytest.ini of their own.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -42,11 +41,20 @@ import psutil
 import pytest
 import redis
 from rq import Queue
+from support.files import PYTEST_INI, write_files
+from support.runs import (
+    RUN_TIMEOUT_SECONDS,
+    Testcase,
+    assert_each_once,
+    clean_ci_env,
+    free_port,
+    junit_cases,
+    run_command,
+    serial_testcases,
+)
 
 from shardrun.queue import KEY_PREFIX, queue_name
 
-# Generous: cold interpreters, three nodes with their workers, on a loaded two-core box.
-RUN_TIMEOUT_SECONDS = 180
 # Bounds for waiting on something a run does; a passing run needs a fraction of them.
 EVENT_TIMEOUT_SECONDS = 60.0
 POLL_SECONDS = 0.02
@@ -57,18 +65,10 @@ RACE_PROCESSES = 20
 # A retried node of a completed build starts no worker and runs nothing: an interpreter
 # start and a discovery. The budget only catches a node that runs the suite again.
 ALREADY_COMPLETE_BUDGET_SECONDS = 10.0
-JUNIT_OUTCOMES = {"failure": "failed", "error": "error", "skipped": "skipped"}
 ROLE_LINE = re.compile(r"^shardrun ci: this node was the (.+)$", re.MULTILINE)
-# Variables through which a CI provider announces itself (shardrun/ci.py); the outer run
-# may be in a CI, the inner nodes must see only what a test gives them.
-CI_PROVIDER_VARIABLES = ("GITHUB_", "GITLAB_", "CI_", "CIRCLE", "BUILDKITE", "JENKINS_")
-CI_PROVIDER_NAMES = ("CI", "BUILD_TAG")
-
-Testcase = tuple[str, str, str]  # (classname, name, outcome)
 
 # --- the suite: two directories, so one build can pass (tests/ok) and one fail (tests)
 
-PYTEST_INI = "[pytest]\n"
 EVIDENCE_CONFTEST = """
     import json
     import os
@@ -134,48 +134,7 @@ class Suite:
         return frozenset(case for case in self.serial if case[0].startswith(prefixes))
 
 
-# --- helpers: environments, processes, reports
-
-
-def write_files(root: Path, files: Mapping[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-    return root
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """Our environment without the outer pytest's, shardrun's or a CI provider's settings."""
-    env = {
-        key: value for key, value in os.environ.items()
-        if not key.startswith(("PYTEST_", "SHARDRUN_", *CI_PROVIDER_VARIABLES))
-        and key not in CI_PROVIDER_NAMES
-    }
-    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    env.update(extra)
-    return env
-
-
-def run_command(argv: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), cwd=cwd, env=clean_env(), capture_output=True,
-                          text=True, timeout=RUN_TIMEOUT_SECONDS, check=False)
-
-
-def outcome_of(case: ET.Element) -> str:
-    for child in case:
-        if child.tag in JUNIT_OUTCOMES:
-            return JUNIT_OUTCOMES[child.tag]
-    return "passed"
-
-
-def junit_cases(path: Path) -> Counter[Testcase]:
-    """How often each (classname, name, outcome) occurs in a JUnit XML file."""
-    root = ET.parse(path).getroot()
-    return Counter(
-        (case.get("classname", ""), case.get("name", ""), outcome_of(case))
-        for case in root.iter("testcase")
-    )
+# --- helpers: processes, reports (the rest: tests/support/)
 
 
 def junit_units(path: Path) -> Counter[str]:
@@ -190,21 +149,6 @@ def summary_tail(cases: frozenset[Testcase]) -> str:
     """The summary's last line for these testcases ("N passed, M failed")."""
     outcomes = Counter(outcome for _, _, outcome in cases)
     return f"{outcomes['passed']} passed, {outcomes['failed']} failed"
-
-
-def assert_each_once(cases: Counter[Testcase], expected: frozenset[Testcase]) -> None:
-    assert [case for case, count in cases.items() if count != 1] == []
-    assert set(cases) == expected
-
-
-def serial_cases(root: Path, out: Path) -> frozenset[Testcase]:
-    """Run the suite once, plainly, the way a developer would, with JUnit output."""
-    completed = run_command(
-        [sys.executable, "-m", "pytest", *EVERYTHING, f"--junitxml={out}",
-         "-p", "no:cacheprovider"], root,
-    )
-    assert out.is_file(), completed.stdout + completed.stderr
-    return frozenset(junit_cases(out))
 
 
 def sigkill_tree(pid: int) -> None:
@@ -237,13 +181,6 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(POLL_SECONDS)
-
-
-def unused_port() -> int:
-    """A port nothing listens on (bound and released; nobody else grabs it that fast)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def evidence_of(evidence: Path) -> list[dict[str, str]]:
@@ -325,7 +262,7 @@ class Fleet:
                 str(node_junit), "--timings", str(self.directory / "timings.json"), *options]
         stdout, stderr = out.open("wb"), err.open("wb")
         self._files += [stdout, stderr]
-        environment = clean_env(SRT_EVIDENCE=str(self.evidence), SRT_NODE=label, **env)
+        environment = clean_ci_env(SRT_EVIDENCE=str(self.evidence), SRT_NODE=label, **env)
         process = subprocess.Popen(argv, cwd=self.suite.root, env=environment, stdout=stdout,
                                    stderr=stderr, stdin=subprocess.DEVNULL)
         node = Node(label, process, out, err, junit, node_junit)
@@ -454,17 +391,11 @@ def descendants(pid: int) -> set[int]:
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Suite:
     root = write_files(tmp_path_factory.mktemp("ci-suite"), CI_SUITE)
-    serial = serial_cases(root, root.parent / "ci-serial.xml")
+    serial = serial_testcases("pytest", root, root.parent / "ci-serial.xml", EVERYTHING,
+                              clean_ci_env())
     outcomes = Counter(outcome for _, _, outcome in serial)
     assert outcomes == {"passed": 2 * OK_FILES + 1, "failed": 1}
     return Suite(root, serial)
-
-
-@pytest.fixture
-def evidence(tmp_path: Path) -> Path:
-    path = tmp_path / "evidence"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture
@@ -530,7 +461,7 @@ def test_twenty_processes_racing_for_the_lead_elect_exactly_one(
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", RACE_SCRIPT, redis_url, unique_id, barrier, f"node-{index}"],
-            cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=tmp_path, env=clean_ci_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True,
         )
         for index in range(RACE_PROCESSES)
@@ -610,7 +541,7 @@ def test_leader_dead_between_publishing_and_enqueueing_is_replaced(
 def static_share(suite: Suite, index: int, total: int, timings: Path) -> set[str]:
     completed = run_command(
         [sys.executable, "-m", "shardrun", "plan", *EVERYTHING, "--index", str(index),
-         "--total", str(total), "--timings", str(timings)], suite.root,
+         "--total", str(total), "--timings", str(timings)], suite.root, clean_ci_env(),
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return set(completed.stdout.split())
@@ -620,7 +551,7 @@ def test_redis_down_each_node_runs_its_static_share(
     fleet: Fleet, suite: Suite, tmp_path: Path
 ) -> None:
     total = 3
-    url = f"redis://127.0.0.1:{unused_port()}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"
     shares = [static_share(suite, index, total, tmp_path / "timings.json")
               for index in range(total)]
     finished = finish_all(fleet.start_build(url, EVERYTHING, total, "--redis-timeout", "1"))
@@ -819,7 +750,7 @@ def bridge_redis(network: Network, tmp_path: Path) -> Iterator[str]:
     """
     if not shutil.which("redis-server"):
         pytest.skip("redis-server not on PATH (apt-get install redis-server)")
-    port = unused_port()
+    port = free_port()
     directory = tmp_path / "bridge-redis"
     directory.mkdir()
     process = subprocess.Popen(

@@ -15,17 +15,18 @@ its own pytest.ini, as in test_run.py.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.files import write_files
+from support.requirements import missing
+from support.runs import clean_env
 
 CHROMIUM = "chromium"
 # Generous: a cold interpreter, three workers and a browser on a loaded two-core CI box.
@@ -105,28 +106,12 @@ class Recorded:
     last_run: dict[str, Any]
 
 
-def _missing(reason: str) -> None:
-    """conftest's rule: skip on a developer machine, fail in CI where .ci/run installs it."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: .ci/run must install it)")
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def require_chromium() -> str:
     path = shutil.which(CHROMIUM)
     if path is None:
-        _missing("chromium not installed (apt-get install chromium)")
+        missing("chromium not installed (apt-get install chromium)")
     return str(path)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """Our environment without the outer pytest's or shardrun's settings."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("PYTEST_", "SHARDRUN_"))}
-    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    env.update(extra)
-    return env
 
 
 def shardrun(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -136,20 +121,13 @@ def shardrun(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
     )
 
 
-def write_suite(root: Path) -> None:
-    for name, text in SUITE.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-
-
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     """RUNS real runs of the suite on WORKERS workers, then the page rendered from them."""
     if not shutil.which("redis-server"):
-        _missing("redis-server not on PATH (apt-get install redis-server)")
+        missing("redis-server not on PATH (apt-get install redis-server)")
     root = tmp_path_factory.mktemp("dashboard-suite")
-    write_suite(root)
+    write_files(root, SUITE)
     timings = root / "timings.json"
     for run in range(1, RUNS + 1):
         # Static shards: every worker gets a batch, so every Gantt row has a bar.

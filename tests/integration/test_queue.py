@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.runs import free_port
 
 from shardrun.errors import InfrastructureError, InputError
 from shardrun.models import ProcessOutcome, ShardJob, ShardResult
@@ -39,13 +40,6 @@ TIMEOUT_SLACK_SECONDS = 1.0
 PICKLE_PROTOCOL_OPCODE = b"\x80"  # every pickle of protocol >= 2 starts with PROTO (0x80)
 ADMIN_PASSWORD = "admin-s3cret"
 ALICE_PASSWORD = "alice-s3cret"
-
-
-def free_port() -> int:
-    """The approach of conftest.free_port: let the kernel pick a free port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def shard_job(run_id: str, index: int = 0) -> ShardJob:

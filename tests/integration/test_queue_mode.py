@@ -8,20 +8,17 @@ as a subprocess on a suite generated into tmp_path, and the checks are what a CI
 sees: the exit code, stderr, the summary and the merged JUnit, whose testcases must be
 the serial run's, each exactly once, or the run must say (exit 3) what it cannot vouch for.
 
-The helpers follow tests/integration/test_run.py (copied, not imported: test modules do
-not import each other): inner pytest runs get PYTEST_DISABLE_PLUGIN_AUTOLOAD=1, none of
-the outer run's PYTEST_*/SHARDRUN_* variables, and a pytest.ini of their own.
+The helpers are test_run.py's, shared through tests/support/: inner pytest runs get
+PYTEST_DISABLE_PLUGIN_AUTOLOAD=1, none of the outer run's PYTEST_*/SHARDRUN_* variables,
+and a pytest.ini of their own.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
 import sys
-import textwrap
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -30,14 +27,26 @@ from pathlib import Path
 
 import psutil
 import pytest
+from support.files import write_files, write_pytest_suite
+from support.runs import (
+    RUN_TIMEOUT_SECONDS,
+    Testcase,
+    assert_each_once,
+    clean_env,
+    free_port,
+    is_alive,
+    junit_cases,
+    run_options,
+    serial_cases,
+    shardrun,
+    shardrun_argv,
+)
 
 from shardrun.errors import InfrastructureError
 from shardrun.models import ShardJob, ShardResult
 from shardrun.queue import RunQueue, connect
 from shardrun.timings import file_of_unit
 
-# Generous: a cold interpreter and four workers on a loaded two-core CI box.
-RUN_TIMEOUT_SECONDS = 180
 # Bounds for waiting on something a run does (a file written by an inner test): they only
 # turn a hang into a failure, a passing run needs a fraction of them.
 EVENT_TIMEOUT_SECONDS = 60.0
@@ -53,11 +62,6 @@ REDIS_TIMEOUT = ("--redis-timeout", "10")
 # stopping the workers and writing the report; generous for a loaded CI machine.
 REDIS_GONE_BUDGET_SECONDS = 30.0
 WORKER_COMMAND = ["-m", "shardrun", "worker"]  # argv[1:4] of a `shardrun worker` process
-JUNIT_OUTCOMES = {"failure": "failed", "error": "error", "skipped": "skipped"}
-
-Testcase = tuple[str, str, str]  # (classname, name, outcome)
-
-PYTEST_INI = "[pytest]\n"
 
 # --- suites
 
@@ -249,50 +253,7 @@ def big_rspec_suite() -> dict[str, str]:
             **small}
 
 
-# --- helpers: suites, environments, processes, reports (after test_run.py)
-
-
-def write_files(root: Path, files: Mapping[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-    return root
-
-
-def write_pytest_suite(root: Path, files: Mapping[str, str]) -> Path:
-    """A pytest suite whose own pytest.ini makes it pytest's rootdir."""
-    return write_files(root, {"pytest.ini": PYTEST_INI, **files})
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """Our environment without the outer pytest's or shardrun's settings."""
-    env = {
-        key: value for key, value in os.environ.items()
-        if not key.startswith(("PYTEST_", "SHARDRUN_"))
-    }
-    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    env.update(extra)
-    return env
-
-
-def shardrun_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "shardrun", "run", *args]
-
-
-def run_options(tmp_path: Path, name: str = "run") -> list[str]:
-    """--junit-out and --timings in tmp_path, so nothing is written next to the suite."""
-    return ["--junit-out", str(tmp_path / f"{name}.xml"),
-            "--timings", str(tmp_path / f"{name}-timings.json")]
-
-
-def shardrun(
-    root: Path, *args: str, env: Mapping[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        shardrun_argv(*args), cwd=root, env=dict(env or clean_env()), capture_output=True,
-        text=True, timeout=RUN_TIMEOUT_SECONDS, check=False,
-    )
+# --- helpers: started runs, waiting, suite properties (the rest: tests/support/)
 
 
 def start_shardrun(root: Path, *args: str, env: Mapping[str, str]) -> subprocess.Popen[str]:
@@ -323,22 +284,6 @@ def wait_for(
         time.sleep(POLL_SECONDS)
 
 
-def outcome_of(case: ET.Element) -> str:
-    for child in case:
-        if child.tag in JUNIT_OUTCOMES:
-            return JUNIT_OUTCOMES[child.tag]
-    return "passed"
-
-
-def junit_cases(path: Path) -> Counter[Testcase]:
-    """How often each (classname, name, outcome) occurs in a JUnit XML file."""
-    root = ET.parse(path).getroot()
-    return Counter(
-        (case.get("classname", ""), case.get("name", ""), outcome_of(case))
-        for case in root.iter("testcase")
-    )
-
-
 def suite_properties(path: Path) -> list[tuple[dict[str, str], list[ET.Element]]]:
     """Each testsuite's properties (shard, worker, attempt, flaky) and its testcases."""
     root = ET.parse(path).getroot()
@@ -347,37 +292,6 @@ def suite_properties(path: Path) -> list[tuple[dict[str, str], list[ET.Element]]
          list(suite.iter("testcase")))
         for suite in root.iter("testsuite")
     ]
-
-
-def serial_cases(framework: str, root: Path, out: Path) -> tuple[int, Counter[Testcase]]:
-    """Run the suite once, plainly, with JUnit output: (exit code, its testcases)."""
-    if framework == "rspec":
-        argv = ["rspec", "--format", "RspecJunitFormatter", "--out", str(out)]
-    else:
-        argv = [sys.executable, "-m", "pytest", f"--junitxml={out}", "-p", "no:cacheprovider"]
-    completed = subprocess.run(argv, cwd=root, env=clean_env(), capture_output=True, text=True,
-                               timeout=RUN_TIMEOUT_SECONDS, check=False)
-    assert out.is_file(), completed.stdout + completed.stderr
-    return completed.returncode, junit_cases(out)
-
-
-def free_port() -> int:
-    """The approach of conftest.free_port: let the kernel pick a free port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def is_alive(pid: int) -> bool:
-    """Running and not a zombie (a zombie runs nothing; it only awaits its reaper)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def assert_each_once(cases: Counter[Testcase]) -> None:
-    assert [case for case, count in cases.items() if count != 1] == []
 
 
 class RedisServer:

@@ -8,40 +8,42 @@ the summary on stdout, the merged JUnit file and the timing history. The suites 
 Inner pytest runs get PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 and none of the outer run's
 PYTEST_* variables, and each generated pytest suite has its own pytest.ini, so neither this
 machine's plugins nor shardrun's own pyproject settings (warnings as errors) reach them.
+Those helpers, shared with the other end-to-end modules, are in tests/support/.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import textwrap
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 import redis
+from support.files import write_files, write_pytest_suite
+from support.runs import (
+    RUN_TIMEOUT_SECONDS,
+    Testcase,
+    clean_env,
+    free_port,
+    is_alive,
+    junit_testcases,
+    run_options,
+    serial_testcases,
+    shardrun,
+    shardrun_argv,
+)
 
-# Generous: a cold interpreter and four workers on a loaded two-core CI box.
-RUN_TIMEOUT_SECONDS = 180
 # What the brief promises for an unreachable Redis: the answer within 5 s.
 UNREACHABLE_REDIS_BUDGET_SECONDS = 5.0
 SUMMARY_LAST_LINE = re.compile(r"^(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$")
 SHARD_LINE = re.compile(r"predicted ([\d.]+) s, actual ([\d.]+) s")
 NO_TTL = -1  # what Redis TTL answers for a key that never expires
-JUNIT_OUTCOMES = {"failure": "failed", "error": "error", "skipped": "skipped"}
-
-Testcase = tuple[str, str, str]  # (classname, name, outcome)
-
-PYTEST_INI = "[pytest]\n"
 PYTEST_FILES = {
     "tests/test_alpha.py": """
         import time
@@ -171,91 +173,12 @@ class Suite:
     serial: frozenset[Testcase]
 
 
-# --- helpers: suites, environments, processes, reports
-
-
-def write_files(root: Path, files: Mapping[str, str]) -> None:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-
-
-def write_pytest_suite(root: Path, files: Mapping[str, str]) -> Path:
-    """A pytest suite whose own pytest.ini makes it pytest's rootdir."""
-    write_files(root, {"pytest.ini": PYTEST_INI, **files})
-    return root
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """Our environment without the outer pytest's or shardrun's settings."""
-    env = {
-        key: value for key, value in os.environ.items()
-        if not key.startswith(("PYTEST_", "SHARDRUN_"))
-    }
-    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    env.update(extra)
-    return env
-
-
-def run_command(
-    argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(argv), cwd=cwd, env=dict(env or clean_env()), capture_output=True, text=True,
-        timeout=RUN_TIMEOUT_SECONDS, check=False,
-    )
-
-
-def shardrun_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "shardrun", "run", *args]
-
-
-def run_options(tmp_path: Path, name: str = "run") -> list[str]:
-    """--junit-out and --timings in tmp_path, so nothing is written next to the suite."""
-    return ["--junit-out", str(tmp_path / f"{name}.xml"),
-            "--timings", str(tmp_path / f"{name}-timings.json")]
-
-
-def shardrun(
-    suite_root: Path, *args: str, env: Mapping[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return run_command(shardrun_argv(*args), suite_root, env)
-
-
-def junit_testcases(junit_path: Path) -> frozenset[Testcase]:
-    """(classname, name, outcome) of every testcase in a JUnit XML file."""
-    root = ET.parse(junit_path).getroot()
-    return frozenset(
-        (case.get("classname", ""), case.get("name", ""), outcome_of(case))
-        for case in root.iter("testcase")
-    )
-
-
-def outcome_of(case: ET.Element) -> str:
-    for child in case:
-        if child.tag in JUNIT_OUTCOMES:
-            return JUNIT_OUTCOMES[child.tag]
-    return "passed"
+# --- helpers: summaries, run logs, Redis keys, errors (the rest: tests/support/)
 
 
 def error_messages(junit_path: Path) -> list[str]:
     root = ET.parse(junit_path).getroot()
     return [error.get("message", "") for error in root.iter("error")]
-
-
-def serial_testcases(
-    framework: str, root: Path, paths: Sequence[str], out: Path
-) -> frozenset[Testcase]:
-    """Run the suite once, plainly, the way a developer would, with JUnit output."""
-    if framework == "rspec":
-        argv = ["rspec", *paths, "--format", "RspecJunitFormatter", "--out", str(out)]
-    else:
-        argv = [sys.executable, "-m", "pytest", *paths, f"--junitxml={out}",
-                "-p", "no:cacheprovider"]
-    completed = run_command(argv, root)
-    assert out.is_file(), completed.stdout + completed.stderr
-    return junit_testcases(out)
 
 
 def summary_counts(stdout: str) -> tuple[int, int, int]:
@@ -295,21 +218,6 @@ def keys_without_ttl(url: str, run_id: str) -> list[str]:
         client.close()
 
 
-def unused_port() -> int:
-    """A port nothing listens on (bound and released; nobody else grabs it that fast)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def is_alive(pid: int) -> bool:
-    """Running and not a zombie (a zombie runs nothing; it only awaits its reaper)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def assert_one_line_error(completed: subprocess.CompletedProcess[str], exit_code: int) -> str:
     """The CLI's error contract: the exit code, one line on stderr, no traceback."""
     lines = completed.stderr.strip().splitlines()
@@ -325,7 +233,7 @@ def assert_one_line_error(completed: subprocess.CompletedProcess[str], exit_code
 @pytest.fixture(scope="module")
 def pytest_suite(tmp_path_factory: pytest.TempPathFactory) -> Suite:
     root = write_pytest_suite(tmp_path_factory.mktemp("pytest-suite"), PYTEST_FILES)
-    serial = serial_testcases("pytest", root, ["tests"], root.parent / "pytest-serial.xml")
+    serial = serial_testcases("pytest", root, root.parent / "pytest-serial.xml", ["tests"])
     return Suite("pytest", root, ("tests",), serial)
 
 
@@ -333,7 +241,7 @@ def pytest_suite(tmp_path_factory: pytest.TempPathFactory) -> Suite:
 def rspec_suite(tmp_path_factory: pytest.TempPathFactory) -> Suite:
     root = tmp_path_factory.mktemp("rspec-suite")
     write_files(root, {".rspec": RSPEC_DOTFILE, **RSPEC_FILES})
-    serial = serial_testcases("rspec", root, ["spec"], root.parent / "rspec-serial.xml")
+    serial = serial_testcases("rspec", root, root.parent / "rspec-serial.xml", ["spec"])
     return Suite("rspec", root, ("spec",), serial)
 
 
@@ -343,14 +251,6 @@ def suite(request: pytest.FixtureRequest) -> Suite:
         request.getfixturevalue("require_ruby")
     chosen: Suite = request.getfixturevalue(f"{request.param}_suite")
     return chosen
-
-
-@pytest.fixture
-def evidence(tmp_path: Path) -> Path:
-    """A directory the inner tests write what they saw into."""
-    path = tmp_path / "evidence"
-    path.mkdir()
-    return path
 
 
 # --- 1, 2: the merged report is the serial run's, and failures are counted
@@ -476,7 +376,7 @@ def test_concurrent_runs_on_one_redis_do_not_mix(redis_url: str, tmp_path: Path)
             outputs[name] = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
     for name, process in processes.items():
         assert process.returncode == 0, "".join(outputs[name])
-        serial = serial_testcases("pytest", suites[name], ["tests"], tmp_path / f"{name}-s.xml")
+        serial = serial_testcases("pytest", suites[name], tmp_path / f"{name}-s.xml", ["tests"])
         assert junit_testcases(tmp_path / f"{name}.xml") == serial
         assert len(serial) == 6
         [run_id] = run_ids(suites[name])
@@ -489,7 +389,7 @@ def test_concurrent_runs_on_one_redis_do_not_mix(redis_url: str, tmp_path: Path)
 def test_unreachable_redis_is_an_infrastructure_error(
     pytest_suite: Suite, tmp_path: Path
 ) -> None:
-    url = f"redis://127.0.0.1:{unused_port()}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"
     started = time.monotonic()
     completed = shardrun(pytest_suite.root, "tests", "--redis-url", url, *run_options(tmp_path))
     elapsed = time.monotonic() - started
@@ -571,8 +471,8 @@ def test_runner_args_reach_the_runner(pytest_suite: Suite, tmp_path: Path) -> No
     completed = shardrun(pytest_suite.root, "tests", "--workers", "2",
                          *run_options(tmp_path), "--", "-k", "adds or multiplies")
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    expected = serial_testcases("pytest", pytest_suite.root,
-                                ["tests", "-k", "adds or multiplies"], tmp_path / "serial.xml")
+    expected = serial_testcases("pytest", pytest_suite.root, tmp_path / "serial.xml",
+                                ["tests", "-k", "adds or multiplies"])
     assert {name for _, name, _ in expected} == {"test_adds", "test_multiplies"}
     assert junit_testcases(tmp_path / "run.xml") == expected
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.files import write
 
 from shardrun.errors import InputError
 from shardrun.history import (
@@ -26,16 +27,6 @@ from shardrun.history import (
     History,
 )
 from shardrun.timings import Durations
-
-
-def write(path: Path, text: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
-
 
 # ---------------------------------------------------------------- history: record, estimate
 

@@ -8,13 +8,21 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
 
 import pytest
 from lxml import etree
+from support.junit_samples import (
+    PYTEST_FAILURE,
+    RSPEC_FAILURE,
+    outcome,
+    pytest_case,
+    result,
+    rspec_case,
+    suite,
+)
 
 from shardrun.junit_writer import junit_xml, write_junit
-from shardrun.models import ProcessOutcome, ShardResult
+from shardrun.models import ProcessOutcome
 from shardrun.report import CRASH_ERROR_TYPE, NO_RESULT, RunReport, merge
 from shardrun.summary import rerun_command, summary_lines
 
@@ -28,58 +36,8 @@ def validate(xml: str) -> None:
     assert schema.validate(document), schema.error_log
 
 
-def rspec_case(name: str, file: str, seconds: float = 0.5, body: str = "") -> str:
-    classname = file.removesuffix(".rb").replace("/", ".")
-    return (f'<testcase classname="{classname}" name={quoteattr(name)} file="./{file}" '
-            f'time="{seconds}">{body}</testcase>')
-
-
-def pytest_case(classname: str, name: str, seconds: float = 0.5, body: str = "") -> str:
-    return (f'<testcase classname="{classname}" name={quoteattr(name)} time="{seconds}">'
-            f"{body}</testcase>")
-
-
-def suite(*cases: str, errors: int = 0) -> str:
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="rspec" tests="{len(cases)}" '
-            f'failures="0" errors="{errors}" skipped="0" time="1.0">{"".join(cases)}</testsuite>')
-
-
-RSPEC_FAILURE = ('<failure message="expected: 2 got: 1" type="RSpec::Expectations::'
-                 'ExpectationNotMetError">Failure/Error: expect(1).to eq(2)\n'
-                 "./spec/a_spec.rb:12:in `block (2 levels)'</failure>")
-PYTEST_FAILURE = ('<failure message="assert 1 == 2">def test_x():\n&gt;  assert 1 == 2\n\n'
-                  "tests/test_t.py:7: AssertionError</failure>")
-
-
-def outcome(exit_code: int | None = 0, *, sig: int | None = None, timed_out: bool = False,
-            wall: float = 2.0, tail: str = "") -> ProcessOutcome:
-    return ProcessOutcome(exit_code, sig, timed_out, wall, 1.0, 1024, tail)
-
-
-def result(shard: int, units: tuple[str, ...], xml: str | None, *, attempt: int = 1,
-           finished: float = 10.0, process: ProcessOutcome | None = None,
-           error: str | None = None, predicted: float = 1.5) -> ShardResult:
-    return ShardResult(
-        run_id="run", shard_index=shard, attempt=attempt, worker=f"host{shard}:{100 + shard}",
-        worker_index=shard, units=units, outcome=process or outcome(0), started_at=0.0,
-        finished_at=finished, predicted_seconds=predicted, junit_xml=xml, error=error,
-    )
-
-
 def outcomes(report: RunReport) -> list[tuple[str, str]]:
     return [(case.unit, case.outcome) for case in report.cases]
-
-
-@pytest.fixture
-def mixed() -> RunReport:
-    """Two rspec shards: a pass, a failure, a skip, a pass in another file."""
-    shard0 = result(0, ("spec/a_spec.rb",), suite(
-        rspec_case("A passes", "spec/a_spec.rb", 0.25),
-        rspec_case("A fails", "spec/a_spec.rb", 1.5, RSPEC_FAILURE),
-        rspec_case("A waits", "spec/a_spec.rb", 0.0, "<skipped/>"),
-    ), process=outcome(1))
-    shard1 = result(1, ("spec/b_spec.rb",), suite(rspec_case("B passes", "spec/b_spec.rb", 2.0)))
-    return merge(["spec/a_spec.rb", "spec/b_spec.rb"], [shard0, shard1])
 
 
 def test_totals_count_every_testcase_once(mixed: RunReport) -> None:

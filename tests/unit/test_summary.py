@@ -1,17 +1,24 @@
 """shardrun.summary on reports merged from small JUnit texts: the terminal summary and the
 command that reruns the failures.
 
-The helpers below build the same shards as test_report.py's; merging is tested there.
+The shards come from support.junit_samples, like test_report.py's, and the `mixed` report
+from tests/unit/conftest.py; merging is tested in test_report.py.
 """
 
 from __future__ import annotations
 
 import signal
-from xml.sax.saxutils import quoteattr
 
-import pytest
+from support.junit_samples import (
+    PYTEST_FAILURE,
+    RSPEC_FAILURE,
+    outcome,
+    pytest_case,
+    result,
+    rspec_case,
+    suite,
+)
 
-from shardrun.models import ProcessOutcome, ShardResult
 from shardrun.report import RunReport, merge
 from shardrun.summary import (
     github_annotations,
@@ -19,56 +26,6 @@ from shardrun.summary import (
     rerun_command,
     summary_lines,
 )
-
-
-def rspec_case(name: str, file: str, seconds: float = 0.5, body: str = "") -> str:
-    classname = file.removesuffix(".rb").replace("/", ".")
-    return (f'<testcase classname="{classname}" name={quoteattr(name)} file="./{file}" '
-            f'time="{seconds}">{body}</testcase>')
-
-
-def pytest_case(classname: str, name: str, seconds: float = 0.5, body: str = "") -> str:
-    return (f'<testcase classname="{classname}" name={quoteattr(name)} time="{seconds}">'
-            f"{body}</testcase>")
-
-
-def suite(*cases: str, errors: int = 0) -> str:
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="rspec" tests="{len(cases)}" '
-            f'failures="0" errors="{errors}" skipped="0" time="1.0">{"".join(cases)}</testsuite>')
-
-
-RSPEC_FAILURE = ('<failure message="expected: 2 got: 1" type="RSpec::Expectations::'
-                 'ExpectationNotMetError">Failure/Error: expect(1).to eq(2)\n'
-                 "./spec/a_spec.rb:12:in `block (2 levels)'</failure>")
-PYTEST_FAILURE = ('<failure message="assert 1 == 2">def test_x():\n&gt;  assert 1 == 2\n\n'
-                  "tests/test_t.py:7: AssertionError</failure>")
-
-
-def outcome(exit_code: int | None = 0, *, sig: int | None = None, timed_out: bool = False,
-            wall: float = 2.0, tail: str = "") -> ProcessOutcome:
-    return ProcessOutcome(exit_code, sig, timed_out, wall, 1.0, 1024, tail)
-
-
-def result(shard: int, units: tuple[str, ...], xml: str | None, *, attempt: int = 1,
-           finished: float = 10.0, process: ProcessOutcome | None = None,
-           error: str | None = None, predicted: float = 1.5) -> ShardResult:
-    return ShardResult(
-        run_id="run", shard_index=shard, attempt=attempt, worker=f"host{shard}:{100 + shard}",
-        worker_index=shard, units=units, outcome=process or outcome(0), started_at=0.0,
-        finished_at=finished, predicted_seconds=predicted, junit_xml=xml, error=error,
-    )
-
-
-@pytest.fixture
-def mixed() -> RunReport:
-    """Two rspec shards: a pass, a failure, a skip, a pass in another file."""
-    shard0 = result(0, ("spec/a_spec.rb",), suite(
-        rspec_case("A passes", "spec/a_spec.rb", 0.25),
-        rspec_case("A fails", "spec/a_spec.rb", 1.5, RSPEC_FAILURE),
-        rspec_case("A waits", "spec/a_spec.rb", 0.0, "<skipped/>"),
-    ), process=outcome(1))
-    shard1 = result(1, ("spec/b_spec.rb",), suite(rspec_case("B passes", "spec/b_spec.rb", 2.0)))
-    return merge(["spec/a_spec.rb", "spec/b_spec.rb"], [shard0, shard1])
 
 
 def test_rspec_rerun_uses_failure_lines_and_whole_files() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.files import write
 
 from shardrun.errors import InputError
 from shardrun.timings import (
@@ -30,15 +31,6 @@ from shardrun.timings import (
 from shardrun.timings import testcase_file as file_of_testcase  # pytest would collect test*
 
 MALFORMED_JUNIT = Path(__file__).resolve().parent.parent / "fixtures" / "junit"
-
-
-def write(path: Path, text: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
 
 
 # ---------------------------------------------------------------- paths and units

@@ -1,0 +1,44 @@
+"""Small JUnit texts and shard results, as workers send them, for the report tests."""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import quoteattr
+
+from shardrun.models import ProcessOutcome, ShardResult
+
+RSPEC_FAILURE = ('<failure message="expected: 2 got: 1" type="RSpec::Expectations::'
+                 'ExpectationNotMetError">Failure/Error: expect(1).to eq(2)\n'
+                 "./spec/a_spec.rb:12:in `block (2 levels)'</failure>")
+PYTEST_FAILURE = ('<failure message="assert 1 == 2">def test_x():\n&gt;  assert 1 == 2\n\n'
+                  "tests/test_t.py:7: AssertionError</failure>")
+
+
+def rspec_case(name: str, file: str, seconds: float = 0.5, body: str = "") -> str:
+    classname = file.removesuffix(".rb").replace("/", ".")
+    return (f'<testcase classname="{classname}" name={quoteattr(name)} file="./{file}" '
+            f'time="{seconds}">{body}</testcase>')
+
+
+def pytest_case(classname: str, name: str, seconds: float = 0.5, body: str = "") -> str:
+    return (f'<testcase classname="{classname}" name={quoteattr(name)} time="{seconds}">'
+            f"{body}</testcase>")
+
+
+def suite(*cases: str, errors: int = 0) -> str:
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="rspec" tests="{len(cases)}" '
+            f'failures="0" errors="{errors}" skipped="0" time="1.0">{"".join(cases)}</testsuite>')
+
+
+def outcome(exit_code: int | None = 0, *, sig: int | None = None, timed_out: bool = False,
+            wall: float = 2.0, tail: str = "") -> ProcessOutcome:
+    return ProcessOutcome(exit_code, sig, timed_out, wall, 1.0, 1024, tail)
+
+
+def result(shard: int, units: tuple[str, ...], xml: str | None, *, attempt: int = 1,
+           finished: float = 10.0, process: ProcessOutcome | None = None,
+           error: str | None = None, predicted: float = 1.5) -> ShardResult:
+    return ShardResult(
+        run_id="run", shard_index=shard, attempt=attempt, worker=f"host{shard}:{100 + shard}",
+        worker_index=shard, units=units, outcome=process or outcome(0), started_at=0.0,
+        finished_at=finished, predicted_seconds=predicted, junit_xml=xml, error=error,
+    )
