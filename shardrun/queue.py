@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 import redis
 from rq import Queue, get_current_job
 from rq.intermediate_queue import IntermediateQueue
-from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
@@ -349,15 +348,6 @@ class RunQueue:
     def meta(self) -> dict[str, Any] | None:
         raw = self.connection.get(self.key("meta"))
         return json.loads(raw) if raw is not None else None
-
-    def failed_job_ids(self) -> list[str]:
-        """Jobs RQ marked failed (refused, or the job function itself crashed)."""
-        return list(self.rq_queue.failed_job_registry.get_job_ids())
-
-    def job_payload(self, job_id: str) -> dict[str, Any] | None:
-        job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
-        payload = job.kwargs.get("payload")
-        return payload if isinstance(payload, dict) else None
 
     @_retrying
     def delete(self) -> None:
