@@ -135,7 +135,10 @@ def _take_part(
         if workers is not None:
             options.mine |= workers.pids
         if run_queue.claim_leadership(node_name(), lease):
-            return _lead(options, planned, run_queue, workers, on_progress)
+            led = _lead(options, planned, run_queue, workers, on_progress)
+            if led is not None:
+                return led
+            # Another node holds the lease now (this one stalled past it): follow it.
         stored = run_queue.wait_completion(FOLLOWER_CHECK_SECONDS)
         if workers is not None:
             workers.ensure_alive()
@@ -150,6 +153,7 @@ class _LeaderHooks(WatchHooks):
     def __init__(self, run_queue: queue.RunQueue, lease_seconds: float):
         self.run_queue = run_queue
         self.lease_seconds = lease_seconds
+        self.lost = False
 
     def accepted(self, result: ShardResult) -> None:
         self.run_queue.save_collected(result)
@@ -159,6 +163,7 @@ class _LeaderHooks(WatchHooks):
 
     def checked(self) -> None:
         if not self.run_queue.renew_leadership(node_name(), self.lease_seconds):
+            self.lost = True
             raise InfrastructureError("lost the leadership of the build to another node")
 
 
@@ -168,7 +173,9 @@ def _lead(
     run_queue: queue.RunQueue,
     workers: LocalWorkers | None,
     on_progress: ProgressCallback | None,
-) -> CiOutcome:
+) -> CiOutcome | None:
+    """Plan (or take over), watch, merge. None if the leadership passed to another node
+    meanwhile: two nodes must never both merge and mark the run complete."""
     run = options.run
     ledger = Ledger(run.max_attempts, run.retries, run.fail_fast)
     meta = run_queue.meta()
@@ -191,6 +198,8 @@ def _lead(
     hooks = _LeaderHooks(run_queue, run.lease_seconds)
     watched = Watcher(run_queue, ledger, workers, on_progress,
                       lambda: run_queue.publish_meta(meta), hooks).run()
+    if hooks.lost:
+        return None
     return _merge_as_leader(options, planned, run_queue, ledger, watched, meta)
 
 

@@ -509,6 +509,21 @@ def test_leader_killed_after_publishing_is_replaced_and_the_run_completes(
     assert summary_tail(suite.serial) in new_leader.stdout, new_leader.explain()
 
 
+def test_a_leader_that_lost_its_lease_does_not_merge_but_follows(
+    fleet: Fleet, suite: Suite, private_redis: str, keys: Keys
+) -> None:
+    """A stalled leader whose lease another node took must not also merge the run: it
+    follows, and leads again only once that lease lapses. Exactly one merge happens."""
+    [node] = fleet.start_build(private_redis, EVERYTHING, 1, *SHORT_LEASE)
+    run_id = keys.one_run_id("meta", [node])
+    keys.client.set(f"{KEY_PREFIX}:{run_id}:leader", "impostor:1", px=3000)
+    finished = node.finish()
+    assert finished.role == "leader", finished.explain()  # again, after the lease lapsed
+    assert finished.returncode == 1, finished.explain()
+    assert_merged_by(finished, [finished], suite.serial)
+    assert keys.client.llen(f"{KEY_PREFIX}:{run_id}:completed") == 1
+
+
 def test_leader_dead_between_publishing_and_enqueueing_is_replaced(
     fleet: Fleet, suite: Suite, private_redis: str, keys: Keys
 ) -> None:
