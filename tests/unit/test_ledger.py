@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 from shardrun.ledger import BatchStatus, Ledger
 from shardrun.models import ProcessOutcome, ShardJob, ShardResult
+from shardrun.watch import failed_units
 
 
 def job(batch_id: int, *units: str, attempt: int = 1) -> ShardJob:
@@ -64,3 +67,18 @@ def test_fail_fast_stops_dispatch_after_n_failures() -> None:
     assert ledger.finished(result(first, exit_code=1), ["a.py", "b.py"]) == []
     assert ledger.stopped and ledger.complete
     assert {j.shard_index for j in ledger.unfinished()} == {1, 2}
+
+
+def test_failed_units_reads_the_junit_only_when_it_can_hold_a_failure() -> None:
+    batch = job(0, "tests/test_a.py")
+    passing = ('<testsuite><testcase classname="tests.test_a" name="test_x" '
+               'file="tests/test_a.py" time="0.1"/></testsuite>')
+    failing = passing.replace('time="0.1"/>', 'time="0.1"><failure message="boom"/></testcase>')
+    clean = replace(result(batch), junit_xml=passing)
+    assert failed_units(clean) == []
+    assert failed_units(replace(result(batch, exit_code=1), junit_xml=failing)) == [
+        "tests/test_a.py"]
+    # A clean exit whose JUnit reports a failure anyway (a custom command) still counts.
+    assert failed_units(replace(clean, junit_xml=failing)) == ["tests/test_a.py"]
+    # No JUnit at all after a clean exit: the unit is a crash, so it is failed.
+    assert failed_units(replace(clean, junit_xml=None)) == ["tests/test_a.py"]
