@@ -51,7 +51,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
@@ -513,7 +513,7 @@ class Context:
     step: int
     step_ratio: float
     step_ratios: tuple[float, ...]
-    load: float
+    load: tuple[float, float]  # 1-minute load average at the start and at the end
 
 
 def dominant_tests(scenario: Scenario) -> int:
@@ -534,7 +534,7 @@ def description(by_key: Mapping[str, Scenario], context: Context) -> list[str]:
         "`.test_durations`, shardrun's history imported from it) are written from the",
         "scenario's timings; xdist uses none.",
         "",
-        f"- **S1** {s1.title}: files capped at {MAX_SHARE:.0%} of the total; exact timings.",
+        f"- **S1** {s1.title}: files capped at {MAX_SHARE:.0%} of the total.",
         f"- **S2** {s2.title}: {len(s2.files)} files present in both versions of "
         f"`{suite.HISTORY_PROJECT}`; the tests",
         f"  do version {context.step + 1}'s seconds, the timing files say version "
@@ -592,8 +592,8 @@ def section(rows: Sequence[Row], scenarios_run: Sequence[Scenario], context: Con
         "",
         *shardrun_table(rows),
         "",
-        f"Load average (1 min, other work included): {context.load:.2f} at the start, "
-        f"{os.getloadavg()[0]:.2f} at the end.",
+        f"Load average (1 min, other work included): {context.load[0]:.2f} at the start, "
+        f"{context.load[1]:.2f} at the end.",
         "",
         "Where shardrun's queue mode is slower than the best peer:",
         "",
@@ -602,21 +602,57 @@ def section(rows: Sequence[Row], scenarios_run: Sequence[Scenario], context: Con
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    arguments = tuple(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, nargs="+", default=list(WORKER_COUNTS))
-    parser.add_argument("--rounds", type=int, default=ROUNDS)
-    parser.add_argument("--scenarios", nargs="+", choices=sorted(TARGETS), default=sorted(TARGETS))
-    parser.add_argument("--keep", type=Path, metavar="DIR",
-                        help="Write the suites here and keep them (default: a temp dir).")
-    parser.add_argument("--write", type=Path, metavar="MARKDOWN",
-                        help=f"Rewrite the {HEADING!r} section of this file.")
-    args = parser.parse_args(arguments)
+@dataclass(frozen=True)
+class Measured:
+    """Everything a run measured: enough to write the section again (--from-results)."""
+
+    argv: tuple[str, ...]
+    workers: tuple[int, ...]
+    rounds: int
+    scenarios: tuple[str, ...]
+    boot: float
+    load: tuple[float, float]  # 1-minute load average at the start and at the end
+    cells: Cells
+
+
+def save_results(path: Path, measured: Measured) -> None:
+    cells = [{"scenario": key, "workers": count, "tool": tool,
+              "samples": [asdict(sample) for sample in cell.samples]}
+             for (key, count, tool), cell in measured.cells.items()]
+    data = {"argv": measured.argv, "workers": measured.workers, "rounds": measured.rounds,
+            "scenarios": measured.scenarios, "boot": measured.boot, "load": measured.load,
+            "cells": cells}
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def load_results(path: Path) -> Measured:
+    data = json.loads(path.read_text())
+    cells: Cells = defaultdict(Cell)
+    for item in data["cells"]:
+        cells[(item["scenario"], item["workers"], item["tool"])].samples.extend(
+            Sample(**sample) for sample in item["samples"])
+    return Measured(tuple(data["argv"]), tuple(data["workers"]), data["rounds"],
+                    tuple(data["scenarios"]), data["boot"], tuple(data["load"]), cells)
+
+
+def shown(arguments: Sequence[str]) -> tuple[str, ...]:
+    """The command line as the section shows it: without where the raw numbers went."""
+    kept: list[str] = []
+    skip = False
+    for argument in arguments:
+        if skip:
+            skip = False
+        elif argument == "--results":
+            skip = True
+        elif not argument.startswith("--results="):
+            kept.append(argument)
+    return tuple(kept)
+
+
+def run_benchmark(arguments: tuple[str, ...], args: argparse.Namespace,
+                  chosen: Sequence[Scenario]) -> Measured:
     wait_for_other_benchmarks()
     load = os.getloadavg()[0]
-    step, step_ratio, step_ratios = typical_step(TOTAL_SECONDS)
-    chosen = [item for item in scenarios(TOTAL_SECONDS, step) if item.key in args.scenarios]
     top = args.keep or Path(tempfile.mkdtemp(prefix="shardrun-pytest-peers-"))
     try:
         logs = top / "logs"
@@ -627,9 +663,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if args.keep is None:
             shutil.rmtree(top, ignore_errors=True)
-    rows = rows_of(cells, chosen, args.workers)
-    context = Context(arguments, tuple(args.workers), args.rounds, boot, step, step_ratio,
-                      tuple(step_ratios), load)
+    return Measured(shown(arguments), tuple(args.workers), args.rounds,
+                    tuple(scenario.key for scenario in chosen), boot,
+                    (load, os.getloadavg()[0]), cells)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = tuple(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=list(WORKER_COUNTS))
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--scenarios", nargs="+", choices=sorted(TARGETS), default=sorted(TARGETS))
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="Write the suites here and keep them (default: a temp dir).")
+    parser.add_argument("--results", type=Path, metavar="JSON",
+                        help="Also save every run's numbers here.")
+    parser.add_argument("--from-results", type=Path, metavar="JSON",
+                        help="Measure nothing: write the tables from a --results file.")
+    parser.add_argument("--write", type=Path, metavar="MARKDOWN",
+                        help=f"Rewrite the {HEADING!r} section of this file.")
+    args = parser.parse_args(arguments)
+    step, step_ratio, step_ratios = typical_step(TOTAL_SECONDS)
+    if args.from_results:
+        measured = load_results(args.from_results)
+    else:
+        wanted = [item for item in scenarios(TOTAL_SECONDS, step) if item.key in args.scenarios]
+        measured = run_benchmark(arguments, args, wanted)
+    if args.results:
+        save_results(args.results, measured)
+    chosen = [item for item in scenarios(TOTAL_SECONDS, step) if item.key in measured.scenarios]
+    rows = rows_of(measured.cells, chosen, measured.workers)
+    context = Context(measured.argv, measured.workers, measured.rounds, measured.boot, step,
+                      step_ratio, tuple(step_ratios), measured.load)
     text = section(rows, chosen, context)
     print(text)
     if args.write:

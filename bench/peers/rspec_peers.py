@@ -37,6 +37,7 @@ import contextlib
 import json
 import math
 import os
+import resource
 import shlex
 import shutil
 import statistics
@@ -45,7 +46,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import psutil
@@ -89,6 +90,10 @@ SLOWDOWN = 2.0
 TARGETS = {"S1": 1.02, "S2": 0.9, "S3": 0.8, "S4": 0.85}
 OTHER_BENCHMARKS = ("bench/queue_modes.py", "bench/sleep_suite.py")
 LOCK = "/tmp/shardrun-bench.lock"
+# A run during which other processes kept more than this many cores busy on average (of
+# 2) is repeated, up to MAX_TRIES times; the last try is kept whatever the load.
+FOREIGN_CPU_LIMIT = 0.2
+MAX_TRIES = 3
 
 PARALLEL_TESTS = "parallel_tests"
 KNAPSACK = "knapsack"
@@ -148,6 +153,8 @@ class Outcome:
     boot: float = math.nan  # per batch: batch wall - its testcases' seconds (median)
     examples: float = math.nan  # units that were examples of a split file
     last_worker: float = math.nan  # worker index of the batch that ended last
+    foreign: float = math.nan  # cores other processes kept busy, on average, during it
+    tries: int = 1  # runs discarded for other load, plus this one
 
 
 @dataclass
@@ -342,13 +349,42 @@ def measure(root: Path, scenarios: Sequence[Scenario],
         for scenario in scenarios:
             for workers in settings.workers:
                 for tool in rotated(TOOLS, round_index):
-                    restore(pristine[scenario.key])
-                    outcome = RUNNERS[tool](root / scenario.key, workers,
-                                            tool_env(tool, scenario))
+                    outcome = quiet_run(tool, root, scenario, workers, pristine[scenario.key])
                     cells[(scenario.key, workers)].runs.setdefault(tool, []).append(outcome)
                     print(f"round {round_index + 1} {scenario.key} N={workers} {tool}: "
-                          f"{outcome.wall:.2f} s", file=sys.stderr, flush=True)
+                          f"{outcome.wall:.2f} s (other load {outcome.foreign:.2f} cores)",
+                          file=sys.stderr, flush=True)
     return cells
+
+
+def quiet_run(tool: str, root: Path, scenario: Scenario, workers: int,
+              pristine: Mapping[Path, bytes]) -> Outcome:
+    """One run of `tool`, repeated (up to MAX_TRIES) while other processes on the machine
+    kept more than FOREIGN_CPU_LIMIT cores busy during it: this run measures the tool."""
+    for attempt in range(1, MAX_TRIES + 1):
+        restore(pristine)
+        before = cpu_marks()
+        outcome = RUNNERS[tool](root / scenario.key, workers, tool_env(tool, scenario))
+        after = cpu_marks()
+        machine, ours = (end - start for start, end in zip(before, after, strict=True))
+        outcome = replace(outcome, foreign=max(machine - ours, 0.0) / outcome.wall,
+                          tries=attempt)
+        if outcome.foreign <= FOREIGN_CPU_LIMIT:
+            break
+        print(f"{scenario.key} N={workers} {tool}: {outcome.wall:.2f} s discarded, other "
+              f"processes kept {outcome.foreign:.2f} cores busy", file=sys.stderr, flush=True)
+    return outcome
+
+
+def cpu_marks() -> tuple[float, float]:
+    """CPU seconds the whole machine has been busy, and those of this process and every
+    child it has reaped (the tools and, through them, their own children)."""
+    times = psutil.cpu_times()
+    machine = times.user + times.nice + times.system + getattr(times, "irq", 0.0) \
+        + getattr(times, "softirq", 0.0)
+    ours = sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return machine, ours
 
 
 # --- reporting -------------------------------------------------------------------------
@@ -550,6 +586,7 @@ def section(scenarios: Sequence[Scenario], cells: Mapping[tuple[str, int], Cell]
         "around its batches (planning, redis-server, workers' start-up, listing examples; "
         "merging JUnit, history, shutdown).",
     ]
+    lines += ["", *interference(cells)]
     for scenario in scenarios:
         lines += ["", f"### {scenario.key}: {scenario.title}", "",
                   *scenario_table(scenario, cells, settings.workers)]
@@ -565,6 +602,23 @@ def save_results(path: Path, cells: Mapping[tuple[str, int], Cell]) -> None:
                                       for tool, outcomes in cell.runs.items()}
                for (key, workers), cell in cells.items()}
     path.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def interference(cells: Mapping[tuple[str, int], Cell]) -> list[str]:
+    """How much other work the machine did during the kept runs, and what was repeated."""
+    kept = [outcome for cell in cells.values() for runs in cell.runs.values()
+            for outcome in runs]
+    repeated = sum(outcome.tries - 1 for outcome in kept)
+    loaded = sum(outcome.foreign > FOREIGN_CPU_LIMIT for outcome in kept)
+    return [
+        f"Other load: a run during which processes outside the benchmark kept more than "
+        f"{FOREIGN_CPU_LIMIT} cores busy on average (machine busy CPU time minus this "
+        f"script's and its reaped children's) was discarded and run again, up to {MAX_TRIES} "
+        f"tries: {repeated} of {len(kept) + repeated} runs were discarded"
+        + (f", and {loaded} kept after {MAX_TRIES} tries despite it" if loaded else "")
+        + f". The kept runs saw at most {max(outcome.foreign for outcome in kept):.2f} "
+        f"cores of other load (median {statistics.median(o.foreign for o in kept):.2f})."
+    ]
 
 
 def ruby_version() -> str:

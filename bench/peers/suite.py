@@ -9,7 +9,8 @@ the same files, the same examples and the same seconds. The API, in the order yo
     step = typical_history_step(HISTORY_PROJECT, max_share=0.1)
     planned, actual = history_step(HISTORY_PROJECT, step, total_seconds, max_share=0.1)  # S2
     examples = split_examples(durations, seed=SEED)               # stem -> example seconds
-    actual_examples = reshape(examples, actual)                   # same examples, new seconds
+    # S2: the suite runs split_examples(actual); the timing files get the same examples
+    # with the old seconds, reshape(split_examples(actual), planned).
 
     write_rspec_suite(root, examples, cpu_fraction=0.2, boot_seconds=0.5, load_seconds=0.02)
     write_rspec_histories(root, examples)      # tmp/parallel_runtime_rspec.log,
@@ -37,10 +38,12 @@ machine, not the scheduler (at cpu_fraction 1 nothing can gain from N > 2).
 Slow worker (scenario S4): when BENCH_SLOW_WORKER is set, the process whose environment
 variable named by BENCH_WORKER_VAR (default TEST_ENV_NUMBER) equals BENCH_SLOW_WORKER
 multiplies all its seconds (CPU and sleep, boot and load included) by BENCH_SLOWDOWN
-(default 2): that worker runs at half speed. TEST_ENV_NUMBER is "" for the first process
-of parallel_tests and of `shardrun run`, "2", "3", ... for the others; for knapsack or
-pytest-split nodes you start yourself, set it (or use BENCH_WORKER_VAR=CI_NODE_INDEX);
-for pytest-xdist use BENCH_WORKER_VAR=PYTEST_XDIST_WORKER, BENCH_SLOW_WORKER=gw0.
+((default 2): that worker runs at half speed. TEST_ENV_NUMBER is "" for the first process
+of parallel_tests, "2", "3", ... for the others; for `shardrun run` use
+BENCH_WORKER_VAR=SHARDRUN_WORKER_INDEX, BENCH_SLOW_WORKER=1 (its example listing runs
+without TEST_ENV_NUMBER, which would read as ""); for knapsack or pytest-split nodes you
+start yourself, BENCH_WORKER_VAR=CI_NODE_INDEX (or set a variable per node); for
+pytest-xdist BENCH_WORKER_VAR=PYTEST_XDIST_WORKER, BENCH_SLOW_WORKER=gw0.
 
 Durations come from `../shared/data/timings` (see its README.md): `durations_from_dataset`
 samples `files` files of one timing file and scales them to `total_seconds`;
