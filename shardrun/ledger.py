@@ -40,7 +40,13 @@ class BatchEntry:
 
 @dataclass
 class Ledger:
-    """Run bookkeeping; batch ids (`ShardJob.shard_index`) are unique within the run."""
+    """Run bookkeeping; batch ids (`ShardJob.shard_index`) are unique within the run.
+
+    Every status change goes through `_set`, which keeps the sets of queued and running
+    batches: the watch loop asks `complete` once per result and looks at queued and
+    running batches once a second, and scanning every batch for that made the
+    coordinator's CPU grow with the run's size (bench/scale.py, one job per unit).
+    """
 
     max_attempts: int = 3
     retries: int = 1
@@ -48,12 +54,26 @@ class Ledger:
     batches: dict[int, BatchEntry] = field(default_factory=dict)
     failures: int = 0
     retried_units: dict[str, int] = field(default_factory=dict)
+    _queued: set[int] = field(default_factory=set, init=False, repr=False)
+    _running: set[int] = field(default_factory=set, init=False, repr=False)
+    _next_id: int = field(default=0, init=False, repr=False)
 
     def add(self, jobs: Iterable[ShardJob]) -> list[ShardJob]:
         added = list(jobs)
         for job in added:
             self.batches[job.shard_index] = BatchEntry(job)
+            self._set(job.shard_index, BatchStatus.QUEUED)
+            self._next_id = max(self._next_id, job.shard_index + 1)
         return added
+
+    def _set(self, batch_id: int, status: BatchStatus) -> None:
+        self.batches[batch_id].status = status
+        for members, wanted in ((self._queued, BatchStatus.QUEUED),
+                                (self._running, BatchStatus.RUNNING)):
+            if status is wanted:
+                members.add(batch_id)
+            else:
+                members.discard(batch_id)
 
     def restore(self, jobs: Iterable[ShardJob], done: Iterable[int]) -> None:
         """Rebuild the books from Redis when a node takes over from a leader that died:
@@ -62,13 +82,13 @@ class Ledger:
         done_ids = set(done)
         for job in self.add(jobs):
             if job.shard_index in done_ids:
-                self.batches[job.shard_index].status = BatchStatus.DONE
+                self._set(job.shard_index, BatchStatus.DONE)
             if job.avoid_worker is not None:
                 for unit in job.units:
                     self.retried_units[unit] = self.retried_units.get(unit, 0) + 1
 
     def next_batch_id(self) -> int:
-        return max(self.batches, default=-1) + 1
+        return self._next_id
 
     @property
     def stopped(self) -> bool:
@@ -76,9 +96,8 @@ class Ledger:
         return self.fail_fast is not None and self.failures >= self.fail_fast
 
     def started(self, batch_id: int) -> None:
-        entry = self.batches.get(batch_id)
-        if entry and entry.status is BatchStatus.QUEUED:
-            entry.status = BatchStatus.RUNNING
+        if batch_id in self._queued:
+            self._set(batch_id, BatchStatus.RUNNING)
 
     def accepts(self, result: ShardResult) -> bool:
         """Whether this result is the first for its batch (any attempt: a worker given up
@@ -90,8 +109,7 @@ class Ledger:
         """Record a result; returns retry batches for its failed units (if any are due)."""
         if not self.accepts(result):
             return []  # a duplicate: the batch is already accounted for
-        entry = self.batches[result.shard_index]
-        entry.status = BatchStatus.DONE
+        self._set(result.shard_index, BatchStatus.DONE)
         self.failures += len(failed_units)
         if self.stopped or self.retries < 1:
             return []
@@ -120,16 +138,15 @@ class Ledger:
             return None
         entry.losses += 1
         if entry.job.attempt >= self.max_attempts:
-            entry.status = BatchStatus.ABANDONED
+            self._set(batch_id, BatchStatus.ABANDONED)
             return None
         entry.job = replace(entry.job, attempt=entry.job.attempt + 1)
-        entry.status = BatchStatus.QUEUED
+        self._set(batch_id, BatchStatus.QUEUED)
         return entry.job
 
     def refused(self, batch_id: int) -> ShardJob | None:
         """A worker declined the batch (another commit): try another, like a lost lease."""
-        entry = self.batches[batch_id]
-        entry.status = BatchStatus.RUNNING
+        self._set(batch_id, BatchStatus.RUNNING)
         return self.lost(batch_id)
 
     def requeue_unfinished(self) -> list[ShardJob]:
@@ -137,16 +154,18 @@ class Ledger:
         (losing Redis is not the batch's fault)."""
         jobs = self.unfinished()
         for job in jobs:
-            self.batches[job.shard_index].status = BatchStatus.QUEUED
+            self._set(job.shard_index, BatchStatus.QUEUED)
         return jobs
 
+    def queued(self) -> list[ShardJob]:
+        return [self.batches[batch_id].job for batch_id in sorted(self._queued)]
+
     def running(self) -> list[ShardJob]:
-        return [e.job for e in self.batches.values() if e.status is BatchStatus.RUNNING]
+        return [self.batches[batch_id].job for batch_id in sorted(self._running)]
 
     def unfinished(self) -> list[ShardJob]:
         """Queued or running batches, for re-enqueueing after Redis lost the queue."""
-        open_states = (BatchStatus.QUEUED, BatchStatus.RUNNING)
-        return [e.job for e in self.batches.values() if e.status in open_states]
+        return [self.batches[batch_id].job for batch_id in sorted(self._queued | self._running)]
 
     def abandoned_units(self) -> list[str]:
         return [unit for e in self.batches.values() if e.status is BatchStatus.ABANDONED
@@ -155,4 +174,4 @@ class Ledger:
     @property
     def complete(self) -> bool:
         """Nothing left to wait for: all done or abandoned, or fail-fast stopped the rest."""
-        return self.stopped or not self.unfinished()
+        return self.stopped or not (self._queued or self._running)

@@ -38,6 +38,9 @@ RQ_TIMEOUT_MARGIN_SECONDS = 120
 BLOCK_SLICE_SECONDS = 1.0
 # BLPOP's timeout 0 means "forever": the shortest wait we ask for instead.
 MIN_BLOCK_SECONDS = 0.01
+# Results taken per round trip once one has arrived: a coordinator that fell behind
+# catches up without one BLPOP per result.
+RESULTS_PER_READ = 256
 
 # Backoff between retries of a Redis call that lost its connection: short first (a
 # dropped connection usually reconnects at once), then up to once a second.
@@ -207,6 +210,23 @@ class RunQueue:
             if remaining <= self.block_slice:
                 return None
 
+    def wait_results(self, timeout: float, limit: int = RESULTS_PER_READ) -> list[ShardResult]:
+        """Block up to `timeout` seconds for a result, then take up to `limit` - 1 more
+        that are already waiting; [] if none arrived."""
+        first = self.wait_result(timeout)
+        return [] if first is None else [first, *self._take_results(limit - 1)]
+
+    @_retrying
+    def _take_results(self, count: int) -> list[ShardResult]:
+        if count < 1:
+            return []
+        key = self.key("results")
+        with self.connection.pipeline(transaction=True) as pipe:  # LPOP count needs 6.2
+            pipe.lrange(key, 0, count - 1)
+            pipe.ltrim(key, count, -1)
+            items, _ = pipe.execute()
+        return [ShardResult.from_dict(json.loads(item)) for item in items]
+
     @_retrying
     def queued_batches(self) -> set[tuple[int, int]]:
         """(batch id, attempt) of the jobs still waiting in the queue, from their RQ ids."""
@@ -241,13 +261,17 @@ class RunQueue:
         self.connection.delete(self._lease_key(batch_id))
 
     @_retrying
-    def started_batches(self) -> dict[int, tuple[int, str]]:
-        """batch id -> (attempt, worker) of the latest start of each batch."""
-        raw = self.connection.hgetall(self.key("started"))
+    def started_batches(self, batch_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
+        """batch id -> (attempt, worker) of the latest start, for those of these batches
+        that started. Asked for by id: the whole hash grows with the run."""
+        if not batch_ids:
+            return {}
+        values = self.connection.hmget(self.key("started"), [str(b) for b in batch_ids])
         started = {}
-        for batch, value in raw.items():
-            attempt, worker = json.loads(value)
-            started[int(batch)] = (int(attempt), str(worker))
+        for batch, value in zip(batch_ids, values, strict=True):
+            if value is not None:
+                attempt, worker = json.loads(value)
+                started[batch] = (int(attempt), str(worker))
         return started
 
     @_retrying

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from shardrun.config import WAIT_SLICE_SECONDS
 from shardrun.errors import ShardrunError
-from shardrun.ledger import BatchStatus, Ledger
+from shardrun.ledger import Ledger
 from shardrun.models import ShardJob, ShardResult
 from shardrun.pool import LocalWorkers
 from shardrun.queue import RunQueue
@@ -115,8 +115,7 @@ class Watcher:
     def run(self) -> WatchOutcome:
         try:
             while not self.ledger.complete:
-                result = self.run_queue.wait_result(WAIT_SLICE_SECONDS)
-                if result is not None:
+                for result in self.run_queue.wait_results(WAIT_SLICE_SECONDS):
                     self._accept(result)
                 if time.monotonic() - self.checked >= CHECK_INTERVAL_SECONDS:
                     self._check()
@@ -158,21 +157,31 @@ class Watcher:
         self.hooks.checked()
         if not self.run_queue.meta_present():
             self._recover()
-        started = self.run_queue.started_batches()
-        for batch_id, (attempt, _worker) in started.items():
-            entry = self.ledger.batches.get(batch_id)
-            if entry is not None and entry.job.attempt == attempt:
-                self.ledger.started(batch_id)
+        off_queue = self._off_queue()
+        started = self.run_queue.started_batches([job.shard_index for job in off_queue])
+        for job in off_queue:
+            if started.get(job.shard_index, (0, ""))[0] == job.attempt:
+                self.ledger.started(job.shard_index)
         self._reclaim_lost_leases()
-        self._reclaim_vanished(started)
+        self._reclaim_vanished([job for job in off_queue if job.shard_index not in started
+                                or started[job.shard_index][0] != job.attempt])
         if self.workers is not None:
             self.workers.ensure_alive()
+
+    def _off_queue(self) -> list[ShardJob]:
+        """Batches the ledger has queued that are no longer on the queue: a worker took
+        them. Only these can have started since the last check."""
+        queued = self.ledger.queued()
+        if not queued:
+            return []
+        on_queue = self.run_queue.queued_batches()
+        return [job for job in queued if (job.shard_index, job.attempt) not in on_queue]
 
     def _reclaim_lost_leases(self) -> None:
         """Running batches nobody holds: their worker died, vanished or hung."""
         running = [job.shard_index for job in self.ledger.running()]
-        if not running:
-            return
+        if not running or self.run_queue.results_pending():
+            return  # results not read yet release leases: look once they are read
         held = self.run_queue.leased(running)
         if self.run_queue.results_pending():
             return  # a released lease may belong to a result not read yet
@@ -181,20 +190,15 @@ class Watcher:
                 log.warning("batch %s lost its lease; requeueing", batch_id)
                 self._requeue(self.ledger.lost(batch_id))
 
-    def _reclaim_vanished(self, started: dict[int, tuple[int, str]]) -> None:
+    def _reclaim_vanished(self, unstarted: list[ShardJob]) -> None:
         """Queued batches that left the queue but never started: the worker that took
         them died before taking the lease. Given a lease's time to show up, they are
         treated like a lost lease."""
-        queued_ids = self.run_queue.queued_batches()
         now = time.monotonic()
-        for entry in list(self.ledger.batches.values()):
-            job = entry.job
-            on_queue = (job.shard_index, job.attempt) in queued_ids
-            if entry.status is not BatchStatus.QUEUED or on_queue:
-                self.off_queue_since.pop(job.shard_index, None)
-                continue
-            if started.get(job.shard_index, (0, ""))[0] == job.attempt:
-                continue
+        current = {job.shard_index for job in unstarted}
+        for batch_id in [b for b in self.off_queue_since if b not in current]:
+            del self.off_queue_since[batch_id]
+        for job in unstarted:
             since = self.off_queue_since.setdefault(job.shard_index, now)
             if now - since > job.lease_seconds:
                 self.off_queue_since.pop(job.shard_index)

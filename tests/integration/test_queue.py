@@ -426,3 +426,28 @@ def test_a_url_with_a_bad_scheme_is_refused_without_showing_its_password(url: st
     with pytest.raises(InputError) as caught:
         connect(url)
     assert "s3cret" not in str(caught.value)
+
+
+def test_wait_results_takes_what_is_waiting_in_one_read(redis_url: str, unique_id: str) -> None:
+    """A coordinator that fell behind reads the backlog in a few round trips, in order."""
+    run_queue = RunQueue(connect(redis_url), unique_id)
+    expected = [shard_result(unique_id, index) for index in range(5)]
+    for result in expected:
+        run_queue.push_result(result)
+    assert run_queue.wait_results(1, limit=3) == expected[:3]
+    assert run_queue.wait_results(1, limit=3) == expected[3:]
+    assert run_queue.wait_results(0.05) == []
+
+
+def test_started_batches_reports_only_the_batches_asked_for(
+    redis_url: str, unique_id: str
+) -> None:
+    run_queue = RunQueue(connect(redis_url), unique_id)
+    try:
+        run_queue.hold_lease(3, 2, "host:1", 5)
+        run_queue.hold_lease(4, 1, "host:2", 5)
+        assert run_queue.started_batches([3, 5]) == {3: (2, "host:1")}
+        assert run_queue.started_batches([]) == {}
+        assert run_queue.leased([3, 4, 5]) == {3, 4}
+    finally:
+        run_queue.delete()

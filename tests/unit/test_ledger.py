@@ -82,3 +82,24 @@ def test_failed_units_reads_the_junit_only_when_it_can_hold_a_failure() -> None:
     assert failed_units(replace(clean, junit_xml=failing)) == ["tests/test_a.py"]
     # No JUnit at all after a clean exit: the unit is a crash, so it is failed.
     assert failed_units(replace(clean, junit_xml=None)) == ["tests/test_a.py"]
+
+
+def test_queued_and_running_follow_every_status_change() -> None:
+    """The watch loop trusts these views instead of scanning every batch."""
+    ledger = Ledger(max_attempts=2, retries=1)
+    first, _second, third = ledger.add([job(0, "a.py"), job(1, "b.py"), job(2, "c.py")])
+    ledger.started(0)
+    ledger.started(1)
+    assert [j.shard_index for j in ledger.queued()] == [2]
+    assert [j.shard_index for j in ledger.running()] == [0, 1]
+    ledger.lost(1)  # back on the queue, attempt 2
+    retries = ledger.finished(result(first, exit_code=1), ["a.py"])
+    assert [j.shard_index for j in ledger.queued()] == [1, 2, 3]
+    assert retries[0].shard_index == 3 and ledger.running() == []
+    ledger.started(1)
+    assert ledger.lost(1) is None  # second loss of a 2-attempt batch: abandoned
+    for batch in (third, retries[0]):
+        ledger.finished(result(batch), [])
+    assert ledger.queued() == ledger.running() == ledger.unfinished() == []
+    assert ledger.complete and ledger.abandoned_units() == ["b.py"]
+    assert ledger.next_batch_id() == 4
