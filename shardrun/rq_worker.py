@@ -32,6 +32,15 @@ class ShardrunWorker(SimpleWorker):
     process tree is isolated by shardrun.process instead.
     """
 
+    def subscribe(self) -> None:
+        """No command channel. RQ subscribes every worker to a pub/sub channel for `rq`'s
+        shutdown/kill-horse commands, which shardrun never sends; its listener thread
+        could hold up every exit by a second (RQ joins it with a 1 s timeout), and it
+        costs each worker one more Redis connection."""
+
+    def unsubscribe(self) -> None:
+        """Nothing was subscribed."""
+
     def execute_job(self, job: Job, queue: Queue) -> None:
         reason = refusal(job)
         if reason is None:

@@ -13,6 +13,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from pathlib import Path
 from typing import ClassVar
@@ -290,3 +291,53 @@ def assert_every_key_of_the_run_expires(connection: Connection, run_id: str) -> 
     assert keys, "the run left no keys at all: the scan pattern is wrong"
     without_ttl = [key for key in keys if connection.ttl(key) <= 0]
     assert without_ttl == []
+
+
+def test_the_local_workers_entry_point_imports_only_the_workers_code() -> None:
+    """`shardrun run` starts N of these on the test cores: no coordinator, planner,
+    dashboard or report code may ride along (shardrun.worker_cli's reason to exist)."""
+    probe = ("import sys, shardrun.worker_cli; "
+             "print(' '.join(sorted(m for m in sys.modules if m.startswith('shardrun'))))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert "shardrun.worker" in loaded
+    heavy = {"shardrun.cli", "shardrun.coordinator", "shardrun.planner", "shardrun.dashboard",
+             "shardrun.report", "shardrun.history"}
+    assert heavy.isdisjoint(loaded), sorted(heavy & set(loaded))
+
+
+def test_the_local_workers_entry_point_fails_in_one_line() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "shardrun.worker_cli", "--redis-url", "redis://127.0.0.1:1/0",
+         "--burst"],
+        capture_output=True, text=True, timeout=WORKER_TIMEOUT_SECONDS, check=False,
+    )
+    assert completed.returncode == 3, completed.stderr
+    assert completed.stderr.startswith("shardrun: error: "), completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr
+
+
+def test_a_worker_holds_no_pubsub_connection_and_stops_at_once(
+    private_redis: str, unique_id: str, tmp_path: Path
+) -> None:
+    """RQ's command channel is not used: its listener thread made a SIGTERMed worker
+    wait up to a second for a join, at the end of every local run."""
+    connection = connect(private_redis)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "shardrun.worker_cli", "--redis-url", private_redis,
+         "--run-id", unique_id, "--root", str(tmp_path)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + WORKER_TIMEOUT_SECONDS
+        while not connection.smembers(f"rq:workers:{queue_name(unique_id)}"):
+            assert worker.poll() is None and time.monotonic() < deadline, "never registered"
+            time.sleep(0.05)
+        assert connection.pubsub_channels() == []
+        assert connection.pubsub_numpat() == 0
+        worker.terminate()
+        assert worker.wait(WORKER_TIMEOUT_SECONDS) == 0
+    finally:
+        worker.kill()
+        connection.close()
