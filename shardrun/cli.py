@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -11,17 +10,17 @@ from typing import Any
 
 import click
 
-from shardrun import cli_run, coordinator, dashboard, worker
+from shardrun import cli_run, coordinator, dashboard
 from shardrun.cli_options import framework_option, from_junit_option, timings_option, workers_option
 from shardrun.config import (
     click_default_map,
     load_project_settings,
 )
 from shardrun.coordinator import PlannedSuite, PlanRequest
-from shardrun.embedded import install_signal_handlers
 from shardrun.errors import EXIT_USAGE, ShardrunError
 from shardrun.history import History
 from shardrun.timings import load_durations
+from shardrun.worker_cli import worker_command
 
 # How many file names a shard line shows before "...".
 FILES_SHOWN_PER_SHARD = 3
@@ -172,26 +171,6 @@ def timings_show(timings: Path, top: int) -> None:
     click.echo(f"{len(rows)} files, {total:.2f}s estimated in total")
 
 
-@cli.command("worker")
-@click.option("--redis-url", envvar="SHARDRUN_REDIS_URL", required=True,
-              help="The Redis the coordinator uses.")
-@click.option("--run-id", default=None, help="Serve only this run (default: every run).")
-@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
-@click.option("--worker-index", type=click.IntRange(min=1), envvar="SHARDRUN_WORKER_INDEX",
-              default=1, show_default=True,
-              help="1-based index: TEST_ENV_NUMBER is '' for 1, then '2', '3', ...")
-@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=".", help="The project checkout the units are relative to.")
-def worker_command(
-    redis_url: str, run_id: str | None, burst: bool, worker_index: int, root: Path
-) -> None:
-    """Pull shards from Redis and run them (what a container or CI node runs)."""
-    install_signal_handlers()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    context = worker.default_context(root.resolve(), worker_index)
-    worker.serve(redis_url, context, run_id, burst=burst)
-
-
 # --- dashboard: the timing history as versioned JSON (docs/dashboard.md) or one HTML page
 
 
@@ -235,6 +214,7 @@ def dashboard_html(out: Path, runs: int, timings: Path) -> None:
     click.echo(f"dashboard: {out}")
 
 
+cli.add_command(worker_command, "worker")
 cli.add_command(cli_run.run, "run")
 cli.add_command(cli_run.ci_command, "ci")
 

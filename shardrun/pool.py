@@ -37,7 +37,8 @@ WORKER_TAG_VARIABLE = "SHARDRUN_LOCAL_WORKER"
 
 
 class LocalWorkers:
-    """N `python -m shardrun worker` processes serving one run."""
+    """N `shardrun worker` processes serving one run (through `python -m
+    shardrun.worker_cli`, which spares each the rest of the CLI's imports)."""
 
     def __init__(self, url: str, run_id: str, count: int, root: Path, log_dir: Path):
         self.url = url
@@ -72,7 +73,7 @@ class LocalWorkers:
 
     def argv(self, index: int) -> list[str]:
         return [
-            sys.executable, "-m", "shardrun", "worker", "--redis-url", self.url,
+            sys.executable, "-m", "shardrun.worker_cli", "--redis-url", self.url,
             "--run-id", self.run_id, "--worker-index", str(index), "--root", str(self.root),
         ]
 

@@ -61,7 +61,7 @@ REDIS_TIMEOUT = ("--redis-timeout", "10")
 # A run whose Redis is gone for good with --redis-timeout 2 ends in about that long, plus
 # stopping the workers and writing the report; generous for a loaded CI machine.
 REDIS_GONE_BUDGET_SECONDS = 30.0
-WORKER_COMMAND = ["-m", "shardrun", "worker"]  # argv[1:4] of a `shardrun worker` process
+WORKER_COMMAND = ["-m", "shardrun.worker_cli"]  # argv[1:3] of a local `shardrun worker`
 
 # --- suites
 
@@ -89,7 +89,7 @@ KILL_TEST = f"""
         if not evidence or Path(evidence, "victim.json").exists():
             return
         worker = next(process for process in psutil.Process().parents()
-                      if process.cmdline()[1:4] == WORKER_COMMAND)
+                      if process.cmdline()[1:3] == WORKER_COMMAND)
         victim = {{"pid": worker.pid, "test_pid": os.getpid(),
                    "index": os.environ["SHARDRUN_WORKER_INDEX"]}}
         partial = Path(evidence, "victim.partial")
@@ -154,7 +154,7 @@ HANG_TEST = f"""
             Path(evidence, "second-started").touch()
         else:
             worker = next(process for process in psutil.Process().parents()
-                          if process.cmdline()[1:4] == WORKER_COMMAND)
+                          if process.cmdline()[1:3] == WORKER_COMMAND)
             partial = Path(evidence, "victim.partial")
             partial.write_text(json.dumps({{"pid": worker.pid}}))
             partial.rename(victim)
@@ -351,7 +351,7 @@ def kill_victim(evidence: Path, process: subprocess.Popen[str]) -> dict[str, str
     wait_for(victim_file.exists, "the inner test to name its worker", process)
     victim: dict[str, str | int] = json.loads(victim_file.read_text())
     worker = psutil.Process(int(victim["pid"]))
-    assert worker.cmdline()[1:4] == WORKER_COMMAND
+    assert worker.cmdline()[1:3] == WORKER_COMMAND
     worker.kill()  # SIGKILL: no cleanup, no lease release, no result
     return victim
 
