@@ -250,6 +250,7 @@ def prepare(scenario: Scenario, root: Path) -> Prepared:
     root.mkdir(parents=True)
     suite.write_pytest_suite(root, scenario.examples)
     suite.write_pytest_histories(root, scenario.timings)
+    suite.with_measured_boot(root, [sys.executable, *shardrun("queue")(2)[0][0]], base_env())
     return Prepared(scenario, root, (root / suite.SHARDRUN_HISTORY).read_text(),
                     (root / suite.PYTEST_SPLIT_DURATIONS).read_text())
 
@@ -495,7 +496,7 @@ def commands_block() -> list[str]:
         f"--durations-path {suite.PYTEST_SPLIT_DURATIONS} --splitting-algorithm {SPLIT_ALGORITHM}",
         f"{pytest} -p xdist.plugin -n N --dist load",
         f"{pytest} -p xdist.plugin -n N --dist worksteal",
-        "# shardrun: .shardrun/timings.json restored from the pristine import before each run",
+        "# shardrun: .shardrun/timings.json restored before each run (import + one run's record)",
         f"{shardrun_run} static",
         f"{shardrun_run} queue",
         "```",
@@ -532,7 +533,9 @@ def description(by_key: Mapping[str, Scenario], context: Context) -> list[str]:
         "`tests/conftest.py` does 0.5 s of such work once per pytest process (an app's boot)",
         "and each test file 0.02 s when it is loaded. The timing files (pytest-split's",
         "`.test_durations`, shardrun's history imported from it) are written from the",
-        "scenario's timings; xdist uses none.",
+        "scenario's timings; xdist uses none. shardrun's history also holds the record of",
+        "one untimed `shardrun run` in the scenario's suite (where it measures a batch's",
+        "boot), as a team's history would.",
         "",
         f"- **S1** {s1.title}: files capped at {MAX_SHARE:.0%} of the total.",
         f"- **S2** {s2.title}: {len(s2.files)} files present in both versions of "

@@ -69,6 +69,7 @@ from suite import (
     split_examples,
     typical_history_step,
     with_dominant,
+    with_measured_boot,
     write_rspec_histories,
     write_rspec_suite,
 )
@@ -211,6 +212,8 @@ def prepare(root: Path, scenario: Scenario) -> dict[Path, bytes]:
     write_rspec_suite(directory, scenario.actual, cpu_fraction=CPU_FRACTION,
                       boot_seconds=BOOT_SECONDS, load_seconds=LOAD_SECONDS)
     write_rspec_histories(directory, scenario.planned)
+    with_measured_boot(directory, shardrun_argv(2, "queue"),
+                       tool_env(QUEUE, replace(scenario, slow=False)))
     timing_files = (PARALLEL_TESTS_LOG, KNAPSACK_REPORT, SHARDRUN_HISTORY)
     return {directory / name: (directory / name).read_bytes() for name in timing_files}
 
@@ -465,8 +468,8 @@ def why(scenarios: Sequence[Scenario], cells: Mapping[tuple[str, int], Cell],
         f"- *A boot per batch.* Every batch is one rspec process that boots the app again "
         f"(measured {boots:.2f} s per batch, median: Ruby, rspec, the JUnit formatter and "
         f"spec_helper's {BOOT_SECONDS} s). Queue mode buys balance with extra batches; the "
-        "history is reset to the imported report before every run, so it sizes them with "
-        "its default boot estimate (0.5 s), not the measured one. Splitting a file costs "
+        "history it starts from holds one earlier run's record, so it sizes them with the "
+        "boot that run measured. Splitting a file costs "
         "one more boot before the first batch: `rspec --dry-run` lists its examples.",
         *static_like(cells, workers),
         *unreachable(scenarios, cells, workers),
@@ -530,7 +533,9 @@ def suite_description(scenarios: Sequence[Scenario], settings: Settings) -> list
         f"(a Rails boot) and every spec file {LOAD_SECONDS} s when loaded. Generator: "
         "`bench/peers/suite.py`; every tool's timing file is written from the seconds the "
         "scenario plans with, as a previous run would have left it, and restored before "
-        "every run.",
+        "every run; shardrun's history also holds the record of one untimed `shardrun run` "
+        "in the scenario's suite (where shardrun measures a batch's boot), as a team's "
+        "history would.",
         "",
         f"- **S1** exact timings. **S2** stale: the tools plan from version {settings.step} "
         f"and the suite sleeps version {settings.step + 1} of `history/{HISTORY_PROJECT}` "

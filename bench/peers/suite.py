@@ -386,6 +386,26 @@ def import_shardrun_history(root: Path, files: Sequence[str]) -> Path:
     return history
 
 
+def with_measured_boot(root: Path, argv: Sequence[str], env: Mapping[str, str]) -> bytes:
+    """Run shardrun once (untimed) in `root`, then give back the history as it was with
+    that run's record added: what a team's history holds once shardrun has run there.
+
+    The run record is where shardrun measures one batch's boot (runlog.boot_seconds), and
+    queue mode sizes its batches by it; the peers' timing files likewise come "from a
+    previous run". The files' and examples' seconds stay the scenario's planned ones (the
+    run's own measurements would leak S2's new version into the plan).
+    """
+    history = root / SHARDRUN_HISTORY
+    pristine = history.read_bytes()
+    subprocess.run(list(argv), cwd=root, env=dict(env), stdin=subprocess.DEVNULL,
+                   capture_output=True, check=True)
+    runs = json.loads(history.read_text()).get("runs", [])
+    data = json.loads(pristine)
+    data["runs"] = runs
+    history.write_text(json.dumps(data, indent=1) + "\n")
+    return history.read_bytes()
+
+
 def _spread(seconds: float, weights: Sequence[float]) -> list[float]:
     """`seconds` over len(weights) parts proportional to them (equal parts when the weights
     are all 0), rounded, summing exactly."""
