@@ -484,6 +484,50 @@ def losses(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
+def why(rows: Sequence[Row], boot: float) -> list[str]:
+    """Where the time goes, from the measurements (the cells' medians)."""
+    def median_of(attribute: str, tool: str, keys: Sequence[str] = ("S1", "S2", "S3", "S4"),
+                  ) -> float:
+        return statistics.median(row.cells[tool].median(attribute) for row in rows
+                                 if row.scenario.key in keys)
+
+    lines = [
+        "- *Start and end.* A shardrun run spends "
+        f"{median_of('before_first', 'shardrun static'):.2f} s (median) from the command's "
+        "start to its first batch and "
+        f"{median_of('after_last', 'shardrun static'):.2f} s after its last: the coordinator, "
+        "a redis-server and N worker processes start on the same 2 cores as the tests "
+        "(Python, click, redis-py, rq, psutil), and at the end the workers stop and the "
+        "JUnit and history are written. pytest-split's N processes pay one pytest boot "
+        f"({boot:.2f} s) and nothing else.",
+    ]
+    one_per_worker = [row for row in rows
+                      if row.cells["shardrun queue"].median("batches") <= row.workers]
+    if one_per_worker:
+        cells = ", ".join(f"{row.scenario.key} N = {row.workers}" for row in one_per_worker)
+        lines.append(
+            f"- *No batches to rebalance* ({cells}): queue mode made one batch per worker. "
+            "With the boot it measured in the warm-up run, a worker's share of this "
+            f"{TOTAL_SECONDS:.0f} s suite is under two of its smallest worthwhile batches "
+            "(4 boots), so the queue "
+            "ran the static plan: nothing was left that a fast worker could take over from "
+            "a slow one (S4) or from one whose files grew (S2)."
+        )
+    lines += [
+        "- *Tests, not files.* pytest-split and xdist place single tests. Under stale "
+        "timings (S2) pytest-split spreads each file's tests over all groups, so a file "
+        "that grew is shared by all of them; shardrun plans whole files and splits only "
+        "a file longer than a first-round batch, so a grown file lands on one worker.",
+        "- *A boot per batch.* xdist's N processes boot once and take tests one at a time "
+        "(worksteal also takes queued ones back), so its slow `gw0` just runs fewer tests "
+        "(S4). Every shardrun batch is a new pytest process that boots again, and S3's "
+        "split file costs a `pytest --collect-only` before the first batch "
+        f"({median_of('before_first', 'shardrun queue', ('S3',)):.2f} s to the first "
+        f"batch against {median_of('before_first', 'shardrun queue', ('S1',)):.2f} s in S1).",
+    ]
+    return lines
+
+
 def commands_block() -> list[str]:
     """The exact commands, as run in the generated suite's directory."""
     env = " ".join(f"{name}={value}" for name, value in ENV.items())
@@ -601,6 +645,10 @@ def section(rows: Sequence[Row], scenarios_run: Sequence[Scenario], context: Con
         "Where shardrun's queue mode is slower than the best peer:",
         "",
         *(losses(rows) or ["- nowhere."]),
+        "",
+        "Why:",
+        "",
+        *why(rows, context.boot),
     ]
     return "\n".join(lines)
 
