@@ -159,12 +159,14 @@ class Watcher:
             self._recover()
         off_queue = self._off_queue()
         started = self.run_queue.started_batches([job.shard_index for job in off_queue])
+        unstarted = []
         for job in off_queue:
             if started.get(job.shard_index, (0, ""))[0] == job.attempt:
                 self.ledger.started(job.shard_index)
+            else:
+                unstarted.append(job)
         self._reclaim_lost_leases()
-        self._reclaim_vanished([job for job in off_queue if job.shard_index not in started
-                                or started[job.shard_index][0] != job.attempt])
+        self._reclaim_vanished(unstarted)
         if self.workers is not None:
             self.workers.ensure_alive()
 
