@@ -39,6 +39,10 @@ MIN_CHUNK_FRACTION = 1 / 64
 # `python -m pytest` process start on a small suite. Rails apps measure far more, which
 # the history then records.
 DEFAULT_BOOT_SECONDS: dict[str, float] = {"rspec": 0.5, "pytest": 0.5, "command": 0.5}
+# What a batch costs outside its tests in a warm runner (shardrun/warm.py) before a run
+# has measured it: dispatch through Redis plus one `RSpec::Core::Runner.run` or
+# `pytest.main` session (0.01-0.06 s measured on the bundled examples).
+DEFAULT_WARM_BATCH_SECONDS = 0.05
 
 
 def min_batch_seconds(boot_seconds: float) -> float:

@@ -64,6 +64,9 @@ _EXECUTION_OPTIONS = (
     click.option("--lease-seconds", type=click.FloatRange(min=0.5),
                  default=DEFAULT_LEASE_SECONDS, show_default=True,
                  help="A batch whose worker stops renewing is requeued after this."),
+    click.option("--process-per-batch", is_flag=True, default=False,
+                 help="A fresh test process for every batch, instead of one warm rspec or "
+                      "pytest process per worker (for suites that leak state between files)."),
     timings_option,
     from_junit_option,
     framework_option,

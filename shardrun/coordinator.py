@@ -10,12 +10,13 @@ import contextlib
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from shardrun import queue
-from shardrun.batching import DEFAULT_BOOT_SECONDS, queue_batches
+from shardrun.batching import DEFAULT_BOOT_SECONDS, DEFAULT_WARM_BATCH_SECONDS, queue_batches
 from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS
 from shardrun.discovery import Suite, discover
 from shardrun.embedded import EmbeddedRedis
@@ -34,8 +35,8 @@ from shardrun.planner import plan_shards
 from shardrun.pool import LocalWorkers
 from shardrun.process import default_timeout, git_head
 from shardrun.report import CRASH_ERROR_TYPE, RunReport, merge
-from shardrun.runlog import boot_seconds, record_run
-from shardrun.runners import get_runner
+from shardrun.runlog import boot_seconds, record_run, warm_batch_seconds
+from shardrun.runners import Runner, get_runner
 from shardrun.splitting import split_slow_files
 from shardrun.timings import Durations, file_of_unit, load_durations, parse_junit_text
 from shardrun.watch import ProgressCallback, Watcher, WatchOutcome
@@ -75,6 +76,7 @@ class RunOptions:
     fail_fast: int | None = None
     redis_timeout: float = REDIS_TIMEOUT_SECONDS
     lease_seconds: float = DEFAULT_LEASE_SECONDS
+    process_per_batch: bool = False  # no warm runners (shardrun/warm.py)
 
 
 @dataclass(frozen=True)
@@ -172,18 +174,33 @@ def dispatch_plan(planned: PlannedSuite, options: RunOptions) -> Plan:
     if options.mode == "static":
         return planned.plan
     framework = "command" if options.command_template else planned.suite.framework
-    boot = boot_seconds(planned.history.runs()) or DEFAULT_BOOT_SECONDS[framework]
+    root, workers = options.request.root, options.request.workers
+    runner = get_runner(framework, root, options.command_template)
+    boot = batch_overhead(planned.history.runs(), framework, warm=_warm(runner, options))
     if not any(planned.history.estimate(unit) is not None for unit in planned.estimates):
         # No timings yet: estimates are file sizes, not seconds, so a boot cost in seconds
         # means nothing against them. Batch without it: small batches let the queue even
         # out what the sizes got wrong, and this run's timings fix the next one.
         boot = 0.0
-    root, workers = options.request.root, options.request.workers
     estimates = dict(planned.estimates)
     if not options.command_template:
-        runner = get_runner(framework, root)
         estimates = split_slow_files(estimates, workers, boot, runner, planned.history, root)
     return queue_batches(estimates, workers, boot)
+
+
+def _warm(runner: Runner, options: RunOptions) -> bool:
+    return not options.process_per_batch and runner.server_argv() is not None
+
+
+def batch_overhead(runs: Sequence[Mapping[str, Any]], framework: str, *, warm: bool) -> float:
+    """What one batch costs outside its tests, for the cost model (docs/queue.md).
+
+    With warm runners a worker boots once and every later batch costs only its dispatch
+    and one framework session; otherwise every batch boots a process.
+    """
+    if warm:
+        return warm_batch_seconds(runs) or DEFAULT_WARM_BATCH_SECONDS
+    return boot_seconds(runs) or DEFAULT_BOOT_SECONDS[framework]
 
 
 def batch_jobs(
@@ -206,6 +223,7 @@ def batch_jobs(
             command_template=options.command_template,
             commit=commit,
             lease_seconds=options.lease_seconds,
+            reuse_process=not options.process_per_batch,
         )
         for shard in shards
     ]

@@ -102,6 +102,9 @@ class ShardJob:
     commit: str | None = None
     # The worker renews its lease this often x 3; a batch whose lease lapses is requeued.
     lease_seconds: float = 10.0
+    # Run in the worker's warm runner (shardrun/warm.py) when the framework has one;
+    # False starts a fresh test process for the batch (--process-per-batch).
+    reuse_process: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -156,6 +159,7 @@ class ShardResult:
     example_times: dict[str, float] = field(default_factory=dict)
     error: str | None = None  # set when the worker could not even start the runner
     refused: bool = False  # the worker declined the batch (other commit); not a test outcome
+    warm: bool = False  # ran in a warm runner an earlier batch started: it paid no boot
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

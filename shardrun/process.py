@@ -101,8 +101,8 @@ def run_process(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with log_path.open("wb") as log:  # the child holds its own copy of the descriptor
-        proc = _spawn(argv, cwd, env, log)
-    monitor = _TreeMonitor(psutil.Process(proc.pid))
+        proc = spawn(argv, cwd, env, log)
+    monitor = TreeMonitor(psutil.Process(proc.pid))
     try:
         timed_out = _supervise(monitor, timeout_seconds, poll_interval, on_poll)
         wall_seconds = time.monotonic() - started
@@ -113,8 +113,8 @@ def run_process(
         raise
     finally:
         proc.wait()
-    return _outcome(
-        proc.returncode, timed_out, wall_seconds, monitor, _read_tail(log_path, tail_lines)
+    return process_outcome(
+        proc.returncode, timed_out, wall_seconds, monitor, read_tail(log_path, tail_lines)
     )
 
 
@@ -130,10 +130,10 @@ def kill_tree(pid: int, *, grace_seconds: float = KILL_GRACE_SECONDS) -> None:
         root = psutil.Process(pid)
     except psutil.NoSuchProcess:
         return
-    _terminate([root, *_descendants(root)], _group_led_by(pid), grace_seconds)
+    terminate([root, *descendants(root)], _group_led_by(pid), grace_seconds)
 
 
-class _TreeMonitor:
+class TreeMonitor:
     """Samples one process tree: peak total RSS, and CPU time that does not count twice.
 
     CPU time is the root's cumulative figure (its own plus every descendant reaped inside
@@ -161,7 +161,7 @@ class _TreeMonitor:
 
     def sample(self) -> None:
         """Read every process once; the sum of their RSS may raise the peak."""
-        attached = _descendants(self.root)
+        attached = descendants(self.root)
         attached_set = set(attached)
         detached = [process for process in self._last_cpu if process not in attached_set]
         rss = self._read_root()
@@ -176,8 +176,19 @@ class _TreeMonitor:
         the root's cumulative figure through a wait(): count it as escaped.
         """
         self._escaped_cpu.update(self._last_cpu)
-        targets = [self.root, *_descendants(self.root), *self._last_cpu]
-        _terminate(targets, self.root.pid, grace_seconds)  # a session leader: pgid == pid
+        targets = [self.root, *descendants(self.root), *self._last_cpu]
+        terminate(targets, self.root.pid, grace_seconds)  # a session leader: pgid == pid
+
+    def kill_others(self, grace_seconds: float) -> None:
+        """Kill every process of the tree but the root: what a warm runner's batch left.
+
+        The group is not signalled, since the root leads it and stays.
+        """
+        self._escaped_cpu.update(self._last_cpu)
+        targets = [*descendants(self.root), *self._last_cpu]
+        if targets:
+            terminate(targets, None, grace_seconds)
+        self._last_cpu.clear()
 
     def _read_root(self) -> int:
         usage = _read_usage(self.root)
@@ -221,10 +232,15 @@ def _check_arguments(argv: Sequence[str], cwd: Path, poll_interval: float) -> No
         raise ValueError(f"poll_interval must be positive, got {poll_interval}")
 
 
-def _spawn(
-    argv: Sequence[str], cwd: Path, env: Mapping[str, str], log: IO[bytes]
+def spawn(
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str], log: IO[bytes],
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen[bytes]:
-    """Start the process in a new session so its process group can be signalled at once."""
+    """Start the process in a new session so its process group can be signalled at once.
+
+    stdin is /dev/null: a test that reads it must not hang the worker. `pass_fds` are the
+    only other descriptors the process inherits (a warm runner's request and reply pipes).
+    """
     try:
         return subprocess.Popen(
             list(argv),
@@ -234,6 +250,7 @@ def _spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=tuple(pass_fds),
         )
     except FileNotFoundError as error:
         raise _missing_program(argv[0]) from error
@@ -251,7 +268,7 @@ def _missing_program(program: str) -> InputError:
 
 
 def _supervise(
-    monitor: _TreeMonitor,
+    monitor: TreeMonitor,
     timeout_seconds: float | None,
     poll_interval: float,
     on_poll: Callable[[], None] | None,
@@ -259,13 +276,13 @@ def _supervise(
     """Sample the tree until the root exits; at the deadline kill it all. True if killed."""
     pid = monitor.root.pid
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
-    while not _wait_exited(pid, _next_wait(deadline, poll_interval)):
+    while not wait_exited(pid, _next_wait(deadline, poll_interval)):
         monitor.sample()
         if on_poll is not None:
             on_poll()
         if deadline is not None and time.monotonic() >= deadline:
             monitor.kill_all(KILL_GRACE_SECONDS)
-            _wait_exited(pid, _KILL_CONFIRM_SECONDS)
+            wait_exited(pid, _KILL_CONFIRM_SECONDS)
             return True
     return False
 
@@ -276,7 +293,7 @@ def _next_wait(deadline: float | None, poll_interval: float) -> float:
     return max(0.0, min(poll_interval, deadline - time.monotonic()))
 
 
-def _wait_exited(pid: int, timeout: float) -> bool:
+def wait_exited(pid: int, timeout: float) -> bool:
     """Wait up to `timeout` for our child `pid` to exit, without reaping it.
 
     Popen.wait() would reap the child and so lose the CPU totals in its zombie; this is
@@ -294,7 +311,7 @@ def _wait_exited(pid: int, timeout: float) -> bool:
     return True
 
 
-def _descendants(process: psutil.Process) -> list[psutil.Process]:
+def descendants(process: psutil.Process) -> list[psutil.Process]:
     try:
         return process.children(recursive=True)
     except psutil.Error:
@@ -320,7 +337,7 @@ def _group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
-def _terminate(targets: Iterable[psutil.Process], pgid: int | None, grace_seconds: float) -> None:
+def terminate(targets: Iterable[psutil.Process], pgid: int | None, grace_seconds: float) -> None:
     """SIGTERM the targets and their group, wait `grace_seconds`, SIGKILL the survivors.
 
     Not psutil.wait_procs: it reaps our own child (whose Popen would then report exit
@@ -338,7 +355,7 @@ def _terminate(targets: Iterable[psutil.Process], pgid: int | None, grace_second
 
 def _all_descendants(processes: Iterable[psutil.Process]) -> list[psutil.Process]:
     """Children started during the grace period must not outlive their killed parents."""
-    return [child for process in processes for child in _descendants(process)]
+    return [child for process in processes for child in descendants(process)]
 
 
 def _signal_all(processes: Iterable[psutil.Process], pgid: int | None, sig: int) -> None:
@@ -368,8 +385,8 @@ def _is_running(process: psutil.Process) -> bool:
         return False
 
 
-def _outcome(
-    returncode: int, timed_out: bool, wall_seconds: float, monitor: _TreeMonitor, tail: str
+def process_outcome(
+    returncode: int, timed_out: bool, wall_seconds: float, monitor: TreeMonitor, tail: str
 ) -> ProcessOutcome:
     """Popen's negative return code means "killed by that signal": report it as a signal."""
     killed_by = -returncode if returncode < 0 else None
@@ -384,7 +401,7 @@ def _outcome(
     )
 
 
-def _read_tail(path: Path, line_count: int) -> str:
+def read_tail(path: Path, line_count: int) -> str:
     """The last `line_count` lines of the log, read backwards from the end in blocks."""
     if line_count <= 0:
         return ""

@@ -65,6 +65,7 @@ def _batch(result: ShardResult, case_seconds: float | None) -> dict[str, Any]:
         "actual_seconds": round(result.outcome.wall_seconds, _DIGITS),
         "case_seconds": None if case_seconds is None else round(case_seconds, _DIGITS),
         "outcome": batch_outcome(result),
+        "warm": result.warm,
         "unit_count": len(result.units),
         "units": list(result.units),
     }
@@ -104,14 +105,20 @@ def _per_worker(batch_list: Sequence[dict[str, Any]], wall: float) -> list[dict[
     return sorted(rows, key=lambda row: (row["worker_index"], row["worker"]))
 
 
-def boot_overhead(batch_list: Iterable[dict[str, Any]]) -> tuple[float, int]:
+def boot_overhead(
+    batch_list: Iterable[dict[str, Any]], *, warm: bool | None = None
+) -> tuple[float, int]:
     """Seconds spent outside testcases (process start, framework load, JUnit writing),
     summed over batches that ran to the end, and how many batches that sum covers.
 
     Crashed and timed-out batches are left out: their wall time is not start-up cost.
+    `warm` keeps only the batches that did (True) or did not (False) run in a warm
+    runner an earlier batch had started; None keeps both.
     """
     total, counted = 0.0, 0
     for batch in batch_list:
+        if warm is not None and bool(batch.get("warm", False)) != warm:
+            continue
         if batch["outcome"] in ("passed", "failed") and batch["case_seconds"] is not None:
             total += max(batch["actual_seconds"] - batch["case_seconds"], 0.0)
             counted += 1
@@ -174,7 +181,8 @@ def build_run_record(
     started_at, finished_at = _extent(batch_list, recorded_at)
     wall = finished_at - started_at
     workers = _per_worker(batch_list, wall)
-    boot, booted = boot_overhead(batch_list)
+    cold, started = boot_overhead(batch_list, warm=False)
+    warm, reused = boot_overhead(batch_list, warm=True)
     return {
         "version": RUN_RECORD_VERSION,
         "run_id": run_id,
@@ -184,8 +192,9 @@ def build_run_record(
         "makespan": max((row["span_seconds"] for row in workers), default=0.0),
         **_plan_fields(plan),
         "idle_seconds": round(sum(row["idle_seconds"] for row in workers), _DIGITS),
-        "boot_overhead_seconds": round(boot, _DIGITS),
-        "boot_seconds_per_batch": round(boot / booted, _DIGITS) if booted else None,
+        "boot_overhead_seconds": round(cold + warm, _DIGITS),
+        "boot_seconds_per_batch": round(cold / started, _DIGITS) if started else None,
+        "warm_seconds_per_batch": round(warm / reused, _DIGITS) if reused else None,
         "retries": sum(1 for result in results if result.attempt > 1),
         **_report_fields(report),
         "per_worker": workers,
@@ -214,11 +223,23 @@ def flaky_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
 
 
 def boot_seconds(runs: Sequence[Mapping[str, Any]]) -> float:
-    """Median start-up cost per batch over the last BOOT_RUNS runs that measured one, or 0.
+    """Median start-up cost of a batch in a fresh process over the last BOOT_RUNS runs
+    that measured one, or 0.
 
     One source for the dashboard's capacity advice and queue mode's batch sizes."""
+    return _recent_median(runs, "boot_seconds_per_batch")
+
+
+def warm_batch_seconds(runs: Sequence[Mapping[str, Any]]) -> float:
+    """Median cost outside testcases of a batch in a warm runner (shardrun/warm.py), or 0.
+
+    What every batch after a worker's first costs: queue mode's batch sizes follow it."""
+    return _recent_median(runs, "warm_seconds_per_batch")
+
+
+def _recent_median(runs: Sequence[Mapping[str, Any]], field: str) -> float:
     measured = [
-        float(run["boot_seconds_per_batch"]) for run in runs[-BOOT_RUNS:]
-        if isinstance(run.get("boot_seconds_per_batch"), (int, float))
+        float(run[field]) for run in runs[-BOOT_RUNS:]
+        if isinstance(run.get(field), (int, float))
     ]
     return statistics.median(measured) if measured else 0.0

@@ -23,8 +23,9 @@ from shardrun import queue, rq_worker
 from shardrun.errors import ShardrunError
 from shardrun.models import ProcessOutcome, ShardJob, ShardResult
 from shardrun.process import git_head, run_process
-from shardrun.runners import get_runner, worker_env
+from shardrun.runners import Invocation, get_runner, worker_env
 from shardrun.timings import file_of_unit
+from shardrun.warm import WarmRunner, WarmRunners
 
 log = logging.getLogger(__name__)
 # How long an idle worker without --run-id waits before looking for new runs again.
@@ -47,6 +48,8 @@ class WorkerContext:
 
 
 _context: WorkerContext | None = None
+# The warm runner this worker process keeps between batches (one at a time).
+_warm_runners = WarmRunners()
 
 
 def configure(context: WorkerContext) -> None:
@@ -166,14 +169,18 @@ def _run_runner(
         tmp.mkdir(parents=True, exist_ok=True)
         log_dir = context.log_dir / job.run_id
         log_dir.mkdir(parents=True, exist_ok=True)
-        outcome = run_process(
-            invocation.argv,
-            cwd=context.root,
-            env=worker_env(os.environ, context.worker_index, tmp),
-            log_path=log_dir / f"shard-{job.shard_index}-attempt-{job.attempt}.log",
-            timeout_seconds=job.timeout_seconds,
-            on_poll=on_poll,
-        )
+        env = worker_env(os.environ, context.worker_index, tmp)
+        log_path = log_dir / f"shard-{job.shard_index}-attempt-{job.attempt}.log"
+        server_argv = runner.server_argv() if job.reuse_process else None
+        warm = False
+        if server_argv is None:
+            outcome = run_process(
+                invocation.argv, cwd=context.root, env=env, log_path=log_path,
+                timeout_seconds=job.timeout_seconds, on_poll=on_poll,
+            )
+        else:
+            outcome, warm = _run_warm(job, context, server_argv, invocation, env, log_path,
+                                      on_poll)
         junit = invocation.junit_path
         junit_xml = junit.read_text(encoding="utf-8", errors="replace") if junit.is_file() else None
         return ShardResult(
@@ -181,10 +188,31 @@ def _run_runner(
             worker=context.name, worker_index=context.worker_index, units=job.units,
             outcome=outcome, started_at=started, finished_at=time.time(),
             predicted_seconds=job.predicted_seconds, junit_xml=junit_xml,
-            example_times=runner.example_times(invocation),
+            example_times=runner.example_times(invocation), warm=warm,
         )
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _run_warm(
+    job: ShardJob, context: WorkerContext, server_argv: tuple[str, ...],
+    invocation: Invocation, env: dict[str, str], log_path: Path,
+    on_poll: Callable[[], None] | None,
+) -> tuple[ProcessOutcome, bool]:
+    """The batch in this worker's warm runner (started if needed); True if it was warm.
+
+    A runner is for one run, one framework and one set of runner arguments: another run
+    may be at another commit, and other arguments may load other code.
+    """
+    key = (job.run_id, job.framework, job.runner_args, str(context.root))
+    runner, warm = _warm_runners.get(
+        key, lambda: WarmRunner(key, server_argv, context.root, env, log_path)
+    )
+    outcome = runner.run(
+        invocation.arguments, log_path, timeout_seconds=job.timeout_seconds, on_poll=on_poll
+    )
+    _warm_runners.discard_dead()
+    return outcome, warm
 
 
 def _failed_result(
@@ -208,6 +236,7 @@ def serve(url: str, context: WorkerContext, run_id: str | None, *, burst: bool) 
     try:
         _serve_on(queue.connect(url), run_id, burst=burst)
     finally:
+        _warm_runners.close()
         shutil.rmtree(context.tmp_dir, ignore_errors=True)
 
 

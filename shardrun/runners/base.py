@@ -31,6 +31,13 @@ class Invocation:
     argv: tuple[str, ...]
     junit_path: Path
     json_path: Path | None = None  # rspec's own JSON (example ids + run_time), else None
+    # How many leading argv items name the program ("python", "-m", "pytest"): the rest is
+    # the framework's own command line, which is what a warm runner is sent.
+    program_length: int = 0
+
+    @property
+    def arguments(self) -> tuple[str, ...]:
+        return self.argv[self.program_length:]
 
 
 class Runner(Protocol):
@@ -46,6 +53,13 @@ class Runner(Protocol):
     ) -> Invocation:
         """The argv that runs `units`, writing JUnit XML (and maybe JSON) under `out_dir`."""
         ...
+
+    def server_argv(self) -> tuple[str, ...] | None:
+        """The argv of a warm runner (shardrun/warm.py) for this framework, or None.
+
+        A warm runner takes `Invocation.arguments` batch after batch in one process.
+        """
+        return None
 
     def list_examples_argv(self, files: Sequence[str], out_dir: Path) -> tuple[str, ...] | None:
         """The argv that lists the example ids in `files`, or None if unsupported.

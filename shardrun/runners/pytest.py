@@ -49,7 +49,10 @@ class PytestRunner(Runner):
             *NO_CACHE,
             *extra_args,
         )
-        return Invocation(argv=argv, junit_path=junit_path)
+        return Invocation(argv=argv, junit_path=junit_path, program_length=3)
+
+    def server_argv(self) -> tuple[str, ...] | None:
+        return (self.python, "-m", "shardrun.runners.pytest_server")
 
     def list_examples_argv(self, files: Sequence[str], out_dir: Path) -> tuple[str, ...] | None:
         return (self.python, "-m", "pytest", "--collect-only", "-q", *NO_CACHE,

@@ -20,6 +20,8 @@ from shardrun.runners.base import JUNIT_FILENAME, Invocation, Runner, checked_un
 
 RUN_JSON_FILENAME = "rspec.json"
 LIST_JSON_FILENAME = "rspec-examples.json"
+# The warm runner (shardrun/warm.py) for RSpec, shipped as package data.
+SERVER_SCRIPT = Path(__file__).with_name("rspec_server.rb")
 
 
 def normalize_example_id(example_id: str) -> str:
@@ -49,15 +51,23 @@ class RspecRunner(Runner):
     ) -> Invocation:
         junit_path = out_dir / JUNIT_FILENAME
         json_path = out_dir / RUN_JSON_FILENAME
+        program = self.command()
         argv = (
-            *self.command(),
+            *program,
             *checked_units(units),
             "--format", "progress",
             "--format", "RspecJunitFormatter", "--out", str(junit_path),
             "--format", "json", "--out", str(json_path),
             *extra_args,
         )
-        return Invocation(argv=argv, junit_path=junit_path, json_path=json_path)
+        return Invocation(
+            argv=argv, junit_path=junit_path, json_path=json_path, program_length=len(program)
+        )
+
+    def server_argv(self) -> tuple[str, ...] | None:
+        """`ruby rspec_server.rb`, under `bundle exec` when `command()` uses bundler."""
+        ruby = ("bundle", "exec", "ruby") if self.command()[0] == "bundle" else ("ruby",)
+        return (*ruby, str(SERVER_SCRIPT))
 
     def list_examples_argv(self, files: Sequence[str], out_dir: Path) -> tuple[str, ...] | None:
         """A dry run: loads the files and lists examples without running them."""

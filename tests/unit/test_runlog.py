@@ -26,6 +26,7 @@ from shardrun.runlog import (
     flaky_counts,
     flaky_tests,
     record_run,
+    warm_batch_seconds,
 )
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -133,8 +134,24 @@ def test_batches_are_in_start_order_with_their_files(results: list[ShardResult])
     assert batches[2] == {
         "index": 2, "attempt": 1, "worker": "host:102", "worker_index": 2,
         "start": T0 + 3.0, "end": T0 + 4.0, "predicted_seconds": 1.0, "actual_seconds": 1.0,
-        "case_seconds": 0.5, "outcome": "passed", "unit_count": 1, "units": ["tests/test_c.py"],
+        "case_seconds": 0.5, "outcome": "passed", "warm": False, "unit_count": 1,
+        "units": ["tests/test_c.py"],
     }
+
+
+def test_boot_and_warm_batches_are_measured_apart(results: list[ShardResult]) -> None:
+    """A batch in a warm runner paid no boot: it must not lower the boot estimate, and
+    its own overhead is what queue mode sizes the later batches by."""
+    warm = result(2, ("tests/test_c.py",), worker=2, start=3.0, wall=0.6,
+                  xml=junit(("tests/test_c.py", 0.5)))
+    record = record_of([*results[:2], replace(warm, warm=True)])
+    assert record["batches"][2]["warm"] is True
+    assert record["boot_seconds_per_batch"] == 0.5  # the two cold batches
+    assert record["warm_seconds_per_batch"] == 0.1
+    assert record["boot_overhead_seconds"] == 1.1
+    runs = [record, {"warm_seconds_per_batch": 0.3}, {"warm_seconds_per_batch": None}]
+    assert warm_batch_seconds(runs) == pytest.approx(0.2)
+    assert warm_batch_seconds([{}]) == 0.0
 
 
 def test_record_is_plain_json(results: list[ShardResult]) -> None:

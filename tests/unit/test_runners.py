@@ -82,7 +82,9 @@ def test_rspec_argv_binds_each_out_to_its_format(
         ),
         junit_path=OUT / "junit.xml",
         json_path=OUT / "rspec.json",
+        program_length=1,
     )
+    assert invocation.arguments[:2] == ("spec/a_spec.rb", "spec/b_spec.rb[1:2]")
 
 
 def test_rspec_uses_bundle_exec_with_gemfile_and_bundler(
@@ -97,6 +99,8 @@ def test_rspec_uses_bundle_exec_with_gemfile_and_bundler(
     listing = runner.list_examples_argv(["spec/a_spec.rb"], OUT)
     assert listing is not None
     assert listing[:3] == ("bundle", "exec", "rspec")
+    server = runner.server_argv()
+    assert server is not None and server[:3] == ("bundle", "exec", "ruby")
 
 
 def test_rspec_without_bundler_falls_back_to_rspec(
@@ -193,7 +197,9 @@ def test_pytest_argv(tmp_path: Path) -> None:
         ),
         junit_path=OUT / "junit.xml",
         json_path=None,
+        program_length=3,
     )
+    assert invocation.arguments[0] == "tests/test_a.py"  # what a warm runner is sent
 
 
 def test_pytest_listing_and_no_example_times(tmp_path: Path) -> None:

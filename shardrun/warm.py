@@ -1,0 +1,240 @@
+"""Warm runners: one long-lived test process per worker that runs batch after batch.
+
+Every batch used to be a fresh `rspec` or `python -m pytest` process, so every batch paid
+the interpreter start, the framework's imports and the suite's own boot (for a Rails app,
+seconds). Queue mode wants small batches at the end of a run, exactly where a boot per
+batch costs the most. A warm runner pays the boot once per worker, as knapsack_pro's
+Queue Mode and pytest-xdist do; a later batch costs milliseconds, so the cost model can
+cut the last rounds down to single files (docs/queue.md, "Warm runners").
+
+The runner side is a small server per framework (runners/pytest_server.py,
+runners/rspec_server.rb): one JSON request per line on a pipe, one JSON reply per line on
+another, its stdout and stderr sent to the batch's own log while the batch runs. This
+module supervises it as process.py supervises a one-shot test process: the timeout and
+the lease renewal while a batch runs, CPU time and peak RSS per batch, and no orphans:
+what a batch leaves running is killed when it ends, and a batch that times out or
+crashes takes the whole runner with it, so the next batch starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import subprocess
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from shardrun.models import ProcessOutcome
+from shardrun.process import (
+    KILL_GRACE_SECONDS,
+    TreeMonitor,
+    read_tail,
+    spawn,
+    wait_exited,
+)
+
+# The environment variables that name the pipes' descriptors in the runner.
+REQUEST_FD_VARIABLE = "SHARDRUN_REQUEST_FD"
+REPLY_FD_VARIABLE = "SHARDRUN_REPLY_FD"
+# How long a runner asked to stop (its requests closed) may take before it is killed.
+STOP_GRACE_SECONDS = 2.0
+_READ_BYTES = 65536
+
+
+class WarmRunner:
+    """One runner process and its two pipes. Not thread-safe: one batch at a time."""
+
+    def __init__(
+        self, key: Hashable, argv: Sequence[str], cwd: Path, env: Mapping[str, str],
+        log_path: Path,
+    ) -> None:
+        """Start the runner; its boot output goes to `log_path` (the first batch's log)."""
+        self.key = key
+        self.batches = 0
+        request_read, request_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        inherited = (request_read, reply_write)
+        env = {**env, REQUEST_FD_VARIABLE: str(request_read), REPLY_FD_VARIABLE: str(reply_write)}
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("ab") as log:
+                self._process = spawn(argv, cwd, env, log, pass_fds=inherited)
+        except BaseException:
+            for fd in (request_write, reply_read):
+                os.close(fd)
+            raise
+        finally:
+            for fd in inherited:
+                os.close(fd)
+        self._requests = request_write
+        self._replies = reply_read
+        self._buffer = b""
+        self._monitor = TreeMonitor(psutil.Process(self._process.pid))
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def alive(self) -> bool:
+        """Still running and able to take a batch (between batches only)."""
+        if self._requests < 0 or self._replies < 0:
+            return False
+        return not wait_exited(self.pid, 0.0)
+
+    def run(
+        self,
+        args: Sequence[str],
+        log_path: Path,
+        *,
+        timeout_seconds: float | None,
+        tail_lines: int = 30,
+        poll_interval: float = 0.1,
+        on_poll: Callable[[], None] | None = None,
+    ) -> ProcessOutcome:
+        """Run one batch (`args` as the framework's own command line) and report it.
+
+        A batch that times out, or whose runner dies, kills the runner: `alive()` is False
+        afterwards and the caller starts another for the next batch.
+        """
+        self.batches += 1
+        started = time.monotonic()
+        self._monitor.sample()
+        cpu_before = self._monitor.cpu_seconds
+        self._monitor.peak_rss_bytes = 0
+        reply, timed_out = None, False
+        if self._send({"args": list(args), "log": str(log_path)}):
+            reply, timed_out = self._await_reply(timeout_seconds, poll_interval, on_poll)
+        wall_seconds = time.monotonic() - started
+        self._monitor.sample()
+        if reply is None:
+            exit_code, signal_number = self._kill()
+        else:
+            self._monitor.kill_others(KILL_GRACE_SECONDS)
+            exit_code, signal_number = _exit_status(reply), None
+        return ProcessOutcome(
+            exit_code=exit_code,
+            signal=signal_number,
+            timed_out=timed_out,
+            wall_seconds=wall_seconds,
+            cpu_seconds=max(self._monitor.cpu_seconds - cpu_before, 0.0),
+            peak_rss_bytes=self._monitor.peak_rss_bytes,
+            output_tail=read_tail(log_path, tail_lines) if log_path.is_file() else "",
+        )
+
+    def stop(self) -> None:
+        """Close the requests (the runner exits on EOF); kill it if it does not."""
+        if self._replies < 0:  # already killed and reaped by its last batch
+            return
+        self._close_requests()
+        if not wait_exited(self.pid, STOP_GRACE_SECONDS):
+            self._monitor.kill_all(KILL_GRACE_SECONDS)
+        self._reap()
+
+    def _send(self, request: dict[str, Any]) -> bool:
+        data = (json.dumps(request) + "\n").encode()
+        try:
+            while data:
+                data = data[os.write(self._requests, data):]
+        except OSError:  # EPIPE: the runner is gone
+            return False
+        return True
+
+    def _await_reply(
+        self, timeout_seconds: float | None, poll_interval: float,
+        on_poll: Callable[[], None] | None,
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """The runner's reply, or None when it died or timed out (True as the second)."""
+        deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        while True:
+            wait = poll_interval
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            readable, _, _ = select.select([self._replies], [], [], wait)
+            if readable:
+                data = os.read(self._replies, _READ_BYTES)
+                if not data:  # the runner closed its end: it exited or is exiting
+                    return None, False
+                self._buffer += data
+                if b"\n" in self._buffer:
+                    line, self._buffer = self._buffer.split(b"\n", 1)
+                    return _parse_reply(line), False
+                continue
+            if wait_exited(self.pid, 0.0):
+                return None, False
+            self._monitor.sample()
+            if on_poll is not None:
+                on_poll()
+            if deadline is not None and time.monotonic() >= deadline:
+                return None, True
+
+    def _kill(self) -> tuple[int | None, int | None]:
+        """Kill the whole runner tree; its exit code, or the signal that ended it."""
+        self._close_requests()
+        self._monitor.kill_all(KILL_GRACE_SECONDS)
+        returncode = self._reap()
+        if returncode is None:
+            return None, None
+        return (None, -returncode) if returncode < 0 else (returncode, None)
+
+    def _close_requests(self) -> None:
+        if self._requests >= 0:
+            os.close(self._requests)
+            self._requests = -1
+
+    def _reap(self) -> int | None:
+        with contextlib.suppress(OSError):
+            os.close(self._replies)
+        self._replies = -1
+        try:
+            return self._process.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:  # stuck in the kernel: leave it, report no status
+            return None
+
+
+def _parse_reply(line: bytes) -> dict[str, Any] | None:
+    try:
+        reply = json.loads(line)
+    except ValueError:
+        return None
+    return reply if isinstance(reply, dict) else None
+
+
+def _exit_status(reply: Mapping[str, Any]) -> int:
+    status = reply.get("exit")
+    return status if isinstance(status, int) else 1
+
+
+class WarmRunners:
+    """The one warm runner a worker keeps: for one run and one runner command at a time.
+
+    A new run (or other runner arguments) stops the old runner first: its code and its
+    loaded suite belong to another commit or configuration.
+    """
+
+    def __init__(self) -> None:
+        self._current: WarmRunner | None = None
+
+    def get(self, key: Hashable, start: Callable[[], WarmRunner]) -> tuple[WarmRunner, bool]:
+        """The runner for `key`, and whether it had run a batch before (it is warm)."""
+        current = self._current
+        if current is not None and current.key == key and current.alive():
+            return current, current.batches > 0
+        self.close()
+        self._current = start()
+        return self._current, False
+
+    def discard_dead(self) -> None:
+        """Forget the runner if the last batch killed it."""
+        if self._current is not None and not self._current.alive():
+            self.close()
+
+    def close(self) -> None:
+        if self._current is not None:
+            current, self._current = self._current, None
+            current.stop()

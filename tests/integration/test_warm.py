@@ -1,0 +1,317 @@
+"""Warm runners (shardrun/warm.py) with real rspec and pytest processes.
+
+Each suite's boot (spec_helper.rb, conftest.py) appends its pid to BOOT_LOG, so a test
+can count how often the suite booted. Batches are run the way a worker runs them: the
+runner's own argv, minus the program, sent to one WarmRunner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from support.files import write_files, write_pytest_suite
+from support.runs import clean_env, is_alive, run_options, shardrun
+
+from shardrun.runners import get_runner, worker_env
+from shardrun.runners.base import Runner
+from shardrun.warm import WarmRunner, WarmRunners
+
+BATCH_TIMEOUT = 120.0  # generous: only the hang test is meant to reach its timeout
+
+RSPEC_FILES = {
+    ".rspec": "--require spec_helper\n",
+    "spec/spec_helper.rb": """
+        File.open(ENV.fetch("BOOT_LOG"), "a") { |f| f.puts(Process.pid) }
+    """,
+    "spec/pass_spec.rb": """
+        RSpec.describe "pass" do
+          it "adds" do
+            expect(1 + 1).to eq(2)
+          end
+          it "subtracts" do
+            expect(2 - 1).to eq(1)
+          end
+        end
+    """,
+    "spec/fail_spec.rb": """
+        RSpec.describe "fail" do
+          it "fails first" do
+            expect(1).to eq(2)
+          end
+          it "would pass" do
+            expect(1).to eq(1)
+          end
+        end
+    """,
+    "spec/hang_spec.rb": """
+        RSpec.describe "hang" do
+          it "hangs" do
+            sleep 1000
+          end
+        end
+    """,
+    "spec/leak_spec.rb": """
+        RSpec.describe "leak" do
+          it "leaves a process behind" do
+            pid = Process.spawn("sleep", "1000", pgroup: true)
+            Process.detach(pid)
+            File.write(ENV.fetch("LEAK_PID"), pid.to_s)
+          end
+        end
+    """,
+    "spec/crash_spec.rb": """
+        RSpec.describe "crash" do
+          it "kills its own process" do
+            Process.kill(:KILL, Process.pid)
+          end
+        end
+    """,
+}
+
+PYTEST_FILES = {
+    # pytest imports conftest.py again in every session (it drops a top-level "conftest"
+    # from sys.modules first), but what conftest imports stays in sys.modules: the boot a
+    # warm runner saves is the imports (an app, a framework), as here.
+    "tests/conftest.py": """
+        import suite_boot  # noqa: F401
+    """,
+    "tests/suite_boot.py": """
+        import os
+        with open(os.environ["BOOT_LOG"], "a") as log:
+            log.write(f"{os.getpid()}\\n")
+    """,
+    "tests/test_pass.py": """
+        def test_adds():
+            assert 1 + 1 == 2
+
+        def test_subtracts():
+            assert 2 - 1 == 1
+    """,
+    "tests/test_fail.py": """
+        def test_fails_first():
+            assert 1 == 2
+
+        def test_would_pass():
+            assert 1 == 1
+    """,
+    "tests/test_hang.py": """
+        import time
+
+        def test_hangs():
+            time.sleep(1000)
+    """,
+    "tests/test_leak.py": """
+        import os
+        import subprocess
+
+        def test_leaves_a_process_behind():
+            child = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+            with open(os.environ["LEAK_PID"], "w") as out:
+                out.write(str(child.pid))
+    """,
+    "tests/test_crash.py": """
+        import os
+        import signal
+
+        def test_kills_its_own_process():
+            os.kill(os.getpid(), signal.SIGKILL)
+    """,
+}
+
+
+@dataclass(frozen=True)
+class Suite:
+    framework: str
+    root: Path
+    evidence: Path
+
+    def unit(self, name: str) -> str:
+        return f"spec/{name}_spec.rb" if self.framework == "rspec" else f"tests/test_{name}.py"
+
+    @property
+    def runner(self) -> Runner:
+        return get_runner(self.framework, self.root)
+
+    def boots(self) -> list[int]:
+        log = self.evidence / "boot.log"
+        return [int(line) for line in log.read_text().split()] if log.exists() else []
+
+    def env(self) -> dict[str, str]:
+        extra = {"BOOT_LOG": str(self.evidence / "boot.log"),
+                 "LEAK_PID": str(self.evidence / "leak.pid")}
+        return worker_env(clean_env(**extra), 1, self.evidence)
+
+    def start(self, name: str = "first") -> WarmRunner:
+        argv = self.runner.server_argv()
+        assert argv is not None
+        return WarmRunner("key", argv, self.root, self.env(), self.evidence / f"{name}.log")
+
+    def run(self, warm: WarmRunner, name: str, *extra: str, timeout: float = BATCH_TIMEOUT):
+        out = self.evidence / f"out-{name}-{time.monotonic_ns()}"
+        out.mkdir()
+        invocation = self.runner.invocation([self.unit(name)], out, extra)
+        log = out / "batch.log"
+        outcome = warm.run(invocation.arguments, log, timeout_seconds=timeout)
+        return outcome, batch_cases(invocation.junit_path), log
+
+
+def batch_cases(junit: Path) -> list[tuple[str, str]]:
+    """(name, outcome) per testcase of one batch's JUnit, sorted; [] when there is none
+    (rspec's formatter creates its file empty at the start, and writes it at the end)."""
+    if not junit.is_file() or not junit.stat().st_size:
+        return []
+    cases = []
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        failed = case.find("failure") is not None or case.find("error") is not None
+        cases.append((case.get("name", ""), "failed" if failed else "passed"))
+    return sorted(cases)
+
+
+@pytest.fixture(params=["rspec", "pytest"])
+def suite(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Suite]:
+    framework = request.param
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    if framework == "rspec":
+        request.getfixturevalue("require_ruby")
+        root = write_files(tmp_path / "suite", RSPEC_FILES)
+    else:
+        root = write_pytest_suite(tmp_path / "suite", PYTEST_FILES)
+    yield Suite(framework, root, evidence)
+
+
+def names(cases: list[tuple[str, str]]) -> list[str]:
+    return [name.rsplit(" ", 1)[-1].removeprefix("test_") for name, _ in cases]
+
+
+def test_batches_share_one_boot_and_each_reports_only_its_own_tests(suite: Suite) -> None:
+    warm = suite.start()
+    try:
+        first, first_cases, _ = suite.run(warm, "pass")
+        second, second_cases, second_log = suite.run(warm, "fail")
+        third, third_cases, _ = suite.run(warm, "pass")
+        assert (first.exit_code, second.exit_code, third.exit_code) == (0, 1, 0)
+        assert names(first_cases) == names(third_cases) == ["adds", "subtracts"]
+        assert [outcome for _, outcome in second_cases] == ["failed", "passed"]
+        assert "first" in second_log.read_text()  # the failure went to this batch's log
+        assert "first" in second.output_tail
+        assert suite.boots() == [warm.pid]  # the suite booted once, in the runner
+        assert warm.alive()
+    finally:
+        warm.stop()
+    assert not is_alive(warm.pid)
+
+
+def test_fail_fast_in_one_batch_does_not_stop_the_next(suite: Suite) -> None:
+    warm = suite.start()
+    try:
+        failed, failed_cases, _ = suite.run(warm, "fail", "--exitfirst"
+                                            if suite.framework == "pytest" else "--fail-fast")
+        assert failed.exit_code == 1 and len(failed_cases) == 1
+        passed, passed_cases, _ = suite.run(warm, "pass")
+        assert passed.exit_code == 0 and len(passed_cases) == 2
+    finally:
+        warm.stop()
+
+
+def test_timeout_kills_the_runner_and_the_next_batch_starts_a_new_one(suite: Suite) -> None:
+    runners = WarmRunners()
+    warm, reused = runners.get("key", suite.start)
+    assert not reused
+    try:
+        hung, _, _ = suite.run(warm, "hang", timeout=3.0)
+        assert hung.timed_out
+        assert not warm.alive() and not is_alive(warm.pid)
+        runners.discard_dead()
+        fresh, reused = runners.get("key", lambda: suite.start("second"))
+        assert fresh.pid != warm.pid and not reused
+        outcome, cases, _ = suite.run(fresh, "pass")
+        assert outcome.exit_code == 0 and len(cases) == 2
+        assert runners.get("key", suite.start) == (fresh, True)
+    finally:
+        runners.close()
+
+
+def test_what_a_batch_leaves_running_is_killed_and_the_runner_stays(suite: Suite) -> None:
+    warm = suite.start()
+    try:
+        outcome, _, _ = suite.run(warm, "leak")
+        assert outcome.exit_code == 0
+        leaked = int((suite.evidence / "leak.pid").read_text())
+        assert not is_alive(leaked)
+        assert warm.alive()
+        assert suite.run(warm, "pass")[0].exit_code == 0
+        assert len(suite.boots()) == 1
+    finally:
+        warm.stop()
+
+
+def test_a_runner_killed_mid_batch_reports_the_signal(suite: Suite) -> None:
+    warm = suite.start()
+    try:
+        outcome, cases, _ = suite.run(warm, "crash")
+        assert outcome.signal == 9 and outcome.exit_code is None and not outcome.timed_out
+        assert cases == []
+        assert not warm.alive()
+    finally:
+        warm.stop()
+
+
+def test_another_key_stops_the_old_runner(suite: Suite) -> None:
+    runners = WarmRunners()
+    old, _ = runners.get("run-1", suite.start)
+    try:
+        new, reused = runners.get("run-2", lambda: suite.start("second"))
+        assert not reused and new is not old
+        deadline = time.monotonic() + 5
+        while is_alive(old.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not is_alive(old.pid)
+    finally:
+        runners.close()
+
+
+# --- through `shardrun run`: a worker keeps its runner between batches
+
+
+def run_record(tmp_path: Path) -> dict:
+    history = json.loads((tmp_path / "run-timings.json").read_text())
+    return history["runs"][-1]
+
+
+def suite_with_files(tmp_path: Path, count: int) -> Path:
+    files = {
+        f"tests/test_file{index:02d}.py": f"def test_{index}():\n    assert True\n"
+        for index in range(count)
+    }
+    files["tests/conftest.py"] = PYTEST_FILES["tests/conftest.py"]
+    files["tests/suite_boot.py"] = PYTEST_FILES["tests/suite_boot.py"]
+    return write_pytest_suite(tmp_path / "suite", files)
+
+
+@pytest.mark.parametrize("per_batch", [False, True], ids=["warm", "process-per-batch"])
+def test_run_boots_once_per_worker_unless_asked_for_a_process_per_batch(
+    tmp_path: Path, per_batch: bool
+) -> None:
+    root = suite_with_files(tmp_path, 12)
+    boot_log = tmp_path / "boot.log"
+    flags = ["--process-per-batch"] if per_batch else []
+    completed = shardrun(root, "tests", "--workers", "2", *flags, *run_options(tmp_path),
+                         env=clean_env(BOOT_LOG=str(boot_log)))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    batches = run_record(tmp_path)["batches"]
+    assert len(batches) > 2  # no timings yet: size estimates give several rounds
+    boots = boot_log.read_text().split()
+    if per_batch:
+        assert len(boots) == len(batches) and not any(b["warm"] for b in batches)
+    else:
+        assert len(set(boots)) == len(boots) <= 2
+        assert sum(1 for b in batches if b["warm"]) == len(batches) - len(boots)
+    assert os.path.exists(tmp_path / "run.xml")
