@@ -120,11 +120,13 @@ class Sample:
     wall: float
     batches: int
     boot_per_batch: float  # the record's boot_seconds_per_batch (NaN when absent)
+    warm_per_batch: float  # the record's warm_seconds_per_batch (NaN when absent)
     before_first: float  # command start -> first batch start
     after_last: float  # last batch end -> command exit
     predicted: float  # the plan's own makespan (queue: simulated with its boot estimate)
     # The run's batches in dispatch order, list-scheduled on N workers with what their
-    # units sleep: without boots (the schedule alone), and with the measured boot per batch.
+    # units sleep: without boots (the schedule alone), and with the measured overheads (a
+    # boot for each worker's first batch, the warm overhead for its later ones).
     scheduled: float
     scheduled_with_boots: float
     # The batch whose sleep most exceeds its prediction: slept, predicted, unit count.
@@ -340,27 +342,33 @@ def run_once(prepared: Prepared, workers: int, mode: str) -> Sample:
     batches = record["batches"]
     first_start = min(float(batch["start"]) for batch in batches)
     last_end = max(float(batch["end"]) for batch in batches)
-    boot = math.nan if record.get("boot_seconds_per_batch") is None else float(
-        record["boot_seconds_per_batch"])
+    boot, warm = (math.nan if record.get(key) is None else float(record[key])
+                  for key in ("boot_seconds_per_batch", "warm_seconds_per_batch"))
     ordered = sorted(batches, key=lambda batch: batch["index"])
     slept = [math.fsum(map(prepared.spec.slept, batch["units"])) for batch in ordered]
     worst = max(range(len(ordered)),
                 key=lambda i: slept[i] - float(ordered[i]["predicted_seconds"]))
-    return Sample(wall, len(batches), boot, first_start - started_epoch,
+    return Sample(wall, len(batches), boot, warm, first_start - started_epoch,
                   ended_epoch - last_end, float(record["predicted_makespan"]),
-                  list_schedule(slept, workers, 0.0), list_schedule(slept, workers, boot),
+                  list_schedule(slept, workers, 0.0),
+                  list_schedule(slept, workers, boot, 0.0 if math.isnan(warm) else warm),
                   (slept[worst], float(ordered[worst]["predicted_seconds"]),
                    len(ordered[worst]["units"])),
                   tuple(float(batch["predicted_seconds"]) for batch in ordered),
                   os.getloadavg()[0])
 
 
-def list_schedule(batch_seconds: Sequence[float], workers: int, boot: float) -> float:
-    """Makespan when each of N workers takes the next batch as it frees up, paying `boot`."""
-    free_at = [0.0] * workers
+def list_schedule(
+    batch_seconds: Sequence[float], workers: int, boot: float, warm: float | None = None
+) -> float:
+    """Makespan when each of N workers takes the next batch as it frees up, paying `boot`
+    for its first batch and `warm` (default: `boot` again) for each later one."""
+    later = boot if warm is None else warm
+    free_at = [(0.0, index, boot) for index in range(workers)]
     for seconds in batch_seconds:
-        heapq.heappush(free_at, heapq.heappop(free_at) + boot + seconds)
-    return max(free_at)
+        start, index, cost = heapq.heappop(free_at)
+        heapq.heappush(free_at, (start + cost + seconds, index, later))
+    return max(end for end, _, _ in free_at)
 
 
 def measure(configs: Sequence[tuple[Prepared, int]], rounds: int) -> list[Row]:
@@ -443,14 +451,15 @@ def dominant_table(rows: Sequence[Row], boot: float) -> list[str]:
 OVERHEAD_HEADER = (
     "| suite | N | bound per file s | per test s | queue's predicted makespan s "
     "| most underestimated batch: slept s (predicted s, units) | queue's batches as slept s "
-    "| + measured boots s | boot per batch s (N pytest boots at once) "
+    "| + measured overheads s | boot per worker s (N pytest boots at once) "
+    "| warm batch s "
     "| before first batch s | after last batch s | rest s | queue wall s |"
 )
 
 
 def overhead_table(rows: Sequence[Row], concurrent_boots: Mapping[int, float]) -> list[str]:
     """Queue mode's wall time taken apart: its schedule, its boots, the run's start and end."""
-    lines = [OVERHEAD_HEADER, "|:---|" + "---:|" * 12]
+    lines = [OVERHEAD_HEADER, "|:---|" + "---:|" * 13]
     for row in rows:
         queue = row.cells["queue"]
         slept, predicted, units = queue.typical().worst_batch
@@ -462,6 +471,7 @@ def overhead_table(rows: Sequence[Row], concurrent_boots: Mapping[int, float]) -
             f"| {row.spec.test_bound(row.workers):.2f} | {queue.median('predicted'):.2f} "
             f"| {slept:.2f} ({predicted:.2f}, {units}) | {queue.median('scheduled'):.2f} "
             f"| {with_boots:.2f} | {queue.median('boot_per_batch'):.2f} ({concurrent:.2f}) "
+            f"| {queue.median('warm_per_batch'):.3f} "
             f"| {before:.2f} | {after:.2f} | {queue.wall - with_boots - before - after:.2f} "
             f"| {queue.wall:.2f} |"
         )
@@ -510,7 +520,9 @@ def section(stale: Sequence[Row], dominant: Sequence[Row], machine: Machine,
         "would start it) on a generated suite whose tests only `time.sleep`, timed as a whole",
         "command, from a fresh copy of the history imported with `shardrun timings import",
         ".test_durations` (so no run learns from another, and queue mode always starts from",
-        "its default boot estimate of 0.5 s). The variable keeps the pytest plugins installed",
+        "its default estimates: 0.5 s per boot, 0.05 s per batch in a warm runner). Each",
+        "worker keeps one warm pytest process (shardrun's default; docs/queue.md). The",
+        "variable keeps the pytest plugins installed",
         "here (xdist, benchmark, split, ...) from loading. Within a round the modes alternate,",
         f"static then queue, for every configuration; {args.rounds} rounds; walls are the",
         "median, then every run.",
@@ -553,8 +565,10 @@ def analysis(stale: Sequence[Row], dominant: Sequence[Row], machine: Machine) ->
         "",
         "*Queue's batches as slept* list-schedules the batches a run dispatched, in their",
         "order, on N workers with what their units sleep and no process start: the schedule",
-        "alone. *+ measured boots* adds the run's own boot per batch (batch wall time minus",
-        "its testcase times). *Before first batch* (coordinator start-up, redis-server, N",
+        "alone. *+ measured overheads* adds what the run measured outside testcases (batch",
+        "wall time minus its testcase times): a boot for each worker's first batch, which",
+        "starts its warm runner, and the warm overhead for every later batch. *Before first",
+        "batch* (coordinator start-up, redis-server, N",
         "worker start-ups, the `pytest --collect-only` that lists a split file's examples) and",
         "*after last batch* (stopping the workers, merging the JUnit XML, saving the history)",
         "come from the run record; *rest* is what these leave unexplained. *Most",
@@ -624,7 +638,8 @@ def dominant_findings(rows: Sequence[Row]) -> list[str]:
         f" {queue.wall / row.even_share:.2f} x at N = {row.workers}; the schedule alone is"
         f" {queue.median('scheduled') / row.even_share:.3f} x. Its batches, as predicted:"
         f" {runs_of(predictions)}.{stranded} On top of the schedule come"
-        f" {len(predictions) / row.workers:.1f} boots per worker and {fixed:.2f} s of start"
+        f" {len(predictions) / row.workers:.1f} batches per worker (one boot each, then the"
+        f" warm overhead) and {fixed:.2f} s of start"
         f" and end: {DOMINANT_TARGET} x {row.even_share:.0f} s leaves"
         f" {(DOMINANT_TARGET - 1) * row.even_share:.1f} s for everything that is not a test,"
         f" and on {cpu_count()} CPUs the N + 1 shardrun processes, the redis-server and the"
