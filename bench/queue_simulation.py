@@ -24,16 +24,23 @@ from shardrun.planner import plan_shards
 
 SUITE_SECONDS = 60.0  # each step scaled so version k+1 takes this long in all
 BOOT_SECONDS = 0.25  # a pytest start on a small suite, as measured in bench/queue_modes.py
+WARM_SECONDS = 0.05  # a batch in a warm runner: batching.DEFAULT_WARM_BATCH_SECONDS
 WORKER_COUNTS = (2, 4, 8)
+TARGET = 1.05  # issue 4: queue <= 1.05 x the per-file bound under stale timings
 HEADING = "## Queue mode, simulated on every history step"
 
 
-def makespan(batches: Sequence[Sequence[str]], actual: Mapping[str, float], workers: int) -> float:
-    free = [0.0] * workers
+def makespan(
+    batches: Sequence[Sequence[str]], actual: Mapping[str, float], workers: int,
+    later: float = BOOT_SECONDS, first: float = BOOT_SECONDS,
+) -> float:
+    """List scheduling: each batch to the worker that frees first; a worker's first batch
+    costs `first` on top of its units, every later one `later`."""
+    free = [(0.0, index, first) for index in range(workers)]
     for units in batches:
-        start = heapq.heappop(free)
-        heapq.heappush(free, start + BOOT_SECONDS + sum(actual[unit] for unit in units))
-    return max(free)
+        start, index, cost = heapq.heappop(free)
+        heapq.heappush(free, (start + cost + sum(actual[unit] for unit in units), index, later))
+    return max(end for end, _, _ in free)
 
 
 def step_estimates(old: Mapping[str, float], new: Mapping[str, float]) -> tuple[dict, dict]:
@@ -45,33 +52,54 @@ def step_estimates(old: Mapping[str, float], new: Mapping[str, float]) -> tuple[
     return {file: old[file] * scale if file in old else mean for file in new}, actual
 
 
-def measure() -> dict[int, list[tuple[float, float, float]]]:
-    """Per N: (queue / bound, static / bound, queue / static) for every step."""
-    rows: dict[int, list[tuple[float, float, float]]] = {n: [] for n in WORKER_COUNTS}
+COLUMNS = ("warm", "per_batch", "static", "ideal")
+
+
+def measure() -> dict[int, list[dict[str, float]]]:
+    """Per N and step, each policy's makespan over the per-file bound of version k+1:
+
+    - warm: queue batches planned for warm runners, a boot per worker then 0.05 s a batch;
+    - per_batch: queue batches planned for and paying a boot each (--process-per-batch);
+    - static: the static plan's shards, a boot each;
+    - ideal: the best a queue can do without knowing the new timings: one file per batch,
+      longest predicted first, to whichever worker frees first, at no cost at all.
+    """
+    rows: dict[int, list[dict[str, float]]] = {n: [] for n in WORKER_COUNTS}
     for versions in load_history().values():
         for old, new in itertools.pairwise(versions):
             estimates, actual = step_estimates(sum_by_file(old.durations),
                                                sum_by_file(new.durations))
+            by_prediction = sorted(estimates, key=lambda unit: (-estimates[unit], unit))
             for workers in WORKER_COUNTS:
                 bound = max(max(actual.values()), sum(actual.values()) / workers)
-                shards = [s.units for s in plan_shards(estimates, workers).shards]
-                static = makespan(shards, actual, workers)
-                plan = queue_batches(estimates, workers, BOOT_SECONDS)
-                queue = makespan([batch.units for batch in plan.shards], actual, workers)
-                rows[workers].append((queue / bound, static / bound, queue / static))
+                warm = queue_batches(estimates, workers, WARM_SECONDS).shards
+                cold = queue_batches(estimates, workers, BOOT_SECONDS).shards
+                shards = plan_shards(estimates, workers).shards
+                rows[workers].append({
+                    "warm": makespan([b.units for b in warm], actual, workers, WARM_SECONDS),
+                    "per_batch": makespan([b.units for b in cold], actual, workers),
+                    "static": makespan([s.units for s in shards], actual, workers),
+                    "ideal": makespan([[unit] for unit in by_prediction], actual, workers,
+                                      0.0, 0.0),
+                    "bound": bound,
+                })
     return rows
 
 
-def table(rows: dict[int, list[tuple[float, float, float]]]) -> str:
-    lines = ["| N | steps | queue / bound mean | worst | static / bound mean | worst | "
-             "queue / static mean | best | worst |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for workers, values in rows.items():
-        queue, static, ratio = zip(*values, strict=True)
+def table(rows: dict[int, list[dict[str, float]]]) -> str:
+    lines = ["| N | steps | warm queue / bound mean | worst | steps <= 1.05 "
+             "| queue, boot per batch / bound mean | static / bound mean "
+             "| ideal online / bound mean | worst | steps <= 1.05 |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for workers, steps in rows.items():
+        ratio = {column: [step[column] / step["bound"] for step in steps] for column in COLUMNS}
+        met = {column: sum(1 for value in ratio[column] if value <= TARGET) for column in COLUMNS}
         lines.append(
-            f"| {workers} | {len(values)} | {statistics.mean(queue):.3f} | {max(queue):.3f} | "
-            f"{statistics.mean(static):.3f} | {max(static):.3f} | {statistics.mean(ratio):.3f} | "
-            f"{min(ratio):.3f} | {max(ratio):.3f} |"
+            f"| {workers} | {len(steps)} | {statistics.mean(ratio['warm']):.3f} "
+            f"| {max(ratio['warm']):.3f} | {met['warm']} "
+            f"| {statistics.mean(ratio['per_batch']):.3f} | {statistics.mean(ratio['static']):.3f} "
+            f"| {statistics.mean(ratio['ideal']):.3f} | {max(ratio['ideal']):.3f} "
+            f"| {met['ideal']} |"
         )
     return "\n".join(lines)
 
@@ -83,14 +111,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     body = "\n\n".join([
         provenance(__file__, argv),
         f"Every step k -> k+1 of `../shared/data/timings/history/`, per file, scaled to "
-        f"{SUITE_SECONDS:.0f} s; files new in k+1 get the mean estimate; every batch or shard "
-        f"costs a {BOOT_SECONDS} s boot; *bound* is max(longest file, total / N) of version "
-        "k+1. No processes run: this is what the batch plan alone gains or loses.",
+        f"{SUITE_SECONDS:.0f} s; files new in k+1 get the mean estimate; *bound* is "
+        "max(longest file, total / N) of version k+1. No processes run: this is what the "
+        "batch plan alone gains or loses. *Warm queue*: shardrun's default, batches planned "
+        f"for warm runners, a {BOOT_SECONDS} s boot for each worker's first batch and "
+        f"{WARM_SECONDS} s for each later one. *Boot per batch*: `--process-per-batch`, "
+        f"batches planned for and paying a {BOOT_SECONDS} s boot each. *Static*: the static "
+        "plan's shards. *Ideal online*: one file per batch, longest predicted first, to "
+        "whichever worker frees first, at no cost at all: the best any queue can do that "
+        "orders by the stale timings.",
         table(measure()),
-        "Queue mode beats static shards on average at every N, and loses where a file that "
-        "grew many times over was predicted small and so sits in the last, smallest round: "
-        "no plan made before the run can know that. Shrinking the last rounds further or "
-        "raising the minimum batch (1/256 of a shard, 2 boots) moved the mean by under 0.3%.",
+        "Warm runners let queue mode cut its last rounds down to a few files at little cost, "
+        "which brings it close to the ideal online dispatcher. What is left is not the "
+        "batching: a file that grew many times over since version k was predicted small, so "
+        "every order made from version k runs it last, and no dispatcher that has not seen "
+        "it run can do better. Where the ideal column is above 1.05, the 1.05 target of "
+        "issue 4 is out of reach of any schedule made from stale timings; only splitting "
+        "such files (which needs them recognised as slow) or timings from the same commit "
+        "can meet it.",
     ])
     print(body)
     if args.write:
