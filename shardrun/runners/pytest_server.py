@@ -32,8 +32,10 @@ def main() -> int:
     replies = os.fdopen(_inherited("SHARDRUN_REPLY_FD"), "w", buffering=1)
     import pytest  # after the pipes: a failing import still closes them by exiting
 
+    root = os.getcwd()
     for line in requests:
         request = json.loads(line)
+        os.chdir(root)  # the units are relative to it, whatever a test did to the cwd
         status = run_batch(pytest, request["args"], request["log"])
         replies.write(json.dumps({"exit": status}) + "\n")
     return 0

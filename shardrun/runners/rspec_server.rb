@@ -29,8 +29,10 @@ def reset_rspec
   world.rspec_is_quitting = false if world.respond_to?(:rspec_is_quitting=)
 end
 
+root = Dir.pwd
 while (line = requests.gets)
   request = JSON.parse(line)
+  Dir.chdir(root) # the units are relative to it, whatever a spec did to the cwd
   $stdout.reopen(request.fetch("log"), "a")
   $stderr.reopen($stdout)
   $stdout.sync = true

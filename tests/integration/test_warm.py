@@ -66,6 +66,13 @@ RSPEC_FILES = {
           end
         end
     """,
+    "spec/chdir_spec.rb": """
+        RSpec.describe "chdir" do
+          it "leaves the cwd elsewhere" do
+            Dir.chdir("/")
+          end
+        end
+    """,
     "spec/crash_spec.rb": """
         RSpec.describe "crash" do
           it "kills its own process" do
@@ -115,6 +122,12 @@ PYTEST_FILES = {
             child = subprocess.Popen(["sleep", "1000"], start_new_session=True)
             with open(os.environ["LEAK_PID"], "w") as out:
                 out.write(str(child.pid))
+    """,
+    "tests/test_chdir.py": """
+        import os
+
+        def test_leaves_the_cwd_elsewhere():
+            os.chdir("/")
     """,
     "tests/test_crash.py": """
         import os
@@ -249,6 +262,18 @@ def test_what_a_batch_leaves_running_is_killed_and_the_runner_stays(suite: Suite
         assert warm.alive()
         assert suite.run(warm, "pass")[0].exit_code == 0
         assert len(suite.boots()) == 1
+    finally:
+        warm.stop()
+
+
+def test_a_batch_that_changes_the_cwd_does_not_lose_the_next_batchs_files(
+    suite: Suite,
+) -> None:
+    warm = suite.start()
+    try:
+        assert suite.run(warm, "chdir")[0].exit_code == 0
+        outcome, cases, _ = suite.run(warm, "pass")
+        assert outcome.exit_code == 0 and len(cases) == 2
     finally:
         warm.stop()
 
