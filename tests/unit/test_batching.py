@@ -7,6 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shardrun.batching import (
+    MAX_TAIL_PIECES,
+    TAIL_OVERHEAD_SHARE,
     min_batch_seconds,
     queue_batches,
     simulate,
@@ -43,8 +45,27 @@ def test_no_batch_below_the_boot_worthwhile_minimum_except_a_shards_last(
     plan = queue_batches(estimates, workers, boot)
     minimum = min_batch_seconds(boot)
     short = [b for b in plan.shards if b.predicted_seconds < minimum - 1e-9]
-    # Only the last chunk of a shard (what is left of it) may be short: one per shard.
-    assert len(short) <= workers
+    # Only the last chunk of a shard (what is left of it) may be short, cut into tail
+    # pieces whose batch costs stay within TAIL_OVERHEAD_SHARE of the suite.
+    assert len(short) <= workers * MAX_TAIL_PIECES
+    if boot > 0 and len(short) > workers:
+        extra = len(short) - workers
+        assert extra * boot <= TAIL_OVERHEAD_SHARE * sum(estimates.values()) + 1e-9
+
+
+def test_a_shards_last_chunk_is_cut_by_unit_count_when_batches_are_cheap() -> None:
+    """Tiny-predicted units are the ones that may have grown: with warm runners they are
+    spread over several batches instead of one."""
+    estimates = {"t/test_big.py": 19.0, **{f"t/test_tiny{i:02}.py": 0.01 for i in range(25)}}
+    warm = queue_batches(estimates, 1, boot_seconds=0.05)
+    assert warm.shards[0].units == ("t/test_big.py",)
+    tail = warm.shards[1:]
+    assert len(tail) == 7  # 2% of 19.25 s buys 7 batches of 0.05 s
+    assert TAIL_OVERHEAD_SHARE == 0.02 and MAX_TAIL_PIECES >= 7
+    assert sorted(u for b in tail for u in b.units) == sorted(set(estimates) - {"t/test_big.py"})
+    assert max(len(b.units) for b in tail) - min(len(b.units) for b in tail) <= 1
+    cold = queue_batches(estimates, 1, boot_seconds=0.5)  # 2% of 19.25 s buys no boot
+    assert len(cold.shards) == 2
 
 
 def test_batches_shrink_as_the_run_nears_its_end() -> None:
