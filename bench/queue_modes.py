@@ -66,8 +66,11 @@ MIN_SLEEP_SECONDS = 0.005
 STALE_TARGET = 1.05
 DOMINANT_TARGET = 1.1
 DOMINANT_WORKERS = 4
-DOMINANT_TESTS, DOMINANT_TEST_SECONDS = 80, 0.25
-OTHER_FILES, OTHER_SECONDS = 20, 20.0
+# One file of DOMINANT_TESTS equal tests holds half of the suite's seconds, OTHER_FILES
+# small files the other half; the default suite takes 40 s in all (10 s per worker at
+# N = 4), --dominant-seconds adds larger ones.
+DOMINANT_TESTS, OTHER_FILES = 80, 20
+DOMINANT_SECONDS = (40.0,)
 SEED = 20240611
 BOOT_SAMPLES = 5
 RUN_TIMEOUT_SECONDS = 600.0
@@ -238,20 +241,20 @@ def stale_suite(old: Version, new: Version, total: float) -> SuiteSpec:
     return SuiteSpec(f"{old.name[:10]} -> {new.name[:10]}", tests, history)
 
 
-def dominant_suite() -> SuiteSpec:
-    """One file of DOMINANT_TESTS equal tests (half the total) and OTHER_FILES small files."""
+def dominant_suite(total: float) -> SuiteSpec:
+    """One file of DOMINANT_TESTS equal tests (half of `total`) and OTHER_FILES small files."""
     rng = random.Random(SEED)
     tests = {
-        f"tests/test_dominant.py::test_{number:04d}": DOMINANT_TEST_SECONDS
+        f"tests/test_dominant.py::test_{number:04d}": total / 2 / DOMINANT_TESTS
         for number in range(DOMINANT_TESTS)
     }
     weights = [rng.uniform(0.5, 1.5) for _ in range(OTHER_FILES)]
     for index, weight in enumerate(weights):
-        seconds = OTHER_SECONDS * weight / sum(weights)
+        seconds = total / 2 * weight / sum(weights)
         count = rng.randint(2, 5)
         for number in range(count):
             tests[f"tests/test_small_{index:02d}.py::test_{number:04d}"] = round(seconds / count, 4)
-    return SuiteSpec("one file = 50 %", tests, dict(tests))
+    return SuiteSpec(f"one file = 50 % of {total:.0f} s", tests, dict(tests))
 
 
 def module_source(tests: Sequence[tuple[str, float]]) -> str:
@@ -430,16 +433,16 @@ def stale_table(rows: Sequence[Row]) -> list[str]:
 
 def dominant_table(rows: Sequence[Row], boot: float) -> list[str]:
     lines = [
-        "| N | total / N s | lower bound per file s | static wall s | queue wall s "
+        "| total s | N | total / N s | lower bound per file s | static wall s | queue wall s "
         "| queue batches | queue / (total / N) | queue / (total / N + boot) "
         "| static / (total / N) | target |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
     ]
     for row in rows:
         static, queue = row.cells["static"], row.cells["queue"]
         ratio = queue.wall / row.even_share
         lines.append(
-            f"| {row.workers} | {row.even_share:.2f} | {row.file_bound:.2f} "
+            f"| {row.spec.total:.0f} | {row.workers} | {row.even_share:.2f} | {row.file_bound:.2f} "
             f"| {static.wall:.2f} ({static.walls()}) | {queue.wall:.2f} ({queue.walls()}) "
             f"| {queue.median('batches'):.0f} | {ratio:.3f} "
             f"| {queue.wall / (row.even_share + boot):.3f} | {static.wall / row.even_share:.3f} "
@@ -509,6 +512,29 @@ class Machine:
     load_after: float
 
 
+def _stale_part(stale: Sequence[Row], specs: Sequence[SuiteSpec],
+            args: argparse.Namespace) -> list[str]:
+    """The stale-timings subsection: the steps, what the bounds mean, the table."""
+    return [
+        "### Stale timings: planned from version k, sleeping version k+1",
+        "",
+        f"Steps of `history/{PROJECT}`, each scaled so version k+1 sleeps",
+        f"{args.total_seconds:.0f} s (consecutive tests shorter than "
+        f"{MIN_SLEEP_SECONDS * 1000:.0f} ms once scaled are merged into one):",
+        "",
+        *(f"- {describe_stale(spec)}" for spec in specs),
+        "",
+        "Bounds are those of the slept (k+1) durations: *per file* max(longest file,",
+        "total / N), the target's reference; *per test* what splitting every file could",
+        "reach. *Static plan under k+1* is the makespan of `shardrun plan`'s shards (made",
+        "from version k) under the slept durations: what static mode loses before any",
+        f"process starts. Target: queue <= {STALE_TARGET} x bound per file, and below static.",
+        "",
+        *stale_table(stale),
+        "",
+    ]
+
+
 def section(stale: Sequence[Row], dominant: Sequence[Row], machine: Machine,
             args: argparse.Namespace, argv: Sequence[str] | None) -> str:
     specs = list(dict.fromkeys(row.spec for row in stale))
@@ -527,28 +553,13 @@ def section(stale: Sequence[Row], dominant: Sequence[Row], machine: Machine,
         f"static then queue, for every configuration; {args.rounds} rounds; walls are the",
         "median, then every run.",
         "",
-        "### Stale timings: planned from version k, sleeping version k+1",
-        "",
-        f"Steps of `history/{PROJECT}`, each scaled so version k+1 sleeps",
-        f"{args.total_seconds:.0f} s (consecutive tests shorter than "
-        f"{MIN_SLEEP_SECONDS * 1000:.0f} ms once scaled are merged into one):",
-        "",
-        *(f"- {describe_stale(spec)}" for spec in specs),
-        "",
-        "Bounds are those of the slept (k+1) durations: *per file* max(longest file,",
-        "total / N), the target's reference; *per test* what splitting every file could",
-        "reach. *Static plan under k+1* is the makespan of `shardrun plan`'s shards (made",
-        "from version k) under the slept durations: what static mode loses before any",
-        f"process starts. Target: queue <= {STALE_TARGET} x bound per file, and below static.",
-        "",
-        *stale_table(stale),
-        "",
+        *(_stale_part(stale, specs, args) if stale else []),
         "### One file = 50 % of the suite",
         "",
-        f"`tests/test_dominant.py`: {DOMINANT_TESTS} tests x {DOMINANT_TEST_SECONDS} s;"
-        f" {OTHER_FILES} other files of 2-5 tests, {OTHER_SECONDS:.0f} s together (seed",
+        f"`tests/test_dominant.py`: {DOMINANT_TESTS} equal tests holding half of the total;"
+        f" {OTHER_FILES} other files of 2-5 tests the other half (seed",
         f"{SEED}); the history has the exact durations. Target: queue <= {DOMINANT_TARGET} x"
-        " total / N.",
+        f" total / N. Totals: {', '.join(f'{t:.0f} s' for t in args.dominant_seconds)}.",
         "",
         *dominant_table(dominant, machine.boot),
         "",
@@ -622,28 +633,24 @@ def runs_of(values: Sequence[float]) -> str:
 
 
 def dominant_findings(rows: Sequence[Row]) -> list[str]:
-    if all(map(dominant_met, rows)):
+    missed = [row for row in rows if not dominant_met(row)]
+    if not missed:
         return []
-    row = rows[0]
+    row = missed[0]
     queue = row.cells["queue"]
     predictions = queue.typical().predictions
     fixed = queue.median("before_first") + queue.median("after_last")
-    stranded = (
-        " The last round has fewer than N batches: it runs while the other workers idle."
-        if len(predictions) % row.workers else ""
-    )
     return [
-        "**One dominant file.** Splitting takes static's"
+        f"**One dominant file ({row.spec.total:.0f} s).** Splitting takes static's"
         f" {row.cells['static'].wall / row.even_share:.2f} x total / N to"
         f" {queue.wall / row.even_share:.2f} x at N = {row.workers}; the schedule alone is"
         f" {queue.median('scheduled') / row.even_share:.3f} x. Its batches, as predicted:"
-        f" {runs_of(predictions)}.{stranded} On top of the schedule come"
-        f" {len(predictions) / row.workers:.1f} batches per worker (one boot each, then the"
-        f" warm overhead) and {fixed:.2f} s of start"
-        f" and end: {DOMINANT_TARGET} x {row.even_share:.0f} s leaves"
-        f" {(DOMINANT_TARGET - 1) * row.even_share:.1f} s for everything that is not a test,"
-        f" and on {cpu_count()} CPUs the N + 1 shardrun processes, the redis-server and the"
-        " N concurrent pytest boots share it.",
+        f" {runs_of(predictions)}. On top of the schedule come one boot per worker, the"
+        f" warm overhead of {len(predictions) / row.workers - 1:.1f} more batches per worker,"
+        f" and {fixed:.2f} s of start and end: {DOMINANT_TARGET} x {row.even_share:.0f} s"
+        f" leaves {(DOMINANT_TARGET - 1) * row.even_share:.1f} s for everything that is not"
+        f" a test, and on {cpu_count()} CPUs the N + 1 shardrun processes, the redis-server"
+        " and the N concurrent pytest boots share it.",
     ]
 
 
@@ -681,12 +688,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--dominant-workers", type=int, nargs="*", default=[DOMINANT_WORKERS],
                         help="Worker counts of the dominant-file scenario (none: skip).")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--dominant-seconds", type=float, nargs="+",
+                        default=list(DOMINANT_SECONDS),
+                        help="Totals of the dominant-file suites (seconds).")
     parser.add_argument("--total-seconds", type=float, default=TOTAL_SECONDS,
                         help="What version k+1 sleeps in all.")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="Write the suites here and keep them (default: a temp dir).")
     parser.add_argument("--write", type=Path, metavar="MARKDOWN",
                         help=f"Rewrite the {HEADING!r} section of this file.")
+    parser.add_argument("--heading", default=HEADING,
+                        help="The section to rewrite (another one keeps the full run's).")
     return parser.parse_args(argv)
 
 
@@ -705,21 +717,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         stale_specs = step_suites(args.steps, args.total_seconds)
         prepared = [write_suite(root / f"stale-{step}", spec)
                     for step, spec in zip(args.steps, stale_specs, strict=True)]
-        big = write_suite(root / "dominant", dominant_suite())
+        bigs = [write_suite(root / f"dominant-{total:.0f}", dominant_suite(total))
+                for total in args.dominant_seconds]
         configs = [(suite, workers) for suite in prepared for workers in args.workers]
-        configs += [(big, workers) for workers in args.dominant_workers]
+        configs += [(big, workers) for big in bigs for workers in args.dominant_workers]
         rows = measure(configs, args.rounds)
         machine = measure_machine(root / "boot", [*args.workers, *args.dominant_workers],
                                   load_before)
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
-    stale = [row for row in rows if row.spec is not big.spec]
-    dominant = [row for row in rows if row.spec is big.spec]
+    big_specs = [big.spec for big in bigs]
+    stale = [row for row in rows if row.spec not in big_specs]
+    dominant = [row for row in rows if row.spec in big_specs]
     body = section(stale, dominant, machine, args, argv)
     print(body)
     if args.write:
-        write_section(args.write, HEADING, body)
+        write_section(args.write, args.heading, body)
     return 0 if all(map(stale_met, stale)) and all(map(dominant_met, dominant)) else 1
 
 

@@ -151,7 +151,9 @@ class Outcome:
     before: float = math.nan  # command start -> first batch start
     after: float = math.nan  # last batch end -> command exit
     batches: float = math.nan
-    boot: float = math.nan  # per batch: batch wall - its testcases' seconds (median)
+    # The run record's boot_seconds_per_batch: wall minus testcase seconds of the batches
+    # that started their process (with warm runners, each worker's first batch).
+    boot: float = math.nan
     examples: float = math.nan  # units that were examples of a split file
     last_worker: float = math.nan  # worker index of the batch that ended last
     foreign: float = math.nan  # cores other processes kept busy, on average, during it
@@ -440,8 +442,8 @@ def losses(scenarios: Sequence[Scenario], cells: Mapping[tuple[str, int], Cell],
                 f"{cell.ratio(QUEUE):.3f}, target {scenario.target}). Outside its batches: "
                 f"{cell.median(QUEUE, 'before'):.2f} s before the first, "
                 f"{cell.median(QUEUE, 'after'):.2f} s after the last; "
-                f"{cell.median(QUEUE, 'batches'):.0f} batches for {count} workers at "
-                f"{cell.median(QUEUE, 'boot'):.2f} s of boot each"
+                f"{cell.median(QUEUE, 'batches'):.0f} batches for {count} workers, "
+                f"{cell.median(QUEUE, 'boot'):.2f} s of boot per worker"
                 + (f"; {cell.median(QUEUE, 'examples'):.0f} units were examples of the split "
                    "file" if cell.median(QUEUE, "examples") else "; no file split")
                 + f". Static: {cell.median(STATIC):.2f} s ({cell.ratio(STATIC):.3f})."
@@ -465,12 +467,13 @@ def why(scenarios: Sequence[Scenario], cells: Mapping[tuple[str, int], Cell],
         + (f" With exact timings static mode runs one rspec process per worker, as the "
            f"peers do, and still takes {statistics.median(fixed):.2f} s (median over N) "
            "longer than the best peer." if fixed else ""),
-        f"- *A boot per batch.* Every batch is one rspec process that boots the app again "
-        f"(measured {boots:.2f} s per batch, median: Ruby, rspec, the JUnit formatter and "
-        f"spec_helper's {BOOT_SECONDS} s). Queue mode buys balance with extra batches; the "
-        "history it starts from holds one earlier run's record, so it sizes them with the "
-        "boot that run measured. Splitting a file costs "
-        "one more boot before the first batch: `rspec --dry-run` lists its examples.",
+        f"- *One boot per worker, after its own start.* Each worker boots one warm rspec "
+        f"process when its first batch arrives (measured {boots:.2f} s, median: Ruby, rspec, "
+        f"the JUnit formatter and spec_helper's {BOOT_SECONDS} s) and runs every later batch "
+        "in it, so queue mode's extra batches cost little; but that boot starts only once "
+        "the worker's own Python process is up and the first batch is queued, where a "
+        "peer's rspec processes start at once. Splitting a file costs one more boot before "
+        "the first batch: `rspec --dry-run` lists its examples.",
         *static_like(cells, workers),
         *unreachable(scenarios, cells, workers),
         *slow_tail(cells, workers),
@@ -649,7 +652,36 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
                         help="Also save every run's numbers here.")
     parser.add_argument("--write", type=Path, metavar="MARKDOWN",
                         help=f"Rewrite the {HEADING!r} section of this file.")
+    parser.add_argument("--from-results", type=Path, metavar="JSON",
+                        help="Measure nothing: write the section from a --results file.")
+    parser.add_argument("--loads", type=float, nargs=2, default=(math.nan, math.nan),
+                        metavar=("START", "END"),
+                        help="With --from-results: the load averages the run saw.")
     return parser.parse_args(argv)
+
+
+def load_results(path: Path) -> dict[tuple[str, int], Cell]:
+    """The cells save_results wrote."""
+    cells: dict[tuple[str, int], Cell] = {}
+    for name, runs in json.loads(path.read_text()).items():
+        key, workers = name.split(" N=")
+        cells[(key, int(workers))] = Cell({tool: [Outcome(**outcome) for outcome in outcomes]
+                                           for tool, outcomes in runs.items()})
+    return cells
+
+
+def shown(arguments: Sequence[str]) -> list[str]:
+    """The measuring command as the section shows it: without the re-rendering options."""
+    kept: list[str] = []
+    skip = 0
+    for argument in arguments:
+        if skip:
+            skip -= 1
+        elif argument in ("--from-results", "--loads"):
+            skip = 1 if argument == "--from-results" else 2
+        else:
+            kept.append(argument)
+    return kept
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -659,19 +691,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                         typical_history_step(HISTORY_PROJECT, files=FILES,
                                              max_share=MAX_SHARE))
     scenarios = build_scenarios(settings)
-    wait_for_other_benchmarks()
-    root = args.keep or Path(tempfile.mkdtemp(prefix="shardrun-rspec-peers-"))
-    load = os.getloadavg()[0]
-    try:
-        cells = measure(root, scenarios, settings)
-    finally:
-        if args.keep is None:
-            shutil.rmtree(root, ignore_errors=True)
-    body = section(scenarios, cells, settings, arguments, (load, os.getloadavg()[0]))
+    if args.from_results:
+        cells, loads = load_results(args.from_results), tuple(args.loads)
+    else:
+        wait_for_other_benchmarks()
+        root = args.keep or Path(tempfile.mkdtemp(prefix="shardrun-rspec-peers-"))
+        load = os.getloadavg()[0]
+        try:
+            cells = measure(root, scenarios, settings)
+        finally:
+            if args.keep is None:
+                shutil.rmtree(root, ignore_errors=True)
+        loads = (load, os.getloadavg()[0])
+    body = section(scenarios, cells, settings, shown(arguments), loads)
     print(body)
     if args.write:
         write_section(args.write, HEADING, body)
-    if args.results:
+    if args.results and not args.from_results:
         save_results(args.results, cells)
     met = all(cells[(scenario.key, count)].ratio(QUEUE) <= scenario.target
               for scenario in scenarios for count in settings.workers)

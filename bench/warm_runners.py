@@ -1,0 +1,150 @@
+"""Warm runners over many batches: does a long-lived rspec or pytest process grow?
+
+knapsack_pro's Queue Mode runs every batch of a CI node in one RSpec process, and its
+users found it leaking memory batch after batch (knapsack_pro-ruby #200). shardrun's
+warm runners (shardrun/warm.py) do the same, one process per worker, so this runs the
+same batch (the two fast files of each bundled example suite) BATCHES times in one warm
+runner and reads the runner's RSS as it goes, plus what a batch costs beside its tests,
+against a fresh process per batch.
+
+    python bench/warm_runners.py [--batches 300] [--write docs/benchmarks.md]
+
+Exits 1 when the runner's RSS after the last batch is more than MAX_GROWTH x its RSS
+after the tenth (the first batches load code that stays loaded, which is the point).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+from _datasets import provenance, write_section
+
+from shardrun.models import ProcessOutcome
+from shardrun.process import run_process
+from shardrun.runners import Invocation, Runner, get_runner, worker_env
+from shardrun.warm import WarmRunner
+
+HEADING = "## Warm runners over many batches"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SUITES = {
+    "rspec": ("spec/lib/calculator_spec.rb", "spec/lib/string_utils_spec.rb"),
+    "pytest": ("tests/lib/test_calculator.py", "tests/lib/test_string_utils.py"),
+}
+BATCHES = 300
+COLD_BATCHES = 20  # fresh processes to compare with: enough for a median
+MARKS = (1, 10, 100, 300, 1000)
+MAX_GROWTH = 1.5
+
+
+@dataclass(frozen=True)
+class Measured:
+    framework: str
+    rss_mb: dict[int, float]  # after batch n
+    warm_batch: float  # median wall time of a warm batch, seconds
+    cold_batch: float  # median wall time of the same batch in a fresh process
+
+    @property
+    def growth(self) -> float:
+        last = max(self.rss_mb)
+        return self.rss_mb[last] / self.rss_mb[10]
+
+
+def measure(framework: str, batches: int, scratch: Path) -> Measured:
+    root = EXAMPLES / framework
+    runner = get_runner(framework, root)
+    env = worker_env({**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}, 1, scratch)
+    server = runner.server_argv()
+    assert server is not None
+    warm = WarmRunner(framework, server, root, env, scratch / "boot.log")
+    rss: dict[int, float] = {}
+    walls: list[float] = []
+    try:
+        for number in range(1, batches + 1):
+            walls.append(_batch(runner, scratch, lambda inv, log: warm.run(
+                inv.arguments, log, timeout_seconds=120)))
+            if number in MARKS or number == batches:
+                rss[number] = psutil.Process(warm.pid).memory_info().rss / 2**20
+    finally:
+        warm.stop()
+    cold = [
+        _batch(runner, scratch, lambda inv, log: run_process(
+            inv.argv, cwd=root, env=env, log_path=log, timeout_seconds=120))
+        for _ in range(COLD_BATCHES)
+    ]
+    return Measured(framework, rss, statistics.median(walls), statistics.median(cold))
+
+
+def _batch(
+    runner: Runner, scratch: Path, run: Callable[[Invocation, Path], ProcessOutcome]
+) -> float:
+    """Wall seconds of one batch of the suite's fast files, run by `run`."""
+    out = Path(tempfile.mkdtemp(dir=scratch))
+    invocation = runner.invocation(SUITES[runner.name], out)
+    started = time.monotonic()
+    outcome = run(invocation, out / "batch.log")
+    wall = time.monotonic() - started
+    if outcome.exit_code != 0:
+        sys.exit(f"{runner.name} batch failed: {outcome.output_tail}")
+    shutil.rmtree(out)
+    return wall
+
+
+def table(rows: Sequence[Measured]) -> list[str]:
+    marks = sorted({mark for row in rows for mark in row.rss_mb})
+    lines = [
+        "| runner | " + " | ".join(f"RSS after {mark} MB" for mark in marks)
+        + " | last / 10th | batch in a warm runner s | in a fresh process s |",
+        "|:---|" + "---:|" * (len(marks) + 3),
+    ]
+    for row in rows:
+        cells = " | ".join(f"{row.rss_mb.get(mark, float('nan')):.1f}" for mark in marks)
+        lines.append(f"| {row.framework} | {cells} | {row.growth:.2f} "
+                     f"| {row.warm_batch:.3f} | {row.cold_batch:.3f} |")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--batches", type=int, default=BATCHES)
+    parser.add_argument("--frameworks", nargs="+", default=[
+        name for name in SUITES if name != "rspec" or shutil.which("rspec")])
+    parser.add_argument("--write", type=Path, metavar="MARKDOWN")
+    args = parser.parse_args(argv)
+    scratch = Path(tempfile.mkdtemp(prefix="shardrun-warm-bench-"))
+    try:
+        rows = [measure(framework, args.batches, scratch) for framework in args.frameworks]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    met = all(row.growth <= MAX_GROWTH for row in rows)
+    body = "\n".join([
+        provenance(__file__, argv),
+        "",
+        "The two fast files of each bundled example suite (7 examples, about 5 ms of test",
+        f"work), run {args.batches} times in one warm runner, as a worker runs its batches;",
+        "RSS is the runner process's after batch n. Then the same batch in a fresh process",
+        f"({COLD_BATCHES} times, median), which is what every batch cost before warm runners",
+        "and still costs with `--process-per-batch`. Target: RSS after the last batch <= "
+        f"{MAX_GROWTH} x after the 10th.",
+        "",
+        *table(rows),
+        "",
+        f"Target {'met' if met else 'missed'}.",
+    ])
+    print(body)
+    if args.write:
+        write_section(args.write, HEADING, body)
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
