@@ -508,21 +508,22 @@ def why(rows: Sequence[Row], boot: float) -> list[str]:
         cells = ", ".join(f"{row.scenario.key} N = {row.workers}" for row in one_per_worker)
         lines.append(
             f"- *No batches to rebalance* ({cells}): queue mode made one batch per worker. "
-            "With the boot it measured in the warm-up run, a worker's share of this "
-            f"{TOTAL_SECONDS:.0f} s suite is under two of its smallest worthwhile batches "
-            "(4 boots), so the queue "
-            "ran the static plan: nothing was left that a fast worker could take over from "
-            "a slow one (S4) or from one whose files grew (S2)."
+            f"A worker's share of this {TOTAL_SECONDS:.0f} s suite was under two of its "
+            "smallest worthwhile batches, so the queue ran the static plan: nothing was left "
+            "that a fast worker could take over from a slow one (S4) or from one whose files "
+            "grew (S2)."
         )
     lines += [
         "- *Tests, not files.* pytest-split and xdist place single tests. Under stale "
         "timings (S2) pytest-split spreads each file's tests over all groups, so a file "
         "that grew is shared by all of them; shardrun plans whole files and splits only "
         "a file longer than a first-round batch, so a grown file lands on one worker.",
-        "- *A boot per batch.* xdist's N processes boot once and take tests one at a time "
-        "(worksteal also takes queued ones back), so its slow `gw0` just runs fewer tests "
-        "(S4). Every shardrun batch is a new pytest process that boots again, and S3's "
-        "split file costs a `pytest --collect-only` before the first batch "
+        "- *Sessions, not a session.* xdist's N processes boot once and take tests one at a "
+        "time (worksteal also takes queued ones back), so its slow `gw0` just runs fewer "
+        "tests (S4). A shardrun worker also keeps one warm pytest process, but runs each "
+        "batch as a `pytest.main` session of its own (collection, session fixtures, a "
+        "JUnit file, and conftest.py's top-level code again), and S3's split file costs a "
+        "`pytest --collect-only` before the first batch "
         f"({median_of('before_first', 'shardrun queue', ('S3',)):.2f} s to the first "
         f"batch against {median_of('before_first', 'shardrun queue', ('S1',)):.2f} s in S1).",
     ]
