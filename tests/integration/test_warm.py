@@ -7,6 +7,7 @@ runner's own argv, minus the program, sent to one WarmRunner.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -161,6 +162,15 @@ class Suite:
                  "LEAK_PID": str(self.evidence / "leak.pid")}
         return worker_env(clean_env(**extra), 1, self.evidence)
 
+    @contextlib.contextmanager
+    def started(self) -> Iterator[WarmRunner]:
+        """A runner for one test, stopped whatever the test asserts."""
+        warm = self.start()
+        try:
+            yield warm
+        finally:
+            warm.stop()
+
     def start(self, name: str = "first") -> WarmRunner:
         argv = self.runner.server_argv()
         assert argv is not None
@@ -205,8 +215,7 @@ def names(cases: list[tuple[str, str]]) -> list[str]:
 
 
 def test_batches_share_one_boot_and_each_reports_only_its_own_tests(suite: Suite) -> None:
-    warm = suite.start()
-    try:
+    with suite.started() as warm:
         first, first_cases, _ = suite.run(warm, "pass")
         second, second_cases, second_log = suite.run(warm, "fail")
         third, third_cases, _ = suite.run(warm, "pass")
@@ -217,21 +226,16 @@ def test_batches_share_one_boot_and_each_reports_only_its_own_tests(suite: Suite
         assert "first" in second.output_tail
         assert suite.boots() == [warm.pid]  # the suite booted once, in the runner
         assert warm.alive()
-    finally:
-        warm.stop()
     assert not is_alive(warm.pid)
 
 
 def test_fail_fast_in_one_batch_does_not_stop_the_next(suite: Suite) -> None:
-    warm = suite.start()
-    try:
+    with suite.started() as warm:
         failed, failed_cases, _ = suite.run(warm, "fail", "--exitfirst"
                                             if suite.framework == "pytest" else "--fail-fast")
         assert failed.exit_code == 1 and len(failed_cases) == 1
         passed, passed_cases, _ = suite.run(warm, "pass")
         assert passed.exit_code == 0 and len(passed_cases) == 2
-    finally:
-        warm.stop()
 
 
 def test_timeout_kills_the_runner_and_the_next_batch_starts_a_new_one(suite: Suite) -> None:
@@ -253,8 +257,7 @@ def test_timeout_kills_the_runner_and_the_next_batch_starts_a_new_one(suite: Sui
 
 
 def test_what_a_batch_leaves_running_is_killed_and_the_runner_stays(suite: Suite) -> None:
-    warm = suite.start()
-    try:
+    with suite.started() as warm:
         outcome, _, _ = suite.run(warm, "leak")
         assert outcome.exit_code == 0
         leaked = int((suite.evidence / "leak.pid").read_text())
@@ -262,31 +265,23 @@ def test_what_a_batch_leaves_running_is_killed_and_the_runner_stays(suite: Suite
         assert warm.alive()
         assert suite.run(warm, "pass")[0].exit_code == 0
         assert len(suite.boots()) == 1
-    finally:
-        warm.stop()
 
 
 def test_a_batch_that_changes_the_cwd_does_not_lose_the_next_batchs_files(
     suite: Suite,
 ) -> None:
-    warm = suite.start()
-    try:
+    with suite.started() as warm:
         assert suite.run(warm, "chdir")[0].exit_code == 0
         outcome, cases, _ = suite.run(warm, "pass")
         assert outcome.exit_code == 0 and len(cases) == 2
-    finally:
-        warm.stop()
 
 
 def test_a_runner_killed_mid_batch_reports_the_signal(suite: Suite) -> None:
-    warm = suite.start()
-    try:
+    with suite.started() as warm:
         outcome, cases, _ = suite.run(warm, "crash")
         assert outcome.signal == 9 and outcome.exit_code is None and not outcome.timed_out
         assert cases == []
         assert not warm.alive()
-    finally:
-        warm.stop()
 
 
 def test_another_key_stops_the_old_runner(suite: Suite) -> None:
