@@ -10,7 +10,8 @@ against a fresh process per batch.
     python bench/warm_runners.py [--batches 300] [--write docs/benchmarks.md]
 
 Exits 1 when the runner's RSS after the last batch is more than MAX_GROWTH x its RSS
-after the tenth (the first batches load code that stays loaded, which is the point).
+after the tenth (the first batches load code that stays loaded, which is the point), or
+when it holds more open files than after the tenth.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ MAX_GROWTH = 1.5
 class Measured:
     framework: str
     rss_mb: dict[int, float]  # after batch n
+    open_files: dict[int, int]  # the runner's open file descriptors after batch n
     warm_batch: float  # median wall time of a warm batch, seconds
     cold_batch: float  # median wall time of the same batch in a fresh process
 
@@ -57,6 +59,11 @@ class Measured:
     def growth(self) -> float:
         last = max(self.rss_mb)
         return self.rss_mb[last] / self.rss_mb[10]
+
+    @property
+    def files_kept(self) -> int:
+        """Descriptors opened after the 10th batch and still open after the last."""
+        return self.open_files[max(self.open_files)] - self.open_files[10]
 
 
 def measure(framework: str, batches: int, scratch: Path) -> Measured:
@@ -67,13 +74,16 @@ def measure(framework: str, batches: int, scratch: Path) -> Measured:
     assert server is not None
     warm = WarmRunner(framework, server, root, env, scratch / "boot.log")
     rss: dict[int, float] = {}
+    files: dict[int, int] = {}
     walls: list[float] = []
     try:
         for number in range(1, batches + 1):
             walls.append(_batch(runner, scratch, lambda inv, log: warm.run(
                 inv.arguments, log, timeout_seconds=120)))
             if number in MARKS or number == batches:
-                rss[number] = psutil.Process(warm.pid).memory_info().rss / 2**20
+                process = psutil.Process(warm.pid)
+                rss[number] = process.memory_info().rss / 2**20
+                files[number] = process.num_fds()
     finally:
         warm.stop()
     cold = [
@@ -81,7 +91,7 @@ def measure(framework: str, batches: int, scratch: Path) -> Measured:
             inv.argv, cwd=root, env=env, log_path=log, timeout_seconds=120))
         for _ in range(COLD_BATCHES)
     ]
-    return Measured(framework, rss, statistics.median(walls), statistics.median(cold))
+    return Measured(framework, rss, files, statistics.median(walls), statistics.median(cold))
 
 
 def _batch(
@@ -103,12 +113,12 @@ def table(rows: Sequence[Measured]) -> list[str]:
     marks = sorted({mark for row in rows for mark in row.rss_mb})
     lines = [
         "| runner | " + " | ".join(f"RSS after {mark} MB" for mark in marks)
-        + " | last / 10th | batch in a warm runner s | in a fresh process s |",
-        "|:---|" + "---:|" * (len(marks) + 3),
+        + " | last / 10th | files kept open | batch in a warm runner s | in a fresh process s |",
+        "|:---|" + "---:|" * (len(marks) + 4),
     ]
     for row in rows:
         cells = " | ".join(f"{row.rss_mb.get(mark, float('nan')):.1f}" for mark in marks)
-        lines.append(f"| {row.framework} | {cells} | {row.growth:.2f} "
+        lines.append(f"| {row.framework} | {cells} | {row.growth:.2f} | {row.files_kept} "
                      f"| {row.warm_batch:.3f} | {row.cold_batch:.3f} |")
     return lines
 
@@ -125,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = [measure(framework, args.batches, scratch) for framework in args.frameworks]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    met = all(row.growth <= MAX_GROWTH for row in rows)
+    met = all(row.growth <= MAX_GROWTH and row.files_kept <= 0 for row in rows)
     body = "\n".join([
         provenance(__file__, argv),
         "",
@@ -134,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "RSS is the runner process's after batch n. Then the same batch in a fresh process",
         f"({COLD_BATCHES} times, median), which is what every batch cost before warm runners",
         "and still costs with `--process-per-batch`. Target: RSS after the last batch <= "
-        f"{MAX_GROWTH} x after the 10th.",
+        f"{MAX_GROWTH} x after the 10th, and no file descriptor opened after the 10th",
+        "batch still open after the last (files kept open).",
         "",
         *table(rows),
         "",

@@ -74,6 +74,24 @@ RSPEC_FILES = {
           end
         end
     """,
+    # RSpec keeps every batch's example groups alive unless the runner drops the
+    # references RSpec.clear_examples leaves (rspec-core #2767, knapsack_pro-ruby #200).
+    "spec/retained_spec.rb": """
+        RSpec.describe "retained" do
+          shared_examples "a shared group" do
+            it("runs") { expect(1).to eq(1) }
+          end
+          it_behaves_like "a shared group"
+          it "sees no example group left from an earlier batch" do
+            GC.start
+            groups = ObjectSpace.each_object(Class).count { |c| c < RSpec::Core::ExampleGroup }
+            expect(groups).to be < 10
+          end
+          it "sees no file left open by an earlier batch" do
+            expect(Dir.children("/proc/self/fd").size).to be < 40
+          end
+        end
+    """,
     "spec/crash_spec.rb": """
         RSpec.describe "crash" do
           it "kills its own process" do
@@ -108,6 +126,23 @@ PYTEST_FILES = {
 
         def test_would_pass():
             assert 1 == 1
+    """,
+    "tests/test_retained.py": """
+        import gc
+        import os
+
+        import _pytest.main
+
+        def test_runs():
+            assert True
+
+        def test_sees_no_session_left_from_an_earlier_batch():
+            gc.collect()
+            sessions = [o for o in gc.get_objects() if isinstance(o, _pytest.main.Session)]
+            assert len(sessions) < 3
+
+        def test_sees_no_file_left_open_by_an_earlier_batch():
+            assert len(os.listdir("/proc/self/fd")) < 40
     """,
     "tests/test_hang.py": """
         import time
@@ -282,6 +317,14 @@ def test_a_runner_killed_mid_batch_reports_the_signal(suite: Suite) -> None:
         assert outcome.signal == 9 and outcome.exit_code is None and not outcome.timed_out
         assert cases == []
         assert not warm.alive()
+
+
+def test_a_runner_keeps_nothing_of_earlier_batches(suite: Suite) -> None:
+    with suite.started() as warm:
+        for _ in range(30):
+            outcome, cases, log = suite.run(warm, "retained")
+        assert outcome.exit_code == 0, log.read_text()
+        assert [outcome for _, outcome in cases] == ["passed"] * 3
 
 
 def test_another_key_stops_the_old_runner(suite: Suite) -> None:
