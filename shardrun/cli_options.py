@@ -67,6 +67,9 @@ _EXECUTION_OPTIONS = (
     click.option("--process-per-batch", is_flag=True, default=False,
                  help="A fresh test process for every batch, instead of one warm rspec or "
                       "pytest process per worker (for suites that leak state between files)."),
+    click.option("--runner-max-rss", type=click.IntRange(min=1), default=None, metavar="MB",
+                 help="Restart a worker's warm runner after a batch leaves it above MB of "
+                      "memory, for suites whose code leaks (default: never)."),
     timings_option,
     from_junit_option,
     framework_option,

@@ -32,7 +32,7 @@ def _run_options(
         request, redis_url, settings["junit_out"], runner_args, settings["command_template"],
         settings["timeout"], settings["mode"], settings["retries"], settings["max_attempts"],
         settings["fail_fast"], settings["redis_timeout"], settings["lease_seconds"],
-        settings["process_per_batch"],
+        settings["process_per_batch"], settings["runner_max_rss"],
     )
 
 

@@ -77,6 +77,7 @@ class RunOptions:
     redis_timeout: float = REDIS_TIMEOUT_SECONDS
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     process_per_batch: bool = False  # no warm runners (shardrun/warm.py)
+    runner_max_rss_mb: int | None = None  # restart a warm runner above this RSS
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,7 @@ def batch_jobs(
             commit=commit,
             lease_seconds=options.lease_seconds,
             reuse_process=not options.process_per_batch,
+            runner_max_rss_mb=options.runner_max_rss_mb,
         )
         for shard in shards
     ]

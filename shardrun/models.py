@@ -105,6 +105,9 @@ class ShardJob:
     # Run in the worker's warm runner (shardrun/warm.py) when the framework has one;
     # False starts a fresh test process for the batch (--process-per-batch).
     reuse_process: bool = True
+    # After a batch, a warm runner above this many MB of RSS is stopped; the next batch
+    # boots a fresh one (--runner-max-rss). None: never.
+    runner_max_rss_mb: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -81,6 +81,13 @@ class WarmRunner:
     def pid(self) -> int:
         return self._process.pid
 
+    def rss_bytes(self) -> int:
+        """The runner's own resident memory now (0 once it is gone)."""
+        try:
+            return psutil.Process(self.pid).memory_info().rss
+        except psutil.Error:
+            return 0
+
     def alive(self) -> bool:
         """Still running and able to take a batch (between batches only)."""
         if self._requests < 0 or self._replies < 0:
@@ -228,6 +235,21 @@ class WarmRunners:
         self.close()
         self._current = start()
         return self._current, False
+
+    def recycle_above(self, max_rss_bytes: int | None) -> int | None:
+        """Stop the runner if it holds more than `max_rss_bytes`; the RSS it had, if so.
+
+        For suites whose own code leaks (a cache that only grows, a global registry): a
+        fresh runner costs one boot, against a worker killed for its memory mid-run.
+        """
+        current = self._current
+        if current is None or max_rss_bytes is None:
+            return None
+        rss = current.rss_bytes()
+        if rss <= max_rss_bytes:
+            return None
+        self.close()
+        return rss
 
     def discard_dead(self) -> None:
         """Forget the runner if the last batch killed it."""

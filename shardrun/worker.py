@@ -212,6 +212,13 @@ def _run_warm(
         invocation.arguments, log_path, timeout_seconds=job.timeout_seconds, on_poll=on_poll
     )
     _warm_runners.discard_dead()
+    limit = job.runner_max_rss_mb
+    recycled = _warm_runners.recycle_above(None if limit is None else limit * 2**20)
+    if recycled is not None:
+        with log_path.open("a", encoding="utf-8") as batch_log:
+            batch_log.write(f"shardrun: the warm runner held {recycled / 2**20:.0f} MB after "
+                            f"this batch (--runner-max-rss {limit}); the next batch starts "
+                            "a fresh one\n")
     return outcome, warm
 
 

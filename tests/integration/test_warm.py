@@ -378,3 +378,27 @@ def test_run_boots_once_per_worker_unless_asked_for_a_process_per_batch(
         assert len(set(boots)) == len(boots) <= 2
         assert sum(1 for b in batches if b["warm"]) == len(batches) - len(boots)
     assert os.path.exists(tmp_path / "run.xml")
+
+
+def test_a_runner_above_runner_max_rss_is_restarted_for_the_next_batch(tmp_path: Path) -> None:
+    # Every test keeps 8 MB in a module the runner imported once, as a leaking cache does.
+    files = {
+        f"tests/test_file{index:02d}.py":
+            "import suite_boot\n\n"
+            f"def test_{index}():\n    suite_boot.kept.append(b'x' * (8 << 20))\n"
+        for index in range(12)
+    }
+    files["tests/conftest.py"] = PYTEST_FILES["tests/conftest.py"]
+    files["tests/suite_boot.py"] = PYTEST_FILES["tests/suite_boot.py"] + "        kept = []\n"
+    root = write_pytest_suite(tmp_path / "suite", files)
+    boot_log = tmp_path / "boot.log"
+    completed = shardrun(root, "tests", "--workers", "1", "--runner-max-rss", "60",
+                         *run_options(tmp_path), env=clean_env(BOOT_LOG=str(boot_log)))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    batches = run_record(tmp_path)["batches"]
+    boots = boot_log.read_text().split()
+    assert 1 < len(boots) <= len(batches)  # restarted, and only after a batch
+    assert sum(1 for b in batches if b["warm"]) == len(batches) - len(boots)
+    logs = [path.read_text() for path in (root / ".shardrun" / "logs").rglob("*.log")]
+    restarts = [log for log in logs if "(--runner-max-rss 60)" in log]
+    assert len(restarts) == len(boots) - 1 or len(restarts) == len(boots)  # the last may too
