@@ -651,35 +651,41 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, metavar="JSON",
                         help="Also save every run's numbers here.")
     parser.add_argument("--write", type=Path, metavar="MARKDOWN",
-                        help=f"Rewrite the {HEADING!r} section of this file.")
-    parser.add_argument("--from-results", type=Path, metavar="JSON",
-                        help="Measure nothing: write the section from a --results file.")
+                        help="Rewrite the --heading section of this file.")
+    parser.add_argument("--heading", default=HEADING,
+                        help=f"The section's heading (default {HEADING!r}).")
+    parser.add_argument("--from-results", type=Path, nargs="+", metavar="JSON",
+                        help="Measure nothing: write the section from --results files (one "
+                             "per scenario, say, when the matrix is measured in parts).")
     parser.add_argument("--loads", type=float, nargs=2, default=(math.nan, math.nan),
                         metavar=("START", "END"),
                         help="With --from-results: the load averages the run saw.")
     return parser.parse_args(argv)
 
 
-def load_results(path: Path) -> dict[tuple[str, int], Cell]:
-    """The cells save_results wrote."""
+def load_results(paths: Sequence[Path]) -> dict[tuple[str, int], Cell]:
+    """The cells save_results wrote, from one file or several (a later one wins a cell)."""
     cells: dict[tuple[str, int], Cell] = {}
-    for name, runs in json.loads(path.read_text()).items():
-        key, workers = name.split(" N=")
-        cells[(key, int(workers))] = Cell({tool: [Outcome(**outcome) for outcome in outcomes]
-                                           for tool, outcomes in runs.items()})
+    for path in paths:
+        for name, runs in json.loads(path.read_text()).items():
+            key, workers = name.split(" N=")
+            cells[(key, int(workers))] = Cell({
+                tool: [Outcome(**outcome) for outcome in outcomes]
+                for tool, outcomes in runs.items()})
     return cells
 
 
 def shown(arguments: Sequence[str]) -> list[str]:
-    """The measuring command as the section shows it: without the re-rendering options."""
+    """The measuring command as the section shows it: without the re-rendering options
+    (--from-results and its files, --loads and its two numbers)."""
     kept: list[str] = []
-    skip = 0
+    dropping = 0  # values left to drop; -1: every value up to the next option
     for argument in arguments:
-        if skip:
-            skip -= 1
-        elif argument in ("--from-results", "--loads"):
-            skip = 1 if argument == "--from-results" else 2
-        else:
+        if dropping and not (dropping < 0 and argument.startswith("--")):
+            dropping -= dropping > 0
+            continue
+        dropping = {"--from-results": -1, "--loads": 2}.get(argument, 0)
+        if not dropping:
             kept.append(argument)
     return kept
 
@@ -706,7 +712,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     body = section(scenarios, cells, settings, shown(arguments), loads)
     print(body)
     if args.write:
-        write_section(args.write, HEADING, body)
+        write_section(args.write, args.heading, body)
     if args.results and not args.from_results:
         save_results(args.results, cells)
     met = all(cells[(scenario.key, count)].ratio(QUEUE) <= scenario.target
