@@ -169,6 +169,12 @@ class TreeMonitor:
         rss += sum(self._read(process, escaped=True) for process in detached)
         self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
 
+    def sample_root(self) -> None:
+        """Read the root alone: enough between a warm runner's batches, when the last
+        batch's end killed every other process of the tree (`kill_others`), and one
+        /proc read instead of a scan of every process on the machine."""
+        self.peak_rss_bytes = max(self.peak_rss_bytes, self._read_root())
+
     def kill_all(self, grace_seconds: float) -> None:
         """Kill the root, its current descendants, all processes seen, and its group.
 

@@ -111,7 +111,7 @@ class WarmRunner:
         """
         self.batches += 1
         started = time.monotonic()
-        self._monitor.sample()
+        self._monitor.sample_root()  # the last batch's end left the runner alone
         cpu_before = self._monitor.cpu_seconds
         self._monitor.peak_rss_bytes = 0
         reply, timed_out = None, False
