@@ -508,7 +508,8 @@ def why(rows: Sequence[Row], boot: float) -> list[str]:
         cells = ", ".join(f"{row.scenario.key} N = {row.workers}" for row in one_per_worker)
         lines.append(
             f"- *No batches to rebalance* ({cells}): queue mode made one batch per worker. "
-            f"A worker's share of this {TOTAL_SECONDS:.0f} s suite was under two of its "
+            f"A worker's share of this {one_per_worker[0].scenario.total:.0f} s suite was "
+            "under two of its "
             "smallest worthwhile batches, so the queue ran the static plan: nothing was left "
             "that a fast worker could take over from a slow one (S4) or from one whose files "
             "grew (S2)."
@@ -574,7 +575,7 @@ def description(by_key: Mapping[str, Scenario], context: Context) -> list[str]:
     return [
         f"Suites from `bench/peers/suite.py`: {len(s1.files)} files sampled (seed "
         f"{suite.SEED}) from `{suite.DEFAULT_DATASET}`,",
-        f"scaled to {TOTAL_SECONDS:.0f} s of test work; examples of about "
+        f"scaled to {s1.total:.0f} s of test work; examples of about "
         f"{suite.EXAMPLE_SECONDS} s burn CPU for 20 % of their time and sleep the rest;",
         "`tests/bench_app.py`, which `tests/conftest.py` imports, does 0.5 s of such work once",
         "per pytest process (an app's import: a warm shardrun runner keeps it imported)",
@@ -667,6 +668,7 @@ class Measured:
     boot: float
     load: tuple[float, float]  # 1-minute load average at the start and at the end
     cells: Cells
+    total: float = TOTAL_SECONDS  # seconds of test work in each suite (--total)
 
 
 def save_results(path: Path, measured: Measured) -> None:
@@ -675,18 +677,41 @@ def save_results(path: Path, measured: Measured) -> None:
              for (key, count, tool), cell in measured.cells.items()]
     data = {"argv": measured.argv, "workers": measured.workers, "rounds": measured.rounds,
             "scenarios": measured.scenarios, "boot": measured.boot, "load": measured.load,
-            "cells": cells}
+            "total": measured.total, "cells": cells}
     path.write_text(json.dumps(data, indent=1) + "\n")
 
 
-def load_results(path: Path) -> Measured:
-    data = json.loads(path.read_text())
+def load_results(paths: Sequence[Path]) -> Measured:
+    """What --results files saved; several (a scenario each, say) make one matrix."""
+    parts = [json.loads(path.read_text()) for path in paths]
+    first = parts[0]
+    for part in parts[1:]:
+        for name in ("workers", "rounds", "total"):
+            if part.get(name) != first.get(name):
+                sys.exit(f"--from-results: the files differ in {name}; they are not one matrix")
     cells: Cells = defaultdict(Cell)
-    for item in data["cells"]:
-        cells[(item["scenario"], item["workers"], item["tool"])].samples.extend(
-            Sample(**sample) for sample in item["samples"])
-    return Measured(tuple(data["argv"]), tuple(data["workers"]), data["rounds"],
-                    tuple(data["scenarios"]), data["boot"], tuple(data["load"]), cells)
+    for part in parts:
+        for item in part["cells"]:
+            cells[(item["scenario"], item["workers"], item["tool"])].samples.extend(
+                Sample(**sample) for sample in item["samples"])
+    keys = [key for part in parts for key in part["scenarios"]]
+    argv = with_scenarios(tuple(first["argv"]), sorted(set(keys)))
+    load = (first["load"][0], parts[-1]["load"][1])
+    return Measured(argv, tuple(first["workers"]), first["rounds"], tuple(sorted(set(keys))),
+                    first["boot"], load, cells, first.get("total", TOTAL_SECONDS))
+
+
+def with_scenarios(argv: tuple[str, ...], keys: Sequence[str]) -> tuple[str, ...]:
+    """The command line that measures `keys` in one run, as the parts were measured."""
+    kept: list[str] = []
+    dropping = False
+    for argument in argv:
+        if argument == "--scenarios":
+            dropping = True
+        elif not (dropping and not argument.startswith("--")):
+            dropping = False
+            kept.append(argument)
+    return (*kept, "--scenarios", *keys)
 
 
 def shown(arguments: Sequence[str]) -> tuple[str, ...]:
@@ -719,7 +744,7 @@ def run_benchmark(arguments: tuple[str, ...], args: argparse.Namespace,
             shutil.rmtree(top, ignore_errors=True)
     return Measured(shown(arguments), tuple(args.workers), args.rounds,
                     tuple(scenario.key for scenario in chosen), boot,
-                    (load, os.getloadavg()[0]), cells)
+                    (load, os.getloadavg()[0]), cells, args.total)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -732,27 +757,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Write the suites here and keep them (default: a temp dir).")
     parser.add_argument("--results", type=Path, metavar="JSON",
                         help="Also save every run's numbers here.")
-    parser.add_argument("--from-results", type=Path, metavar="JSON",
-                        help="Measure nothing: write the tables from a --results file.")
+    parser.add_argument("--from-results", type=Path, nargs="+", metavar="JSON",
+                        help="Measure nothing: write the tables from --results files (one "
+                             "per scenario, say, when the matrix is measured in parts).")
+    parser.add_argument("--total", type=float, default=TOTAL_SECONDS,
+                        help="Seconds of test work in each suite.")
     parser.add_argument("--write", type=Path, metavar="MARKDOWN",
-                        help=f"Rewrite the {HEADING!r} section of this file.")
+                        help="Rewrite the --heading section of this file.")
+    parser.add_argument("--heading", default=HEADING,
+                        help=f"The section's heading (default {HEADING!r}).")
     args = parser.parse_args(arguments)
-    step, step_ratio, step_ratios = typical_step(TOTAL_SECONDS)
     if args.from_results:
         measured = load_results(args.from_results)
+        step, step_ratio, step_ratios = typical_step(measured.total)
     else:
-        wanted = [item for item in scenarios(TOTAL_SECONDS, step) if item.key in args.scenarios]
+        step, step_ratio, step_ratios = typical_step(args.total)
+        wanted = [item for item in scenarios(args.total, step) if item.key in args.scenarios]
         measured = run_benchmark(arguments, args, wanted)
     if args.results:
         save_results(args.results, measured)
-    chosen = [item for item in scenarios(TOTAL_SECONDS, step) if item.key in measured.scenarios]
+    chosen = [item for item in scenarios(measured.total, step)
+              if item.key in measured.scenarios]
     rows = rows_of(measured.cells, chosen, measured.workers)
     context = Context(measured.argv, measured.workers, measured.rounds, measured.boot, step,
                       step_ratio, tuple(step_ratios), measured.load)
     text = section(rows, chosen, context)
     print(text)
     if args.write:
-        write_section(args.write, HEADING, text)
+        write_section(args.write, args.heading, text)
     return 0 if all(row.met for row in rows) else 1
 
 
