@@ -37,6 +37,7 @@ from shardrun.coordinator import (
     dispatch_plan,
     finish,
     prepare,
+    prewarm_for,
 )
 from shardrun.errors import EXIT_INFRASTRUCTURE, InfrastructureError, ShardrunError
 from shardrun.junit_writer import write_junit
@@ -46,6 +47,7 @@ from shardrun.planner import plan_shards
 from shardrun.pool import LocalWorkers
 from shardrun.report import RunReport, merge
 from shardrun.summary import summary_lines
+from shardrun.warm import Prewarm
 from shardrun.watch import ProgressCallback, Watcher, WatchHooks, WatchOutcome
 from shardrun.worker import default_context, execute
 
@@ -100,21 +102,24 @@ def run_node(options: CiOptions, on_progress: ProgressCallback | None = None) ->
         stored = run_queue.completion()
         if stored is not None:
             return _outcome_from(stored, "retry of a completed run", run_queue, set())
-        with _local_workers(options, run_id) as workers:
+        with _local_workers(options, run_id, prewarm_for(planned, options.run)) as workers:
             return _take_part(options, planned, run_queue, workers, on_progress)
     finally:
         connection.close()
 
 
 @contextlib.contextmanager
-def _local_workers(options: CiOptions, run_id: str) -> Iterator[LocalWorkers | None]:
+def _local_workers(
+    options: CiOptions, run_id: str, prewarm: Prewarm | None
+) -> Iterator[LocalWorkers | None]:
     count = options.run.request.workers
     if count < 1:
         yield None
         return
     root = options.run.request.root
     log_dir = root / ".shardrun" / "logs" / run_id
-    with LocalWorkers(options.run.redis_url or "", run_id, count, root, log_dir) as workers:
+    with LocalWorkers(options.run.redis_url or "", run_id, count, root, log_dir,
+                      prewarm) as workers:
         yield workers
 
 

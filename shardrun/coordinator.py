@@ -39,6 +39,7 @@ from shardrun.runlog import boot_seconds, record_run, warm_batch_seconds
 from shardrun.runners import Runner, get_runner
 from shardrun.splitting import split_slow_files
 from shardrun.timings import Durations, file_of_unit, load_durations, parse_junit_text
+from shardrun.warm import Prewarm
 from shardrun.watch import ProgressCallback, Watcher, WatchOutcome
 
 
@@ -135,8 +136,10 @@ def _run_on(
     log_dir = root / ".shardrun" / "logs" / run_id
     started_at = time.time()
     try:
-        # Workers boot (import Python, connect) while the coordinator splits and batches.
-        with LocalWorkers(url, run_id, options.request.workers, root, log_dir) as workers:
+        # Workers boot (import Python, connect, boot the suite in their runners) while
+        # the coordinator splits and batches.
+        with LocalWorkers(url, run_id, options.request.workers, root, log_dir,
+                          prewarm_for(planned, options)) as workers:
             dispatched = dispatch_plan(planned, options)
             ledger = Ledger(options.max_attempts, options.retries, options.fail_fast)
             jobs = ledger.add(batch_jobs(run_id, dispatched, planned, options))
@@ -191,6 +194,16 @@ def dispatch_plan(planned: PlannedSuite, options: RunOptions) -> Plan:
 
 def _warm(runner: Runner, options: RunOptions) -> bool:
     return not options.process_per_batch and runner.server_argv() is not None
+
+
+def prewarm_for(planned: PlannedSuite, options: RunOptions) -> Prewarm | None:
+    """What local workers can boot before their first batch: the run's warm runner."""
+    if options.command_template:
+        return None
+    framework = planned.suite.framework
+    if not _warm(get_runner(framework, options.request.root), options):
+        return None
+    return Prewarm(framework, options.runner_args)
 
 
 def batch_overhead(runs: Sequence[Mapping[str, Any]], framework: str, *, warm: bool) -> float:

@@ -27,6 +27,7 @@ import psutil
 
 from shardrun.errors import InfrastructureError
 from shardrun.process import kill_tree
+from shardrun.warm import Prewarm
 
 # Restarts allowed per worker slot before the run gives up on local workers: enough to
 # ride out a few crashes (OOM kills, a Redis restart), not a crash loop.
@@ -40,8 +41,12 @@ class LocalWorkers:
     """N `shardrun worker` processes serving one run (through `python -m
     shardrun.worker_cli`, which spares each the rest of the CLI's imports)."""
 
-    def __init__(self, url: str, run_id: str, count: int, root: Path, log_dir: Path):
+    def __init__(
+        self, url: str, run_id: str, count: int, root: Path, log_dir: Path,
+        prewarm: Prewarm | None = None,
+    ):
         self.url = url
+        self.prewarm = prewarm  # each worker boots its runner as it starts
         self.run_id = run_id
         self.count = count
         self.root = root
@@ -75,6 +80,7 @@ class LocalWorkers:
         return [
             sys.executable, "-m", "shardrun.worker_cli", "--redis-url", self.url,
             "--run-id", self.run_id, "--worker-index", str(index), "--root", str(self.root),
+            *(self.prewarm.worker_arguments() if self.prewarm else ()),
         ]
 
     def ensure_alive(self) -> None:

@@ -25,6 +25,7 @@ import select
 import subprocess
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,20 @@ REPLY_FD_VARIABLE = "SHARDRUN_REPLY_FD"
 # How long a runner asked to stop (its requests closed) may take before it is killed.
 STOP_GRACE_SECONDS = 2.0
 _READ_BYTES = 65536
+
+
+@dataclass(frozen=True)
+class Prewarm:
+    """What a local worker's runner will serve, known before its first batch: enough to
+    start the runner and boot the suite while the coordinator plans (`--prewarm`)."""
+
+    framework: str
+    runner_args: tuple[str, ...] = ()
+
+    def worker_arguments(self) -> list[str]:
+        """As `shardrun worker` options; `=` keeps an argument like `-x` a value."""
+        return ["--prewarm", self.framework,
+                *(f"--prewarm-arg={argument}" for argument in self.runner_args)]
 
 
 class WarmRunner:
@@ -75,6 +90,7 @@ class WarmRunner:
         self._requests = request_write
         self._replies = reply_read
         self._buffer = b""
+        self._unread_replies = 0  # to requests sent without waiting (prewarm)
         self._monitor = TreeMonitor(psutil.Process(self._process.pid))
 
     @property
@@ -93,6 +109,15 @@ class WarmRunner:
         if self._requests < 0 or self._replies < 0:
             return False
         return not wait_exited(self.pid, 0.0)
+
+    def prewarm(self, args: Sequence[str], log_path: Path) -> None:
+        """Ask the runner to load the suite now, before the first batch exists.
+
+        Does not wait: the runner boots while the worker connects and the coordinator
+        plans. The first batch's `run` waits for both replies, within its own timeout.
+        """
+        if self._send({"prewarm": list(args), "log": str(log_path)}):
+            self._unread_replies += 1
 
     def run(
         self,
@@ -115,8 +140,12 @@ class WarmRunner:
         cpu_before = self._monitor.cpu_seconds
         self._monitor.peak_rss_bytes = 0
         reply, timed_out = None, False
+        deadline = None if timeout_seconds is None else started + timeout_seconds
         if self._send({"args": list(args), "log": str(log_path)}):
-            reply, timed_out = self._await_reply(timeout_seconds, poll_interval, on_poll)
+            reply, timed_out = self._await_reply(deadline, poll_interval, on_poll)
+            while reply is not None and self._unread_replies:  # that was the prewarm's
+                self._unread_replies -= 1
+                reply, timed_out = self._await_reply(deadline, poll_interval, on_poll)
         wall_seconds = time.monotonic() - started
         self._monitor.sample()
         if reply is None:
@@ -153,12 +182,15 @@ class WarmRunner:
         return True
 
     def _await_reply(
-        self, timeout_seconds: float | None, poll_interval: float,
+        self, deadline: float | None, poll_interval: float,
         on_poll: Callable[[], None] | None,
     ) -> tuple[dict[str, Any] | None, bool]:
-        """The runner's reply, or None when it died or timed out (True as the second)."""
-        deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        """The runner's next reply, or None when it died or the deadline passed (then
+        True as the second)."""
         while True:
+            if b"\n" in self._buffer:
+                line, self._buffer = self._buffer.split(b"\n", 1)
+                return _parse_reply(line), False
             wait = poll_interval
             if deadline is not None:
                 wait = max(0.0, min(wait, deadline - time.monotonic()))
@@ -168,9 +200,6 @@ class WarmRunner:
                 if not data:  # the runner closed its end: it exited or is exiting
                     return None, False
                 self._buffer += data
-                if b"\n" in self._buffer:
-                    line, self._buffer = self._buffer.split(b"\n", 1)
-                    return _parse_reply(line), False
                 continue
             if wait_exited(self.pid, 0.0):
                 return None, False

@@ -25,7 +25,7 @@ from shardrun.models import ProcessOutcome, ShardJob, ShardResult
 from shardrun.process import git_head, run_process
 from shardrun.runners import Invocation, get_runner, worker_env
 from shardrun.timings import file_of_unit
-from shardrun.warm import WarmRunner, WarmRunners
+from shardrun.warm import Prewarm, WarmRunner, WarmRunners
 
 log = logging.getLogger(__name__)
 # How long an idle worker without --run-id waits before looking for new runs again.
@@ -165,12 +165,9 @@ def _run_runner(
     out_dir = Path(tempfile.mkdtemp(prefix=f"shard{job.shard_index}-", dir=context.tmp_dir))
     try:
         invocation = runner.invocation(job.units, out_dir, job.runner_args)
-        tmp = context.tmp_dir / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        log_dir = context.log_dir / job.run_id
-        log_dir.mkdir(parents=True, exist_ok=True)
-        env = worker_env(os.environ, context.worker_index, tmp)
-        log_path = log_dir / f"shard-{job.shard_index}-attempt-{job.attempt}.log"
+        env = _runner_env(context)
+        log_name = f"shard-{job.shard_index}-attempt-{job.attempt}.log"
+        log_path = _log_dir(context, job.run_id) / log_name
         server_argv = runner.server_argv() if job.reuse_process else None
         warm = False
         if server_argv is None:
@@ -194,17 +191,56 @@ def _run_runner(
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
+def _runner_env(context: WorkerContext) -> dict[str, str]:
+    """The test process's environment: a warm runner keeps the one it started with."""
+    tmp = context.tmp_dir / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    return worker_env(os.environ, context.worker_index, tmp)
+
+
+def _log_dir(context: WorkerContext, run_id: str) -> Path:
+    log_dir = context.log_dir / run_id
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return log_dir
+
+
+def _runner_key(
+    run_id: str, framework: str, runner_args: tuple[str, ...], root: Path
+) -> tuple[str, str, tuple[str, ...], str]:
+    """A runner is for one run, one framework and one set of runner arguments: another
+    run may be at another commit, and other arguments may load other code."""
+    return (run_id, framework, tuple(runner_args), str(root))
+
+
+def prewarm(context: WorkerContext, run_id: str, wanted: Prewarm) -> None:
+    """Start this worker's runner and boot the suite before the first batch arrives.
+
+    The boot (a Rails app's, seconds) then overlaps the worker's own start and the
+    coordinator's planning instead of delaying the first batch. Best effort: a worker
+    that cannot prewarm still runs its batches, starting the runner with the first.
+    """
+    try:
+        runner = get_runner(wanted.framework, context.root)
+        server_argv = runner.server_argv()
+        if server_argv is None:
+            return
+        key = _runner_key(run_id, wanted.framework, wanted.runner_args, context.root)
+        log_path = _log_dir(context, run_id) / f"prewarm-worker-{context.worker_index}.log"
+        env = _runner_env(context)
+        warm, _ = _warm_runners.get(
+            key, lambda: WarmRunner(key, server_argv, context.root, env, log_path))
+        warm.prewarm(wanted.runner_args, log_path)
+    except Exception as error:  # the batches will show the real failure
+        log.warning("could not prewarm the %s runner: %s", wanted.framework, error)
+
+
 def _run_warm(
     job: ShardJob, context: WorkerContext, server_argv: tuple[str, ...],
     invocation: Invocation, env: dict[str, str], log_path: Path,
     on_poll: Callable[[], None] | None,
 ) -> tuple[ProcessOutcome, bool]:
-    """The batch in this worker's warm runner (started if needed); True if it was warm.
-
-    A runner is for one run, one framework and one set of runner arguments: another run
-    may be at another commit, and other arguments may load other code.
-    """
-    key = (job.run_id, job.framework, job.runner_args, str(context.root))
+    """The batch in this worker's warm runner (started if needed); True if it was warm."""
+    key = _runner_key(job.run_id, job.framework, job.runner_args, context.root)
     runner, warm = _warm_runners.get(
         key, lambda: WarmRunner(key, server_argv, context.root, env, log_path)
     )
@@ -234,13 +270,18 @@ def _failed_result(
     )
 
 
-def serve(url: str, context: WorkerContext, run_id: str | None, *, burst: bool) -> None:
+def serve(
+    url: str, context: WorkerContext, run_id: str | None, *, burst: bool,
+    prewarm_runner: Prewarm | None = None,
+) -> None:
     """Work one run (--run-id) or every announced run, until the queues drain in burst mode.
 
     The context's scratch directory (the tests' TMPDIR) goes when the worker stops.
     """
     configure(context)
     try:
+        if prewarm_runner is not None and run_id:
+            prewarm(context, run_id, prewarm_runner)
         _serve_on(queue.connect(url), run_id, burst=burst)
     finally:
         _warm_runners.close()

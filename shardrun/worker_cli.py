@@ -17,7 +17,8 @@ import click
 
 from shardrun import worker
 from shardrun.embedded import install_signal_handlers
-from shardrun.errors import ShardrunError
+from shardrun.errors import InputError, ShardrunError
+from shardrun.warm import Prewarm
 
 
 @click.command("worker")
@@ -30,14 +31,24 @@ from shardrun.errors import ShardrunError
               help="1-based index: TEST_ENV_NUMBER is '' for 1, then '2', '3', ...")
 @click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=".", help="The project checkout the units are relative to.")
+@click.option("--prewarm", "prewarm_framework", type=click.Choice(["rspec", "pytest"]),
+              default=None, help="With --run-id: start the warm runner and boot the suite "
+                                 "now, before the first batch arrives.")
+@click.option("--prewarm-arg", "prewarm_args", multiple=True, metavar="ARG",
+              help="A runner argument of the run (what follows `--`), for --prewarm.")
 def worker_command(
-    redis_url: str, run_id: str | None, burst: bool, worker_index: int, root: Path
+    redis_url: str, run_id: str | None, burst: bool, worker_index: int, root: Path,
+    prewarm_framework: str | None, prewarm_args: tuple[str, ...],
 ) -> None:
     """Pull shards from Redis and run them (what a container or CI node runs)."""
     install_signal_handlers()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if prewarm_framework and not run_id:
+        raise InputError("--prewarm needs --run-id: a warm runner serves one run; "
+                         "add --run-id or drop --prewarm")
     context = worker.default_context(root.resolve(), worker_index)
-    worker.serve(redis_url, context, run_id, burst=burst)
+    wanted = Prewarm(prewarm_framework, prewarm_args) if prewarm_framework else None
+    worker.serve(redis_url, context, run_id, burst=burst, prewarm_runner=wanted)
 
 
 def main() -> None:

@@ -10,9 +10,10 @@ leaves in a module is seen by later batches on that worker (`--process-per-batch
 restores one process per batch).
 
 Protocol: one JSON request per line on the descriptor in SHARDRUN_REQUEST_FD,
-`{"args": [pytest arguments], "log": "path of this batch's output"}`; one JSON reply per
-line on the descriptor in SHARDRUN_REPLY_FD, `{"exit": status}`. While a batch runs, file
-descriptors 1 and 2 point at its log. EOF on the requests ends the process.
+`{"args": [pytest arguments], "log": "path of this batch's output"}`, or `{"prewarm":
+[pytest arguments], "log": ...}` (PREWARM_ARGS below); one JSON reply per line on the
+descriptor in SHARDRUN_REPLY_FD, `{"exit": status}`, per request. While a request runs,
+file descriptors 1 and 2 point at its log. EOF on the requests ends the process.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from collections.abc import Sequence
 
 # pytest's exit status for an internal error: what a batch that blew up reports.
 INTERNAL_ERROR = 3
+# A worker sends a prewarm request as it starts, before its first batch exists: a session
+# without pytest's python plugin walks the tree and loads every conftest.py (and what it
+# imports: the app) but imports no test module and runs nothing (exit 5, no tests).
+PREWARM_ARGS = ("--collect-only", "-q", "-p", "no:python")
 
 
 def main() -> int:
@@ -36,7 +41,10 @@ def main() -> int:
     for line in requests:
         request = json.loads(line)
         os.chdir(root)  # the units are relative to it, whatever a test did to the cwd
-        status = run_batch(pytest, request["args"], request["log"])
+        if "prewarm" in request:
+            status = run_batch(pytest, [*PREWARM_ARGS, *request["prewarm"]], request["log"])
+        else:
+            status = run_batch(pytest, request["args"], request["log"])
         replies.write(json.dumps({"exit": status}) + "\n")
     return 0
 

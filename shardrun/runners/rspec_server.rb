@@ -7,9 +7,10 @@
 # does. This is what knapsack_pro's Queue Mode does with RSpec::Core::Runner.
 #
 # Protocol: one JSON request per line on the fd in SHARDRUN_REQUEST_FD,
-#   {"args": [rspec arguments], "log": "path of this batch's output"}
-# one JSON reply per line on the fd in SHARDRUN_REPLY_FD, {"exit": status}.
-# stdout and stderr go to the batch's log while it runs. EOF on the requests ends it.
+#   {"args": [rspec arguments], "log": "path of this batch's output"}, or
+#   {"prewarm": [rspec arguments], "log": ...}: load what the suite requires, run nothing;
+# one JSON reply per line on the fd in SHARDRUN_REPLY_FD, {"exit": status}, per request.
+# stdout and stderr go to the request's log while it runs. EOF on the requests ends it.
 
 require "json"
 require "rspec/core"
@@ -58,6 +59,16 @@ def release_example_groups(world)
   registry&.delete_if { |context, _| context.is_a?(Class) && context < RSpec::Core::ExampleGroup }
 end
 
+# Sent by a worker as it starts, before its first batch exists: applies the options as a
+# batch would (.rspec, SPEC_OPTS, the runner arguments), so `--require spec_helper` or
+# `rails_helper` boots the app now, while the coordinator is still planning. Loads no
+# spec file. A failure here is only logged: the first batch requires the file again and
+# reports the error as a batch would.
+def prewarm(args)
+  RSpec::Core::ConfigurationOptions.new(args).configure(RSpec.configuration)
+  RSpec.world.wants_to_quit ? 1 : 0
+end
+
 root = Dir.pwd
 while (line = requests.gets)
   request = JSON.parse(line)
@@ -68,7 +79,11 @@ while (line = requests.gets)
   $stderr.sync = true
   status =
     begin
-      RSpec::Core::Runner.run(request.fetch("args"), $stderr, $stdout)
+      if request.key?("prewarm")
+        prewarm(request.fetch("prewarm"))
+      else
+        RSpec::Core::Runner.run(request.fetch("args"), $stderr, $stdout)
+      end
     rescue SystemExit => e
       e.status
     rescue Exception => e # rubocop:disable Lint/RescueException -- the batch must answer

@@ -327,6 +327,52 @@ def test_a_runner_keeps_nothing_of_earlier_batches(suite: Suite) -> None:
         assert [outcome for _, outcome in cases] == ["passed"] * 3
 
 
+def wait_for(condition, seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_prewarmed_runner_boots_the_suite_before_its_first_batch(suite: Suite) -> None:
+    with suite.started() as warm:
+        warm.prewarm((), suite.evidence / "prewarm.log")
+        assert wait_for(lambda: suite.boots() == [warm.pid])  # no batch has been sent
+        outcome, cases, log = suite.run(warm, "fail")
+        # The batch's own reply, not the prewarm's (which came first, and was exit 0 or 5).
+        assert outcome.exit_code == 1, log.read_text()
+        assert [result for _, result in cases] == ["failed", "passed"]
+        assert suite.boots() == [warm.pid]
+        assert suite.run(warm, "pass")[0].exit_code == 0
+
+
+BROKEN_BOOT = {
+    "rspec": {".rspec": "--require spec_helper\n",
+              "spec/spec_helper.rb": 'raise "no database at boot"\n',
+              "spec/pass_spec.rb": RSPEC_FILES["spec/pass_spec.rb"]},
+    "pytest": {"tests/conftest.py": "raise RuntimeError('no database at boot')\n",
+               "tests/test_pass.py": PYTEST_FILES["tests/test_pass.py"]},
+}
+
+
+def test_a_boot_that_fails_in_the_prewarm_fails_the_first_batch_with_its_error(
+    suite: Suite, tmp_path: Path
+) -> None:
+    files = BROKEN_BOOT[suite.framework]
+    writer = write_files if suite.framework == "rspec" else write_pytest_suite
+    broken = Suite(suite.framework, writer(tmp_path / "broken", files), suite.evidence)
+    with broken.started() as warm:
+        prewarm_log = suite.evidence / "prewarm.log"
+        warm.prewarm((), prewarm_log)
+        outcome, cases, log = broken.run(warm, "pass")
+        assert outcome.exit_code not in (0, None) and cases == []
+        assert "no database at boot" in log.read_text()  # where the batch's report looks
+        assert "no database at boot" in prewarm_log.read_text()
+        assert warm.alive()
+
+
 def test_another_key_stops_the_old_runner(suite: Suite) -> None:
     runners = WarmRunners()
     old, _ = runners.get("run-1", suite.start)
@@ -402,3 +448,25 @@ def test_a_runner_above_runner_max_rss_is_restarted_for_the_next_batch(tmp_path:
     logs = [path.read_text() for path in (root / ".shardrun" / "logs").rglob("*.log")]
     restarts = [log for log in logs if "(--runner-max-rss 60)" in log]
     assert len(restarts) == len(boots) - 1 or len(restarts) == len(boots)  # the last may too
+
+
+@pytest.mark.parametrize("per_batch", [False, True], ids=["warm", "process-per-batch"])
+def test_run_prewarms_each_workers_runner_unless_asked_for_a_process_per_batch(
+    tmp_path: Path, per_batch: bool
+) -> None:
+    root = suite_with_files(tmp_path, 8)
+    boot_log = tmp_path / "boot.log"
+    flags = ["--process-per-batch"] if per_batch else []
+    completed = shardrun(root, "tests", "--workers", "2", *flags, *run_options(tmp_path),
+                         env=clean_env(BOOT_LOG=str(boot_log)))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    prewarm_logs = sorted((root / ".shardrun" / "logs").rglob("prewarm-worker-*.log"))
+    boots = boot_log.read_text().split()
+    if per_batch:
+        assert prewarm_logs == []
+        assert len(boots) == len(run_record(tmp_path)["batches"])
+    else:  # each worker booted its runner's suite in a session that collected nothing
+        assert [path.name for path in prewarm_logs] == ["prewarm-worker-1.log",
+                                                        "prewarm-worker-2.log"]
+        assert all("no tests collected" in path.read_text() for path in prewarm_logs)
+        assert len(set(boots)) == len(boots) == 2

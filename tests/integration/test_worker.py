@@ -318,6 +318,18 @@ def test_the_local_workers_entry_point_fails_in_one_line() -> None:
     assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr
 
 
+def test_prewarm_without_a_run_id_is_refused_in_one_line(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "shardrun.worker_cli", "--redis-url", "redis://127.0.0.1:1/0",
+         "--root", str(tmp_path), "--prewarm", "pytest"],
+        capture_output=True, text=True, timeout=WORKER_TIMEOUT_SECONDS, check=False,
+    )
+    assert completed.returncode == 2, completed.stderr
+    assert completed.stderr.strip().splitlines() == [
+        "shardrun: error: --prewarm needs --run-id: a warm runner serves one run; "
+        "add --run-id or drop --prewarm"]
+
+
 def test_a_worker_holds_no_pubsub_connection_and_stops_at_once(
     private_redis: str, unique_id: str, tmp_path: Path
 ) -> None:
