@@ -492,6 +492,7 @@ def why(rows: Sequence[Row], boot: float) -> list[str]:
         return statistics.median(row.cells[tool].median(attribute) for row in rows
                                  if row.scenario.key in keys)
 
+    measured = {row.scenario.key for row in rows}
     lines = [
         "- *Start and end.* A shardrun run spends "
         f"{median_of('before_first', 'shardrun static'):.2f} s (median) from the command's "
@@ -523,10 +524,11 @@ def why(rows: Sequence[Row], boot: float) -> list[str]:
         "time (worksteal also takes queued ones back), so its slow `gw0` just runs fewer "
         "tests (S4). A shardrun worker also keeps one warm pytest process, but runs each "
         "batch as a `pytest.main` session of its own (collection, session fixtures, a "
-        "JUnit file, and conftest.py's top-level code again), and S3's split file costs a "
-        "`pytest --collect-only` before the first batch "
-        f"({median_of('before_first', 'shardrun queue', ('S3',)):.2f} s to the first "
-        f"batch against {median_of('before_first', 'shardrun queue', ('S1',)):.2f} s in S1).",
+        "JUnit file, and conftest.py's top-level code again)"
+        + (", and S3's split file costs a `pytest --collect-only` before the first batch "
+           f"({median_of('before_first', 'shardrun queue', ('S3',)):.2f} s to the first "
+           f"batch against {median_of('before_first', 'shardrun queue', ('S1',)):.2f} s "
+           "in S1)." if {"S1", "S3"} <= measured else "."),
     ]
     return lines
 
@@ -618,14 +620,20 @@ def description(by_key: Mapping[str, Scenario], context: Context) -> list[str]:
     ]
 
 
-def section(rows: Sequence[Row], scenarios_run: Sequence[Scenario], context: Context) -> str:
+def section(rows: Sequence[Row], scenarios_run: Sequence[Scenario], context: Context,
+            every_scenario: Sequence[Scenario], parts: int = 1) -> str:
     command = shlex.join(["flock", LOCK, "python", SCRIPT, *context.argv])
-    by_key = {scenario.key: scenario for scenario in scenarios_run}
+    missing = [scenario.key for scenario in every_scenario if scenario not in scenarios_run]
+    notes = ([f"Measured in {parts} parts, one `--results` file each (bench/results/): rounds "
+              "interleave the tools and N within a part, not across parts."] if parts > 1
+             else [])
+    notes += [f"Not measured at this size yet: {', '.join(missing)}."] if missing else []
     lines = [
         f"Measured by `{command}` (run from the repository root; without `--write` it only",
         f"prints), {machine_description()}.",
         "",
-        *(description(by_key, context) if len(by_key) == len(TARGETS) else []),
+        *description({scenario.key: scenario for scenario in every_scenario}, context),
+        *(["", " ".join(notes)] if notes else []),
         "",
         *commands_block(),
         "",
@@ -776,12 +784,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         measured = run_benchmark(arguments, args, wanted)
     if args.results:
         save_results(args.results, measured)
-    chosen = [item for item in scenarios(measured.total, step)
-              if item.key in measured.scenarios]
+    every = scenarios(measured.total, step)
+    chosen = [item for item in every if item.key in measured.scenarios]
     rows = rows_of(measured.cells, chosen, measured.workers)
     context = Context(measured.argv, measured.workers, measured.rounds, measured.boot, step,
                       step_ratio, tuple(step_ratios), measured.load)
-    text = section(rows, chosen, context)
+    text = section(rows, chosen, context, every, len(args.from_results or ()))
     print(text)
     if args.write:
         write_section(args.write, args.heading, text)

@@ -468,12 +468,13 @@ def why(scenarios: Sequence[Scenario], cells: Mapping[tuple[str, int], Cell],
            f"peers do, and still takes {statistics.median(fixed):.2f} s (median over N) "
            "longer than the best peer." if fixed else ""),
         f"- *One boot per worker, after its own start.* Each worker boots one warm rspec "
-        f"process when its first batch arrives (measured {boots:.2f} s, median: Ruby, rspec, "
-        f"the JUnit formatter and spec_helper's {BOOT_SECONDS} s) and runs every later batch "
-        "in it, so queue mode's extra batches cost little; but that boot starts only once "
-        "the worker's own Python process is up and the first batch is queued, where a "
-        "peer's rspec processes start at once. Splitting a file costs one more boot before "
-        "the first batch: `rspec --dry-run` lists its examples.",
+        f"process (measured {boots:.2f} s, median: Ruby, rspec, the JUnit formatter and "
+        f"spec_helper's {BOOT_SECONDS} s) and runs every batch in it, so queue mode's extra "
+        "batches cost little. The worker starts it, and has it load spec_helper, as soon as "
+        "its own Python process is up (the prewarm), while the coordinator plans; a peer's "
+        "rspec processes start at once. On 2 cores N workers and N rspec processes booting "
+        "together share the CPU, so past N = 2 the boots overlap less. Splitting a file "
+        "costs one more boot in the coordinator: `rspec --dry-run` lists its examples.",
         *static_like(cells, workers),
         *unreachable(scenarios, cells, workers),
         *slow_tail(cells, workers),
@@ -573,12 +574,15 @@ def commands_description(workers: Sequence[int]) -> list[str]:
 
 
 def section(scenarios: Sequence[Scenario], cells: Mapping[tuple[str, int], Cell],
-            settings: Settings, argv: Sequence[str], loads: tuple[float, float]) -> str:
+            settings: Settings, argv: Sequence[str], loads: tuple[float, float],
+            parts: int = 1) -> str:
     command = shlex.join(["flock", LOCK, "python", "bench/peers/rspec_peers.py", *argv])
     lines = [
         f"Measured by `{command}` (run from the repository root; without `--write` it only "
-        f"prints), {machine_description()}. Load average (1 min): {loads[0]:.2f} at the "
-        f"start, {loads[1]:.2f} at the end. Ruby {ruby_version()}.",
+        f"prints), {machine_description()}."
+        + ("" if math.isnan(loads[0]) else f" Load average (1 min): {loads[0]:.2f} at the "
+           f"start, {loads[1]:.2f} at the end.")
+        + f" Ruby {ruby_version()}.",
         "",
         *suite_description(scenarios, settings),
         "",
@@ -594,6 +598,7 @@ def section(scenarios: Sequence[Scenario], cells: Mapping[tuple[str, int], Cell]
         "around its batches (planning, redis-server, workers' start-up, listing examples; "
         "merging JUnit, history, shutdown).",
     ]
+    lines += coverage(settings, parts)
     lines += ["", *interference(cells)]
     for scenario in scenarios:
         lines += ["", f"### {scenario.key}: {scenario.title}", "",
@@ -603,6 +608,18 @@ def section(scenarios: Sequence[Scenario], cells: Mapping[tuple[str, int], Cell]
     lines += ([*missed, "", *why(scenarios, cells, settings.workers)] if missed
               else ["Nowhere: every target met."])
     return "\n".join(lines)
+
+
+def coverage(settings: Settings, parts: int) -> list[str]:
+    """What a section rendered from several --results files, or from some scenarios, is."""
+    missing = sorted(set(TARGETS) - set(settings.scenarios))
+    notes = []
+    if parts > 1:
+        notes.append(f"Measured in {parts} parts, one `--results` file each (bench/results/): "
+                     "rounds interleave the tools and N within a part, not across parts.")
+    if missing:
+        notes.append(f"Not measured at this size yet: {', '.join(missing)}.")
+    return ["", " ".join(notes)] if notes else []
 
 
 def save_results(path: Path, cells: Mapping[tuple[str, int], Cell]) -> None:
@@ -709,7 +726,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.keep is None:
                 shutil.rmtree(root, ignore_errors=True)
         loads = (load, os.getloadavg()[0])
-    body = section(scenarios, cells, settings, shown(arguments), loads)
+    body = section(scenarios, cells, settings, shown(arguments), loads,
+                   len(args.from_results or ()))
     print(body)
     if args.write:
         write_section(args.write, args.heading, body)
