@@ -406,7 +406,7 @@ def suite_with_files(tmp_path: Path, count: int) -> Path:
 
 
 @pytest.mark.parametrize("per_batch", [False, True], ids=["warm", "process-per-batch"])
-def test_run_boots_once_per_worker_unless_asked_for_a_process_per_batch(
+def test_run_prewarms_and_boots_once_per_worker_unless_asked_for_a_process_per_batch(
     tmp_path: Path, per_batch: bool
 ) -> None:
     root = suite_with_files(tmp_path, 12)
@@ -418,11 +418,17 @@ def test_run_boots_once_per_worker_unless_asked_for_a_process_per_batch(
     batches = run_record(tmp_path)["batches"]
     assert len(batches) > 2  # no timings yet: size estimates give several rounds
     boots = boot_log.read_text().split()
+    prewarm_logs = sorted((root / ".shardrun" / "logs").rglob("prewarm-worker-*.log"))
     if per_batch:
         assert len(boots) == len(batches) and not any(b["warm"] for b in batches)
-    else:
+        assert prewarm_logs == []
+    else:  # each worker booted its runner's suite in a session that collected nothing
         assert len(set(boots)) == len(boots) <= 2
         assert sum(1 for b in batches if b["warm"]) == len(batches) - len(boots)
+        assert [path.name for path in prewarm_logs] == ["prewarm-worker-1.log",
+                                                        "prewarm-worker-2.log"]
+        assert all("no tests collected" in path.read_text() for path in prewarm_logs)
+        assert len(set(boots)) == len(boots) == 2
     assert os.path.exists(tmp_path / "run.xml")
 
 
@@ -448,25 +454,3 @@ def test_a_runner_above_runner_max_rss_is_restarted_for_the_next_batch(tmp_path:
     logs = [path.read_text() for path in (root / ".shardrun" / "logs").rglob("*.log")]
     restarts = [log for log in logs if "(--runner-max-rss 60)" in log]
     assert len(restarts) == len(boots) - 1 or len(restarts) == len(boots)  # the last may too
-
-
-@pytest.mark.parametrize("per_batch", [False, True], ids=["warm", "process-per-batch"])
-def test_run_prewarms_each_workers_runner_unless_asked_for_a_process_per_batch(
-    tmp_path: Path, per_batch: bool
-) -> None:
-    root = suite_with_files(tmp_path, 8)
-    boot_log = tmp_path / "boot.log"
-    flags = ["--process-per-batch"] if per_batch else []
-    completed = shardrun(root, "tests", "--workers", "2", *flags, *run_options(tmp_path),
-                         env=clean_env(BOOT_LOG=str(boot_log)))
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    prewarm_logs = sorted((root / ".shardrun" / "logs").rglob("prewarm-worker-*.log"))
-    boots = boot_log.read_text().split()
-    if per_batch:
-        assert prewarm_logs == []
-        assert len(boots) == len(run_record(tmp_path)["batches"])
-    else:  # each worker booted its runner's suite in a session that collected nothing
-        assert [path.name for path in prewarm_logs] == ["prewarm-worker-1.log",
-                                                        "prewarm-worker-2.log"]
-        assert all("no tests collected" in path.read_text() for path in prewarm_logs)
-        assert len(set(boots)) == len(boots) == 2
