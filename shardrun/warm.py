@@ -99,8 +99,8 @@ class WarmRunner:
 
     def rss_bytes(self) -> int:
         """The runner's own resident memory now (0 once it is gone)."""
-        try:
-            return psutil.Process(self.pid).memory_info().rss
+        try:  # the monitor's handle: no new Process, and never another process by its pid
+            return self._monitor.root.memory_info().rss
         except psutil.Error:
             return 0
 

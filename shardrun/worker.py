@@ -212,6 +212,15 @@ def _runner_key(
     return (run_id, framework, tuple(runner_args), str(root))
 
 
+def _warm_runner(
+    key: tuple[str, str, tuple[str, ...], str], server_argv: tuple[str, ...],
+    context: WorkerContext, env: dict[str, str], log_path: Path,
+) -> tuple[WarmRunner, bool]:
+    """This worker's runner for `key`, started (its boot output in `log_path`) if needed."""
+    return _warm_runners.get(
+        key, lambda: WarmRunner(key, server_argv, context.root, env, log_path))
+
+
 def prewarm(context: WorkerContext, run_id: str, wanted: Prewarm) -> None:
     """Start this worker's runner and boot the suite before the first batch arrives.
 
@@ -226,9 +235,7 @@ def prewarm(context: WorkerContext, run_id: str, wanted: Prewarm) -> None:
             return
         key = _runner_key(run_id, wanted.framework, wanted.runner_args, context.root)
         log_path = _log_dir(context, run_id) / f"prewarm-worker-{context.worker_index}.log"
-        env = _runner_env(context)
-        warm, _ = _warm_runners.get(
-            key, lambda: WarmRunner(key, server_argv, context.root, env, log_path))
+        warm, _ = _warm_runner(key, server_argv, context, _runner_env(context), log_path)
         warm.prewarm(wanted.runner_args, log_path)
     except Exception as error:  # the batches will show the real failure
         log.warning("could not prewarm the %s runner: %s", wanted.framework, error)
@@ -241,9 +248,7 @@ def _run_warm(
 ) -> tuple[ProcessOutcome, bool]:
     """The batch in this worker's warm runner (started if needed); True if it was warm."""
     key = _runner_key(job.run_id, job.framework, job.runner_args, context.root)
-    runner, warm = _warm_runners.get(
-        key, lambda: WarmRunner(key, server_argv, context.root, env, log_path)
-    )
+    runner, warm = _warm_runner(key, server_argv, context, env, log_path)
     outcome = runner.run(
         invocation.arguments, log_path, timeout_seconds=job.timeout_seconds, on_poll=on_poll
     )
