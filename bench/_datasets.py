@@ -174,6 +174,18 @@ def machine_description() -> str:
     )
 
 
+def coverage_note(parts: int, missing: Sequence[str]) -> list[str]:
+    """A peers section's caveat when it was rendered from several --results files, or
+    lacks scenarios: a blank line and one paragraph, or nothing."""
+    notes = []
+    if parts > 1:
+        notes.append(f"Measured in {parts} parts, one `--results` file each (bench/results/): "
+                     "rounds interleave the tools and N within a part, not across parts.")
+    if missing:
+        notes.append(f"Not measured at this size yet: {', '.join(missing)}.")
+    return ["", " ".join(notes)] if notes else []
+
+
 def command_line(script: str, argv: Sequence[str] | None) -> str:
     """The command that reproduces this run, as typed from the repository root."""
     arguments = sys.argv[1:] if argv is None else list(argv)

@@ -64,7 +64,7 @@ BENCH_DIR = Path(__file__).resolve().parents[1]
 if str(BENCH_DIR) not in sys.path:  # bench/_datasets.py: the shared section writer
     sys.path.insert(0, str(BENCH_DIR))
 
-from _datasets import machine_description, write_section  # noqa: E402
+from _datasets import coverage_note, machine_description, write_section  # noqa: E402
 
 HEADING = "## Peers: pytest"
 SCRIPT = "bench/peers/pytest_peers.py"
@@ -624,16 +624,12 @@ def section(rows: Sequence[Row], scenarios_run: Sequence[Scenario], context: Con
             every_scenario: Sequence[Scenario], parts: int = 1) -> str:
     command = shlex.join(["flock", LOCK, "python", SCRIPT, *context.argv])
     missing = [scenario.key for scenario in every_scenario if scenario not in scenarios_run]
-    notes = ([f"Measured in {parts} parts, one `--results` file each (bench/results/): rounds "
-              "interleave the tools and N within a part, not across parts."] if parts > 1
-             else [])
-    notes += [f"Not measured at this size yet: {', '.join(missing)}."] if missing else []
     lines = [
         f"Measured by `{command}` (run from the repository root; without `--write` it only",
         f"prints), {machine_description()}.",
         "",
         *description({scenario.key: scenario for scenario in every_scenario}, context),
-        *(["", " ".join(notes)] if notes else []),
+        *coverage_note(parts, missing),
         "",
         *commands_block(),
         "",

@@ -53,7 +53,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for _datasets
 
-from _datasets import machine_description, write_section
+from _datasets import coverage_note, machine_description, write_section
 from suite import (
     DEFAULT_DATASET,
     HISTORY_PROJECT,
@@ -598,7 +598,7 @@ def section(scenarios: Sequence[Scenario], cells: Mapping[tuple[str, int], Cell]
         "around its batches (planning, redis-server, workers' start-up, listing examples; "
         "merging JUnit, history, shutdown).",
     ]
-    lines += coverage(settings, parts)
+    lines += coverage_note(parts, sorted(set(TARGETS) - set(settings.scenarios)))
     lines += ["", *interference(cells)]
     for scenario in scenarios:
         lines += ["", f"### {scenario.key}: {scenario.title}", "",
@@ -608,18 +608,6 @@ def section(scenarios: Sequence[Scenario], cells: Mapping[tuple[str, int], Cell]
     lines += ([*missed, "", *why(scenarios, cells, settings.workers)] if missed
               else ["Nowhere: every target met."])
     return "\n".join(lines)
-
-
-def coverage(settings: Settings, parts: int) -> list[str]:
-    """What a section rendered from several --results files, or from some scenarios, is."""
-    missing = sorted(set(TARGETS) - set(settings.scenarios))
-    notes = []
-    if parts > 1:
-        notes.append(f"Measured in {parts} parts, one `--results` file each (bench/results/): "
-                     "rounds interleave the tools and N within a part, not across parts.")
-    if missing:
-        notes.append(f"Not measured at this size yet: {', '.join(missing)}.")
-    return ["", " ".join(notes)] if notes else []
 
 
 def save_results(path: Path, cells: Mapping[tuple[str, int], Cell]) -> None:
