@@ -17,6 +17,7 @@ descendant it waited for, which sampling alone would miss for short-lived childr
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -318,10 +319,68 @@ def wait_exited(pid: int, timeout: float) -> bool:
 
 
 def descendants(process: psutil.Process) -> list[psutil.Process]:
+    """Every process below `process`: read along the tree where Linux allows it.
+
+    psutil's children(recursive=True) reads the stat file of every process on the
+    machine to find parents. A worker samples its batch's tree ten times a second, so
+    with 85 processes that was 2 ms of CPU per sample, a fiftieth of a core per worker,
+    on the same cores as the tests. /proc/PID/task/TID/children lists one thread's
+    children: the walk reads a file per thread of the tree instead (0.1 ms).
+    """
+    if _proc_children_readable():
+        return _walk_proc_children(process)
     try:
         return process.children(recursive=True)
     except psutil.Error:
         return []
+
+
+@functools.cache
+def _proc_children_readable() -> bool:
+    """False on other systems and on kernels built without CONFIG_PROC_CHILDREN."""
+    return os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+
+
+def _walk_proc_children(root: psutil.Process) -> list[psutil.Process]:
+    found: list[psutil.Process] = []
+    parents = [root]
+    while parents:
+        parent = parents.pop()
+        for pid in _child_pids(parent.pid):
+            child = _process_born_after(pid, parent)
+            if child is not None:
+                found.append(child)
+                parents.append(child)
+    return found
+
+
+def _child_pids(pid: int) -> list[int]:
+    """The children of every thread of `pid` (a thread's children are its own); none
+    once it is gone. The kernel builds each list as it is read, so a child that starts
+    or exits meanwhile may be missed, as between two reads of the process table."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    pids: list[int] = []
+    for thread in threads:
+        with contextlib.suppress(OSError), open(
+            f"/proc/{pid}/task/{thread}/children", "rb"
+        ) as listing:
+            pids.extend(int(child) for child in listing.read().split())
+    return pids
+
+
+def _process_born_after(pid: int, parent: psutil.Process) -> psutil.Process | None:
+    """The process now at `pid` if it can be `parent`'s child: none once it has exited,
+    or if it is older than the parent (the pid was reused), as psutil checks too."""
+    try:
+        child = psutil.Process(pid)
+        if child.create_time() >= parent.create_time():
+            return child
+    except psutil.Error:
+        pass
+    return None
 
 
 def _group_led_by(pid: int) -> int | None:

@@ -25,6 +25,7 @@ from shardrun.process import (
     KILL_GRACE_SECONDS,
     TIMEOUT_MARGIN_SECONDS,
     default_timeout,
+    descendants,
     kill_tree,
     run_process,
 )
@@ -98,6 +99,30 @@ if intermediate == 0:
 os.waitpid(intermediate, 0)
 """
 )
+
+# A child forked by a second thread (its parent in /proc is that thread), and a grandchild.
+FORKS_FROM_A_THREAD = (
+    RECORD
+    + """
+import threading
+def start_child():
+    if os.fork() == 0:
+        record('thread_child')
+        if os.fork() == 0:
+            record('grandchild')
+        time.sleep(600)
+        os._exit(0)
+    time.sleep(600)
+threading.Thread(target=start_child, daemon=True).start()
+if os.fork() == 0:
+    record('main_child')
+    time.sleep(600)
+    os._exit(0)
+record('root')
+time.sleep(600)
+"""
+)
+FORKS_FROM_A_THREAD_NAMES = ("root", "thread_child", "grandchild", "main_child")
 
 IGNORES_SIGTERM = (
     RECORD
@@ -346,6 +371,21 @@ def test_kill_tree_kills_descendants_and_leaves_the_exit_status_to_the_caller(
         kill_tree(proc.pid)
         assert proc.wait(timeout=10) == -signal.SIGTERM
     assert survivors(tree) == []
+
+
+def test_descendants_finds_children_of_every_thread_as_psutil_does(pids: Path) -> None:
+    with subprocess.Popen(
+        python(FORKS_FROM_A_THREAD, pids), stdin=subprocess.DEVNULL, start_new_session=True
+    ) as proc:
+        try:
+            tree = wait_for_pid_files(pids, *FORKS_FROM_A_THREAD_NAMES)
+            root = psutil.Process(proc.pid)
+            found = {process.pid for process in descendants(root)}
+            assert found == {pid for name, (pid, _) in tree.items() if name != "root"}
+            assert found == {process.pid for process in root.children(recursive=True)}
+        finally:
+            kill_tree(proc.pid)
+    assert descendants(root) == []
 
 
 def test_kill_tree_escalates_to_sigkill_after_the_grace_period(pids: Path) -> None:
