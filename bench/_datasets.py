@@ -165,6 +165,13 @@ def write_section(path: Path, heading: str, body: str) -> None:
     path.write_text(replace_section(document, heading, body), encoding="utf-8")
 
 
+def publish(body: str, heading: str, write: Path | None) -> None:
+    """Print a benchmark's section, and with --write put it into that markdown file."""
+    print(body)
+    if write:
+        write_section(write, heading, body)
+
+
 def machine_description() -> str:
     """Where a number was measured: date, OS, CPU count (as `nproc` reports), Python."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from _datasets import HISTORY_DIR, Version, load_history, provenance, sum_by_file, write_section
+from _datasets import HISTORY_DIR, Version, load_history, provenance, publish, sum_by_file
 
 HEADING = "## Queue mode"
 PROJECT = "HyphaApp__hypha__.test_durations"
@@ -731,9 +731,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stale = [row for row in rows if row.spec not in big_specs]
     dominant = [row for row in rows if row.spec in big_specs]
     body = section(stale, dominant, machine, args, argv)
-    print(body)
-    if args.write:
-        write_section(args.write, args.heading, body)
+    publish(body, args.heading, args.write)
     return 0 if all(map(stale_met, stale)) and all(map(dominant_met, dominant)) else 1
 
 

@@ -17,7 +17,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from _datasets import load_history, provenance, sum_by_file, write_section
+from _datasets import load_history, provenance, publish, sum_by_file
 
 from shardrun.batching import queue_batches
 from shardrun.planner import plan_shards
@@ -130,9 +130,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "such files (which needs them recognised as slow) or timings from the same commit "
         "can meet it.",
     ])
-    print(body)
-    if args.write:
-        write_section(args.write, HEADING, body)
+    publish(body, HEADING, args.write)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from _datasets import provenance, write_section
+from _datasets import provenance, publish
 
 from shardrun.models import ProcessOutcome
 from shardrun.process import run_process
@@ -151,9 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         f"Target {'met' if met else 'missed'}.",
     ])
-    print(body)
-    if args.write:
-        write_section(args.write, HEADING, body)
+    publish(body, HEADING, args.write)
     return 0 if met else 1
 
 
