@@ -24,6 +24,7 @@ from shardrun.models import ProcessOutcome
 from shardrun.process import (
     KILL_GRACE_SECONDS,
     TIMEOUT_MARGIN_SECONDS,
+    _proc_children_readable,
     default_timeout,
     descendants,
     kill_tree,
@@ -374,6 +375,8 @@ def test_kill_tree_kills_descendants_and_leaves_the_exit_status_to_the_caller(
 
 
 def test_descendants_finds_children_of_every_thread_as_psutil_does(pids: Path) -> None:
+    # Otherwise descendants() is psutil itself and the comparison below proves nothing.
+    assert _proc_children_readable(), "no /proc/PID/task/TID/children: CONFIG_PROC_CHILDREN"
     with subprocess.Popen(
         python(FORKS_FROM_A_THREAD, pids), stdin=subprocess.DEVNULL, start_new_session=True
     ) as proc:
