@@ -187,7 +187,10 @@ def coverage_note(parts: int, missing: Sequence[str]) -> list[str]:
     notes = []
     if parts > 1:
         notes.append(f"Measured in {parts} parts, one `--results` file each (bench/results/): "
-                     "rounds interleave the tools and N within a part, not across parts.")
+                     "rounds interleave the tools and N within a part, not across parts. The "
+                     "parts ran at different times on a virtual machine whose speed varies, "
+                     "so compare the tools within a scenario, not one scenario's seconds "
+                     "with another's.")
     if missing:
         notes.append(f"Not measured at this size yet: {', '.join(missing)}.")
     return ["", " ".join(notes)] if notes else []

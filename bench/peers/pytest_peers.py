@@ -485,7 +485,7 @@ def losses(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
-def why(rows: Sequence[Row], boot: float) -> list[str]:
+def why(rows: Sequence[Row], boot: str) -> list[str]:
     """Where the time goes, from the measurements (the cells' medians)."""
     def median_of(attribute: str, tool: str, keys: Sequence[str] = ("S1", "S2", "S3", "S4"),
                   ) -> float:
@@ -501,7 +501,7 @@ def why(rows: Sequence[Row], boot: float) -> list[str]:
         "a redis-server and N worker processes start on the same 2 cores as the tests "
         "(Python, click, redis-py, rq, psutil), and at the end the workers stop and the "
         "JUnit and history are written. pytest-split's N processes pay one pytest boot "
-        f"({boot:.2f} s) and nothing else.",
+        f"({boot}) and nothing else.",
     ]
     one_per_worker = [row for row in rows
                       if row.cells["shardrun queue"].median("batches") <= row.workers]
@@ -559,11 +559,18 @@ class Context:
     argv: tuple[str, ...]
     workers: tuple[int, ...]
     rounds: int
-    boot: float
+    boots: Mapping[str, float]  # per scenario: each --results part measures its own
     step: int
     step_ratio: float
     step_ratios: tuple[float, ...]
     load: tuple[float, float]  # 1-minute load average at the start and at the end
+
+
+def boots_text(boots: Mapping[str, float]) -> str:
+    """One boot, or each part's: parts measured at different times see different speeds."""
+    if len(set(boots.values())) == 1:
+        return f"{next(iter(boots.values())):.2f} s"
+    return ", ".join(f"{boot:.2f} s in {key}" for key, boot in sorted(boots.items()))
 
 
 def dominant_tests(scenario: Scenario) -> int:
@@ -613,8 +620,8 @@ def description(by_key: Mapping[str, Scenario], context: Context) -> list[str]:
         "within each round, in an order rotated every round. *bound per test* = max(longest",
         "test, total / N) (S4: total / (N - 1/2)), what a per-test split (pytest-split, xdist,",
         "shardrun queue's example splitting) could reach; *bound per file* the same for whole",
-        f"files (shardrun static). *boot* = {context.boot:.2f} s: `python -m pytest` of the "
-        "shortest file alone,",
+        f"files (shardrun static). *boot* = {boots_text(context.boots)}: `python -m pytest` "
+        "of the shortest file alone,",
         "minus its tests: every process pays it once. Ratios are shardrun's median over the",
         "best peer's median; targets are for shardrun's default mode, queue.",
     ]
@@ -641,7 +648,7 @@ def section(rows: Sequence[Row], scenarios_run: Sequence[Scenario], context: Con
     for scenario in scenarios_run:
         scenario_rows = [row for row in rows if row.scenario is scenario]
         lines += [f"### {scenario.key}: {scenario.title}", "",
-                  *scenario_table(scenario_rows, context.boot), ""]
+                  *scenario_table(scenario_rows, context.boots[scenario.key]), ""]
     lines += [
         "shardrun's own numbers (medians, from the run record in its history):",
         "",
@@ -656,7 +663,7 @@ def section(rows: Sequence[Row], scenarios_run: Sequence[Scenario], context: Con
         "",
         "Why:",
         "",
-        *why(rows, context.boot),
+        *why(rows, boots_text(context.boots)),
     ]
     return "\n".join(lines)
 
@@ -669,7 +676,7 @@ class Measured:
     workers: tuple[int, ...]
     rounds: int
     scenarios: tuple[str, ...]
-    boot: float
+    boots: Mapping[str, float]  # per scenario
     load: tuple[float, float]  # 1-minute load average at the start and at the end
     cells: Cells
     total: float = TOTAL_SECONDS  # seconds of test work in each suite (--total)
@@ -680,7 +687,7 @@ def save_results(path: Path, measured: Measured) -> None:
               "samples": [asdict(sample) for sample in cell.samples]}
              for (key, count, tool), cell in measured.cells.items()]
     data = {"argv": measured.argv, "workers": measured.workers, "rounds": measured.rounds,
-            "scenarios": measured.scenarios, "boot": measured.boot, "load": measured.load,
+            "scenarios": measured.scenarios, "boots": measured.boots, "load": measured.load,
             "total": measured.total, "cells": cells}
     path.write_text(json.dumps(data, indent=1) + "\n")
 
@@ -699,10 +706,12 @@ def load_results(paths: Sequence[Path]) -> Measured:
             cells[(item["scenario"], item["workers"], item["tool"])].samples.extend(
                 Sample(**sample) for sample in item["samples"])
     keys = [key for part in parts for key in part["scenarios"]]
+    boots = {key: part["boots"][key] if "boots" in part else part["boot"]  # older files
+             for part in parts for key in part["scenarios"]}
     argv = with_scenarios(tuple(first["argv"]), sorted(set(keys)))
     load = (first["load"][0], parts[-1]["load"][1])
     return Measured(argv, tuple(first["workers"]), first["rounds"], tuple(sorted(set(keys))),
-                    first["boot"], load, cells, first.get("total", TOTAL_SECONDS))
+                    boots, load, cells, first.get("total", TOTAL_SECONDS))
 
 
 def with_scenarios(argv: tuple[str, ...], keys: Sequence[str]) -> tuple[str, ...]:
@@ -747,7 +756,8 @@ def run_benchmark(arguments: tuple[str, ...], args: argparse.Namespace,
         if args.keep is None:
             shutil.rmtree(top, ignore_errors=True)
     return Measured(shown(arguments), tuple(args.workers), args.rounds,
-                    tuple(scenario.key for scenario in chosen), boot,
+                    tuple(scenario.key for scenario in chosen),
+                    {scenario.key: boot for scenario in chosen},
                     (load, os.getloadavg()[0]), cells, args.total)
 
 
@@ -783,7 +793,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     every = scenarios(measured.total, step)
     chosen = [item for item in every if item.key in measured.scenarios]
     rows = rows_of(measured.cells, chosen, measured.workers)
-    context = Context(measured.argv, measured.workers, measured.rounds, measured.boot, step,
+    context = Context(measured.argv, measured.workers, measured.rounds, measured.boots, step,
                       step_ratio, tuple(step_ratios), measured.load)
     text = section(rows, chosen, context, every, len(args.from_results or ()))
     print(text)
