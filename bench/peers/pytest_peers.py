@@ -485,7 +485,7 @@ def losses(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
-def why(rows: Sequence[Row], boot: str) -> list[str]:
+def why(rows: Sequence[Row], boots: Mapping[str, float]) -> list[str]:
     """Where the time goes, from the measurements (the cells' medians)."""
     def median_of(attribute: str, tool: str, keys: Sequence[str] = ("S1", "S2", "S3", "S4"),
                   ) -> float:
@@ -493,6 +493,7 @@ def why(rows: Sequence[Row], boot: str) -> list[str]:
                                  if row.scenario.key in keys)
 
     measured = {row.scenario.key for row in rows}
+    by_key = {row.scenario.key: row.scenario for row in rows}
     lines = [
         "- *Start and end.* A shardrun run spends "
         f"{median_of('before_first', 'shardrun static'):.2f} s (median) from the command's "
@@ -501,7 +502,7 @@ def why(rows: Sequence[Row], boot: str) -> list[str]:
         "a redis-server and N worker processes start on the same 2 cores as the tests "
         "(Python, click, redis-py, rq, psutil), and at the end the workers stop and the "
         "JUnit and history are written. pytest-split's N processes pay one pytest boot "
-        f"({boot}) and nothing else.",
+        f"({boots_text(boots)}) and nothing else.",
     ]
     one_per_worker = [row for row in rows
                       if row.cells["shardrun queue"].median("batches") <= row.workers]
@@ -519,7 +520,8 @@ def why(rows: Sequence[Row], boot: str) -> list[str]:
         "- *Tests, not files.* pytest-split and xdist place single tests. Under stale "
         "timings (S2) pytest-split spreads each file's tests over all groups, so a file "
         "that grew is shared by all of them; shardrun plans whole files and splits only "
-        "a file longer than a first-round batch, so a grown file lands on one worker.",
+        "a file longer than a first-round batch, so a grown file lands on one worker"
+        + (f". {grown_file(by_key['S2'])}" if "S2" in by_key else "") + ".",
         "- *Sessions, not a session.* xdist's N processes boot once and take tests one at a "
         "time (worksteal also takes queued ones back), so its slow `gw0` just runs fewer "
         "tests (S4). A shardrun worker also keeps one warm pytest process, but runs each "
@@ -529,8 +531,34 @@ def why(rows: Sequence[Row], boot: str) -> list[str]:
            f"({median_of('before_first', 'shardrun queue', ('S3',)):.2f} s to the first "
            f"batch against {median_of('before_first', 'shardrun queue', ('S1',)):.2f} s "
            "in S1)." if {"S1", "S3"} <= measured else "."),
+        *out_of_reach(rows, boots),
     ]
     return lines
+
+
+def grown_file(scenario: Scenario) -> str:
+    """The file that grew the most seconds, and where a queue run puts it."""
+    planned, actual = suite.file_seconds(scenario.timings), scenario.files
+    stem = max(actual, key=lambda stem: (actual[stem] - planned[stem], stem))
+    return (f"In S2 `{suite.pytest_path(stem)}` ({len(scenario.examples[stem])} tests) is "
+            f"planned at {planned[stem]:.2f} s and takes {actual[stem]:.2f} s; "
+            "it runs whole, in one batch, and `bench/peers/timeline.py S2` shows where a "
+            "queue run puts that batch and when it ends")
+
+
+def out_of_reach(rows: Sequence[Row], boots: Mapping[str, float]) -> list[str]:
+    """Cells whose target asks for less than any tool can do: the target times the best
+    peer's wall is under the bound per test plus the one boot every process pays."""
+    cells = [row for row in rows
+             if row.target * row.cells[row.best_peer].wall
+             < row.scenario.bound_per_test(row.workers) + boots[row.scenario.key]]
+    if not cells:
+        return []
+    names = ", ".join(f"{row.scenario.key} N = {row.workers}" for row in cells)
+    return [f"- *Out of reach* ({names}): the target times the best peer's wall is under the "
+            "bound per test plus one boot, which no tool can beat: the best peer already runs "
+            "within 1 / target of that bound (in S3 pytest-split splits the big file's tests "
+            "from exact timings, as queue mode does), so there shardrun can at best tie it."]
 
 
 def commands_block() -> list[str]:
@@ -663,7 +691,7 @@ def section(rows: Sequence[Row], scenarios_run: Sequence[Scenario], context: Con
         "",
         "Why:",
         "",
-        *why(rows, boots_text(context.boots)),
+        *why(rows, context.boots),
     ]
     return "\n".join(lines)
 
