@@ -227,7 +227,8 @@ def _merge_as_leader(
     )
     outcome = finish(run_queue.run_id, planned, options.run, dispatched, ledger,
                      replace(watched, results=results), float(meta["started_at"]))
-    lines = summary_lines(outcome.report, framework=planned.suite.framework)
+    lines = summary_lines(outcome.report, framework=planned.suite.framework,
+                          wall_seconds=outcome.wall_seconds, timed=planned.timed)
     with contextlib.suppress(ShardrunError):  # Redis gone: this node still reports
         run_queue.mark_complete({"exit_code": outcome.exit_code, "lines": lines,
                                  "infrastructure_error": outcome.infrastructure_error})
@@ -271,6 +272,7 @@ def _outcome_from(
 
 def fallback(planned: PlannedSuite, options: CiOptions, reason: str) -> CiOutcome:
     """No Redis: run this node's share of the static split, in this process."""
+    started = time.monotonic()
     context = options.context
     # The split `shardrun plan --index I --total N` prints: one shard per node.
     static = plan_shards(planned.estimates, context.node_total)
@@ -289,7 +291,8 @@ def fallback(planned: PlannedSuite, options: CiOptions, reason: str) -> CiOutcom
     junit = options.run.junit_out or options.run.request.root / ".shardrun" / "junit.xml"
     write_junit(report, junit)
     _write_node_junit(options, report)
-    lines = summary_lines(report, framework=planned.suite.framework)
+    lines = summary_lines(report, framework=planned.suite.framework,
+                          wall_seconds=time.monotonic() - started, timed=planned.timed)
     exit_code = 0 if report.passed else 1
     if report.missing:
         exit_code = EXIT_INFRASTRUCTURE

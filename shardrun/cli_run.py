@@ -50,7 +50,9 @@ def run(paths: tuple[str, ...], workers: int, redis_url: str | None, **settings:
     reporter = ProgressReporter(sys.stdout.isatty())
     outcome = coordinator.run(options, reporter)
     reporter.close()
-    _print_summary(summary_lines(outcome.report, framework=outcome.planned.suite.framework))
+    _print_summary(summary_lines(outcome.report, framework=outcome.planned.suite.framework,
+                                 wall_seconds=outcome.wall_seconds,
+                                 timed=outcome.planned.timed))
     click.echo(f"merged JUnit: {outcome.junit_path}")
     _print_problems(outcome.report, outcome.infrastructure_error)
     sys.exit(outcome.exit_code)

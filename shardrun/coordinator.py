@@ -61,6 +61,9 @@ class PlannedSuite:
     history: History
     estimates: dict[str, float]
     plan: Plan
+    # Whether any estimate came from measured seconds. Without, the estimates are file
+    # sizes in made-up units: fit for balancing, not for showing as predicted seconds.
+    timed: bool = True
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,9 @@ class RunOutcome:
     exit_code: int
     junit_path: Path | None
     infrastructure_error: str | None = None
+    # From the workers' start (CI: the leader's) to the merged report: what the run cost in
+    # time, as against report.seconds, the tests' own seconds summed over every worker.
+    wall_seconds: float | None = None
 
 
 def prepare(request: PlanRequest) -> PlannedSuite:
@@ -101,7 +107,9 @@ def prepare(request: PlanRequest) -> PlannedSuite:
     for path in expand_globs(request.from_junit, request.root):
         history.record(load_durations(path))
     estimates = history.estimates(suite.files, request.root)
-    return PlannedSuite(suite, history, estimates, plan_shards(estimates, request.workers))
+    timed = any(history.estimate(unit) is not None for unit in estimates)
+    return PlannedSuite(suite, history, estimates, plan_shards(estimates, request.workers),
+                        timed)
 
 
 def expand_globs(patterns: Sequence[str], root: Path) -> list[Path]:
@@ -181,7 +189,7 @@ def dispatch_plan(planned: PlannedSuite, options: RunOptions) -> Plan:
     root, workers = options.request.root, options.request.workers
     runner = get_runner(framework, root, options.command_template)
     boot = batch_overhead(planned.history.runs(), framework, warm=_warm(runner, options))
-    if not any(planned.history.estimate(unit) is not None for unit in planned.estimates):
+    if not planned.timed:
         # No timings yet: estimates are file sizes, not seconds, so a boot cost in seconds
         # means nothing against them. Batch without it: small batches let the queue even
         # out what the sizes got wrong, and this run's timings fix the next one.
@@ -265,7 +273,7 @@ def finish(
     if report.missing or watched.infrastructure_error:
         exit_code = EXIT_INFRASTRUCTURE
     return RunOutcome(run_id, planned, dispatched, report, exit_code, junit_path,
-                      watched.infrastructure_error)
+                      watched.infrastructure_error, max(time.time() - started_at, 0.0))
 
 
 def skipped_units(ledger: Ledger, watched: WatchOutcome) -> dict[str, str]:

@@ -52,19 +52,18 @@ def _rerun_target(case: CaseResult, framework: str) -> str:
     return f"{case.file}:{case.line}" if case.line else case.file
 
 
-def summary_lines(report: RunReport, *, framework: str, slowest: int = 5) -> list[str]:
+def summary_lines(report: RunReport, *, framework: str, slowest: int = 5,
+                  wall_seconds: float | None = None, timed: bool = True) -> list[str]:
     """What a person reads after the run: counts, each failure with where to look, how to
-    rerun them, how the plan held up, what is slow, and any unit not run as planned."""
-    lines = [
-        f"{_plural(report.tests, 'test')}, {_plural(report.failures, 'failure')}, "
-        f"{_plural(report.errors, 'error')}, {report.skipped} skipped in {report.seconds:.1f} s"
-    ]
+    rerun them, how the plan held up (`timed`: whether the plan had timings to predict
+    from), what is slow, and any unit not run as planned."""
+    lines = [_counts_line(report, wall_seconds)]
     lines += _failure_lines(report)
     lines += [f"Flaky (failed, then passed on attempt {case.attempt}): {case.classname} "
               f"{case.name}" for case in report.flaky]
     command = rerun_command(report, framework)
     lines += ["Rerun the failures:", f"  {command}"] if command else []
-    lines += _shard_lines(report.results) + _slowest_lines(report.cases, slowest)
+    lines += _shard_lines(report.results, timed) + _slowest_lines(report.cases, slowest)
     lines += [f"Not run: {case.unit}: {case.message}" for case in report.crashed]
     if report.empty_units:
         lines.append("Ran with zero examples: " + ", ".join(report.empty_units))
@@ -75,6 +74,17 @@ def summary_lines(report: RunReport, *, framework: str, slowest: int = 5) -> lis
     lines.append(f"{report.tests - failed - report.skipped} passed, {failed} failed"
                  + (f", {report.skipped} skipped" if report.skipped else ""))
     return lines
+
+
+def _counts_line(report: RunReport, wall_seconds: float | None) -> str:
+    """rspec's and pytest's "in X s" is the time the run took; summed over N workers, the
+    tests' own seconds are about N times that, so they are named as what they are."""
+    counts = (f"{_plural(report.tests, 'test')}, {_plural(report.failures, 'failure')}, "
+              f"{_plural(report.errors, 'error')}, {report.skipped} skipped")
+    tests = f"{report.seconds:.1f} s of test time"
+    if wall_seconds is None:
+        return f"{counts} ({tests})"
+    return f"{counts} in {wall_seconds:.1f} s ({tests})"
 
 
 def _plural(count: int, word: str) -> str:
@@ -100,20 +110,17 @@ def _first_line(case: CaseResult) -> str:
     return "(no message)"
 
 
-def _shard_lines(results: Sequence[ShardResult]) -> list[str]:
+def _shard_lines(results: Sequence[ShardResult], timed: bool) -> list[str]:
     latest = latest_per_shard(results)
     if len(latest) > MAX_BATCH_LINES:
-        return _worker_lines(latest)
-    lines = []
-    for result in latest:
-        predicted, actual = result.predicted_seconds, result.outcome.wall_seconds
-        lines.append(f"  shard {result.shard_index} attempt {result.attempt} on "
-                     f"{result.worker}: predicted {predicted:.1f} s, actual {actual:.1f} s "
-                     f"({actual - predicted:+.1f} s)")
-    return ["Shards (predicted vs actual):", *lines] if lines else []
+        return _worker_lines(latest, timed)
+    lines = [f"  shard {result.shard_index} attempt {result.attempt} on {result.worker}: "
+             + _versus(result.predicted_seconds, result.outcome.wall_seconds, timed)
+             for result in latest]
+    return [_heading("Shards", timed), *lines] if lines else []
 
 
-def _worker_lines(results: Sequence[ShardResult]) -> list[str]:
+def _worker_lines(results: Sequence[ShardResult], timed: bool) -> list[str]:
     """Queue mode runs many batches: predicted vs actual summed per worker instead."""
     totals: dict[str, list[float]] = {}
     for result in results:
@@ -121,10 +128,22 @@ def _worker_lines(results: Sequence[ShardResult]) -> list[str]:
         entry[0] += 1
         entry[1] += result.predicted_seconds
         entry[2] += result.outcome.wall_seconds
-    lines = [f"  {worker}: {int(count)} batches, predicted {predicted:.1f} s, "
-             f"actual {actual:.1f} s ({actual - predicted:+.1f} s)"
+    lines = [f"  {worker}: {int(count)} batches, {_versus(predicted, actual, timed)}"
              for worker, (count, predicted, actual) in sorted(totals.items())]
-    return ["Workers (predicted vs actual):", *lines]
+    return [_heading("Workers", timed), *lines]
+
+
+def _heading(what: str, timed: bool) -> str:
+    if timed:
+        return f"{what} (predicted vs actual):"
+    return f"{what} (no timings yet, so nothing was predicted; the next run plans from these):"
+
+
+def _versus(predicted: float, actual: float, timed: bool) -> str:
+    """Without timings the plan balanced file sizes, whose "seconds" mean nothing."""
+    if not timed:
+        return f"actual {actual:.1f} s"
+    return f"predicted {predicted:.1f} s, actual {actual:.1f} s ({actual - predicted:+.1f} s)"
 
 
 def _slowest_lines(cases: Iterable[CaseResult], count: int) -> list[str]:
@@ -157,7 +176,7 @@ def github_step_summary(report: RunReport, framework: str) -> str:
     rows = [
         f"### shardrun: {status}",
         "",
-        "| tests | failures | errors | skipped | flaky | seconds |",
+        "| tests | failures | errors | skipped | flaky | test time s |",
         "| ---: | ---: | ---: | ---: | ---: | ---: |",
         f"| {report.tests} | {report.failures} | {report.errors} | {report.skipped} | "
         f"{len(report.flaky)} | {report.seconds:.1f} |",

@@ -42,6 +42,8 @@ from support.runs import (
 # What the brief promises for an unreachable Redis: the answer within 5 s.
 UNREACHABLE_REDIS_BUDGET_SECONDS = 5.0
 SUMMARY_LAST_LINE = re.compile(r"^(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$")
+COUNTS_LINE = re.compile(r"^9 tests, .* skipped in (?P<wall>[\d.]+) s "
+                         r"\((?P<tests>[\d.]+) s of test time\)$", re.MULTILINE)
 SHARD_LINE = re.compile(r"predicted ([\d.]+) s, actual ([\d.]+) s")
 NO_TTL = -1  # what Redis TTL answers for a key that never expires
 PYTEST_FILES = {
@@ -282,6 +284,25 @@ def test_failures_and_errors_are_counted_apart(pytest_suite: Suite, tmp_path: Pa
     assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("9", "1", "1")
 
 
+def test_summary_gives_the_runs_time_and_the_tests_apart(
+    pytest_suite: Suite, tmp_path: Path
+) -> None:
+    # "in X s" is how long the run took, as rspec and pytest mean it; the tests' own
+    # seconds, summed over the workers, are named apart.
+    started = time.monotonic()
+    completed = shardrun(pytest_suite.root, "tests", "--workers", "2", *run_options(tmp_path))
+    stopwatch = time.monotonic() - started
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    match = COUNTS_LINE.search(completed.stdout)
+    assert match is not None, completed.stdout
+    wall, test_time = float(match["wall"]), float(match["tests"])
+    root = ET.parse(tmp_path / "run.xml").getroot()
+    junit_time = sum(float(case.get("time") or 0) for case in root.iter("testcase"))
+    assert test_time == pytest.approx(junit_time, abs=0.06)
+    longest = max(float(case.get("time") or 0) for case in root.iter("testcase"))
+    assert longest <= wall + 0.05 and wall <= stopwatch, (wall, stopwatch)
+
+
 # --- 3: a runner that crashes or writes nothing
 
 
@@ -459,9 +480,12 @@ def test_second_run_predicts_better(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stdout + first.stderr
     history = json.loads((tmp_path / "run-timings.json").read_text())
     assert set(history["files"]) == set(LEARNING_FILES)
+    # Without timings the plan balanced file sizes: nothing it could call a prediction.
+    assert "no timings yet" in first.stdout and not SHARD_LINE.search(first.stdout), first.stdout
     second = shardrun(root, "tests", "--workers", "2", *options)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert shard_errors(second.stdout) < shard_errors(first.stdout)
+    actual = sum(float(seconds) for _, seconds in SHARD_LINE.findall(second.stdout))
+    assert shard_errors(second.stdout) < actual / 2, second.stdout
 
 
 # --- 9: runner arguments after `--`

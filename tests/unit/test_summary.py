@@ -58,7 +58,7 @@ def test_pytest_rerun_quotes_node_ids() -> None:
 
 def test_summary_lines(mixed: RunReport) -> None:
     lines = summary_lines(mixed, framework="rspec", slowest=1)
-    assert lines[0] == "4 tests, 1 failure, 0 errors, 1 skipped in 3.8 s"
+    assert lines[0] == "4 tests, 1 failure, 0 errors, 1 skipped (3.8 s of test time)"
     assert "  FAILED spec/a_spec.rb:12 A fails: expected: 2 got: 1" in lines
     assert "  rspec spec/a_spec.rb:12" in lines
     assert "  shard 0 attempt 1 on host0:100: predicted 1.5 s, actual 2.0 s (+0.5 s)" in lines
@@ -67,10 +67,22 @@ def test_summary_lines(mixed: RunReport) -> None:
     assert lines[-1] == "2 passed, 1 failed, 1 skipped"
 
 
+def test_summary_gives_the_runs_time_and_the_tests_apart(mixed: RunReport) -> None:
+    lines = summary_lines(mixed, framework="rspec", wall_seconds=1.25)
+    assert lines[0] == "4 tests, 1 failure, 0 errors, 1 skipped in 1.2 s (3.8 s of test time)"
+
+
+def test_summary_predicts_nothing_without_timings(mixed: RunReport) -> None:
+    lines = summary_lines(mixed, framework="rspec", timed=False)
+    assert "  shard 0 attempt 1 on host0:100: actual 2.0 s" in lines
+    assert not any("predicted 1.5 s" in line for line in lines)
+    assert any(line.startswith("Shards (no timings yet") for line in lines)
+
+
 def test_summary_names_crashed_units_and_counts_errors_as_failed() -> None:
     crashed = result(0, ("spec/c_spec.rb",), None, process=outcome(None, sig=signal.SIGSEGV))
     lines = summary_lines(merge(["spec/c_spec.rb"], [crashed]), framework="rspec")
-    assert lines[0] == "1 test, 0 failures, 1 error, 0 skipped in 0.0 s"
+    assert lines[0] == "1 test, 0 failures, 1 error, 0 skipped (0.0 s of test time)"
     assert "Not run: spec/c_spec.rb: killed by signal 11 (SIGSEGV)" in lines
     assert "Failures:" not in lines  # a lost unit is listed once, under "Not run"
     assert lines[-1] == "0 passed, 1 failed"
