@@ -93,8 +93,9 @@ class RunOutcome:
     exit_code: int
     junit_path: Path | None
     infrastructure_error: str | None = None
-    # From the workers' start (CI: the leader's) to the merged report: what the run cost in
-    # time, as against report.seconds, the tests' own seconds summed over every worker.
+    # From the command's planning (CI: the leader's start) to the merged report: what the
+    # run cost in time, as against report.seconds, the tests' own seconds summed over every
+    # worker.
     wall_seconds: float | None = None
 
 
@@ -127,22 +128,23 @@ def expand_globs(patterns: Sequence[str], root: Path) -> list[Path]:
 
 def run(options: RunOptions, on_progress: ProgressCallback | None = None) -> RunOutcome:
     """Run the suite on N local workers, on the given Redis or a private one."""
+    started_at = time.time()  # the run's time includes planning and the private Redis
     planned = prepare(options.request)
     if options.redis_url:
-        return _run_on(options.redis_url, options, planned, on_progress)
+        return _run_on(options.redis_url, options, planned, on_progress, started_at)
     with EmbeddedRedis() as embedded:
-        return _run_on(embedded.url, options, planned, on_progress)
+        return _run_on(embedded.url, options, planned, on_progress, started_at)
 
 
 def _run_on(
-    url: str, options: RunOptions, planned: PlannedSuite, on_progress: ProgressCallback | None
+    url: str, options: RunOptions, planned: PlannedSuite, on_progress: ProgressCallback | None,
+    started_at: float,
 ) -> RunOutcome:
     connection = queue.connect(url, options.redis_timeout)
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     run_queue = queue.RunQueue(connection, run_id, redis_timeout=options.redis_timeout)
     root = options.request.root
     log_dir = root / ".shardrun" / "logs" / run_id
-    started_at = time.time()
     try:
         # Workers boot (import Python, connect, boot the suite in their runners) while
         # the coordinator splits and batches.
