@@ -269,7 +269,8 @@ def finish(
     junit_path = options.junit_out or options.request.root / ".shardrun" / "junit.xml"
     write_junit(report, junit_path)
     learn(planned.history, report, watched.results)
-    record_run(planned.history, run_id, dispatched, watched.results, report, time.time())
+    record_run(planned.history, run_id, dispatched, watched.results, report, time.time(),
+               timed=planned.timed)
     planned.history.save(options.request.root)
     exit_code = EXIT_OK if report.passed else EXIT_TESTS_FAILED
     if report.missing or watched.infrastructure_error:

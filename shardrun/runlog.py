@@ -170,7 +170,7 @@ def _report_fields(report: RunReport) -> dict[str, Any]:
 
 def build_run_record(
     run_id: str, plan: Plan, results: Sequence[ShardResult], report: RunReport,
-    recorded_at: float,
+    recorded_at: float, *, timed: bool = True,
 ) -> dict[str, Any]:
     """The record of one run (docs/dashboard.md, "Run records").
 
@@ -191,6 +191,7 @@ def build_run_record(
         "wall_seconds": round(wall, _DIGITS),
         "makespan": max((row["span_seconds"] for row in workers), default=0.0),
         **_plan_fields(plan),
+        "timed": timed,
         "idle_seconds": round(sum(row["idle_seconds"] for row in workers), _DIGITS),
         "boot_overhead_seconds": round(cold + warm, _DIGITS),
         "boot_seconds_per_batch": round(cold / started, _DIGITS) if started else None,
@@ -204,10 +205,10 @@ def build_run_record(
 
 def record_run(
     history: History, run_id: str, plan: Plan, results: Sequence[ShardResult],
-    report: RunReport, recorded_at: float,
+    report: RunReport, recorded_at: float, *, timed: bool = True,
 ) -> dict[str, Any]:
     """Build this run's record and add it to the history (the one call `finish` makes)."""
-    record = build_run_record(run_id, plan, results, report, recorded_at)
+    record = build_run_record(run_id, plan, results, report, recorded_at, timed=timed)
     history.add_run(record)
     return record
 

@@ -121,15 +121,13 @@ def shardrun(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
     )
 
 
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
-    """RUNS real runs of the suite on WORKERS workers, then the page rendered from them."""
+def record_runs(root: Path, count: int) -> Recorded:
+    """`count` real runs of the suite on WORKERS workers, then the page rendered from them."""
     if not shutil.which("redis-server"):
         missing("redis-server not on PATH (apt-get install redis-server)")
-    root = tmp_path_factory.mktemp("dashboard-suite")
     write_files(root, SUITE)
     timings = root / "timings.json"
-    for run in range(1, RUNS + 1):
+    for run in range(1, count + 1):
         # Static shards: every worker gets a batch, so every Gantt row has a bar.
         completed = shardrun(root, "run", "tests", "--workers", str(WORKERS), "--mode",
                              "static", "--timings", str(timings), DASHBOARD_RUN=str(run))
@@ -138,8 +136,19 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     completed = shardrun(root, "dashboard", "html", "--timings", str(timings), "--out", str(page))
     assert completed.returncode == 0, completed.stderr
     runs = json.loads(timings.read_text(encoding="utf-8"))["runs"]
-    assert len(runs) == RUNS
+    assert len(runs) == count
     return Recorded(page, runs[-1])
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
+    return record_runs(tmp_path_factory.mktemp("dashboard-suite"), RUNS)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
+    """One run with no timings before it: its plan balanced file sizes."""
+    return record_runs(tmp_path_factory.mktemp("dashboard-first-run"), 1)
 
 
 def chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -157,6 +166,7 @@ class DomCounter(HTMLParser):
         super().__init__()
         self.row_workers: list[str] = []
         self.bars: list[dict[str, str | None]] = []
+        self.predicted_outlines = 0
         self.errors = ""
         self.rendered = False
         self._in_errors = False
@@ -168,6 +178,8 @@ class DomCounter(HTMLParser):
             self.row_workers.append(attributes.get("data-worker") or "")
         if "gantt-bar" in classes:
             self.bars.append(attributes)
+        if "gantt-predicted" in classes:
+            self.predicted_outlines += 1
         if tag == "body":
             self.rendered = attributes.get("data-rendered") == "true"
         self._in_errors = tag == "pre" and attributes.get("id") == "errors"
@@ -205,6 +217,7 @@ def test_page_draws_a_row_per_worker_and_a_bar_per_batch(
     drawn = sorted((int(bar["data-batch"] or -1), bar["data-outcome"]) for bar in dom.bars)
     assert drawn == sorted((batch["index"], batch["outcome"]) for batch in batches)
     assert "failed" in {outcome for _, outcome in drawn}
+    assert dom.predicted_outlines == len(batches)  # the last run was planned from timings
 
 
 def test_page_has_no_errors(dumped: tuple[DomCounter, str]) -> None:
@@ -212,6 +225,21 @@ def test_page_has_no_errors(dumped: tuple[DomCounter, str]) -> None:
     assert dom.errors.strip() == ""
     problems = [line for line in log.splitlines() if any(p in line for p in CONSOLE_PROBLEMS)]
     assert problems == []
+
+
+def test_a_first_run_shows_nothing_as_predicted(
+    require_chromium: str, first_run: Recorded, tmp_path: Path
+) -> None:
+    assert first_run.last_run["timed"] is False
+    completed = chromium(require_chromium, tmp_path / "profile", "--dump-dom",
+                         first_run.page.as_uri())
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    dom = DomCounter()
+    dom.feed(completed.stdout)
+    assert dom.rendered and dom.errors.strip() == "", dom.errors
+    assert dom.bars, "the Gantt chart still shows what ran"
+    assert "nothing predicted: no timings before this run" in completed.stdout
+    assert dom.predicted_outlines == 0  # no outline of a size-based guess
 
 
 def test_screenshot(require_chromium: str, recorded: Recorded, tmp_path: Path) -> None:

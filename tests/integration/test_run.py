@@ -480,12 +480,15 @@ def test_second_run_predicts_better(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stdout + first.stderr
     history = json.loads((tmp_path / "run-timings.json").read_text())
     assert set(history["files"]) == set(LEARNING_FILES)
+    assert history["runs"][-1]["timed"] is False  # the dashboard shows no prediction for it
     # Without timings the plan balanced file sizes: nothing it could call a prediction.
     assert "no timings yet" in first.stdout and not SHARD_LINE.search(first.stdout), first.stdout
     second = shardrun(root, "tests", "--workers", "2", *options)
     assert second.returncode == 0, second.stdout + second.stderr
     actual = sum(float(seconds) for _, seconds in SHARD_LINE.findall(second.stdout))
     assert shard_errors(second.stdout) < actual / 2, second.stdout
+    history = json.loads((tmp_path / "run-timings.json").read_text())
+    assert history["runs"][-1]["timed"] is True
 
 
 # --- 9: runner arguments after `--`

@@ -239,6 +239,13 @@ def test_record_run_stores_the_record_and_it_survives_save_and_load(
     assert History.load(tmp_path / "timings.json").runs() == [record]
 
 
+def test_record_says_whether_the_plan_had_timings(results: list[ShardResult]) -> None:
+    report = merge(FILES, results)
+    assert build_run_record("run-1", PLAN, results, report, T0 + 9)["timed"] is True
+    first = build_run_record("run-1", PLAN, results, report, T0 + 9, timed=False)
+    assert first["timed"] is False
+
+
 def test_add_run_keeps_the_last_runs_and_drops_old_unit_lists() -> None:
     history = History(Path("unused.json"))
     for number in range(RUNS_KEPT + 5):
