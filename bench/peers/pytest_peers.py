@@ -536,10 +536,16 @@ def why(rows: Sequence[Row], boots: Mapping[str, float]) -> list[str]:
     return lines
 
 
+def grown_files(scenario: Scenario) -> list[str]:
+    """The files by seconds added since their timings (S2's stale ones), most first."""
+    planned, actual = suite.file_seconds(scenario.timings), scenario.files
+    return sorted(actual, key=lambda stem: (planned[stem] - actual[stem], stem))
+
+
 def grown_file(scenario: Scenario) -> str:
     """The file that grew the most seconds, and where a queue run puts it."""
     planned, actual = suite.file_seconds(scenario.timings), scenario.files
-    stem = max(actual, key=lambda stem: (actual[stem] - planned[stem], stem))
+    stem = grown_files(scenario)[0]
     return (f"In S2 `{suite.pytest_path(stem)}` ({len(scenario.examples[stem])} tests) is "
             f"planned at {planned[stem]:.2f} s and takes {actual[stem]:.2f} s; "
             "it runs whole, in one batch, and `bench/peers/timeline.py S2` shows where a "

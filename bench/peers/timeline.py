@@ -58,9 +58,9 @@ def batch_lines(batches: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def grown(scenario: pytest_peers.Scenario, count: int = 3) -> list[str]:
-    """The files whose timings are most wrong (S2), as the history has them and as run."""
+    """The files that grew the most seconds (S2), as the history has them and as run."""
     planned, actual = suite.file_seconds(scenario.timings), scenario.files
-    stems = sorted(actual, key=lambda stem: -actual[stem] / max(planned[stem], 1e-9))[:count]
+    stems = pytest_peers.grown_files(scenario)[:count]
     return [f"- {stem[:3]}: planned {planned[stem]:.2f} s, takes {actual[stem]:.2f} s "
             f"({len(scenario.examples[stem])} tests)" for stem in stems]
 
