@@ -56,7 +56,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO
-from xml.sax.saxutils import quoteattr
 
 import psutil
 from _datasets import provenance, write_section
@@ -75,7 +74,7 @@ from shardrun.coordinator import (
 )
 from shardrun.history import History
 from shardrun.ledger import Ledger
-from shardrun.models import Plan, ProcessOutcome, Shard, ShardJob, ShardResult
+from shardrun.models import Plan, ProcessOutcome, Shard, ShardJob, ShardResult, TestResult
 from shardrun.process import kill_tree
 from shardrun.queue import RunQueue, connect, queue_name
 from shardrun.rq_worker import ShardrunWorker
@@ -148,14 +147,10 @@ class ThreadedShardrunWorker(ShardrunWorker):
         """Signals reach the main thread only; the bench ends worker processes by pid."""
 
 
-def passing_junit(units: Sequence[str]) -> str:
-    """The JUnit XML a runner writes when each unit ran one passing test."""
-    cases = "".join(
-        f"<testcase classname={quoteattr(unit.removesuffix('.py').replace('/', '.'))} "
-        f'name="test_noop" file={quoteattr(unit)} time="0.001"/>'
-        for unit in units
-    )
-    return f'<testsuite name="noop" tests="{len(units)}">{cases}</testsuite>'
+def passing_tests(units: Sequence[str]) -> tuple[TestResult, ...]:
+    """What a worker reports when each unit ran one passing test."""
+    return tuple(TestResult(f"{unit}::test_noop", unit, unit, "passed", 0.001, name="test_noop")
+                 for unit in units)
 
 
 def noop_execute(
@@ -173,7 +168,7 @@ def noop_execute(
         worker_index=context.worker_index, units=job.units,
         outcome=ProcessOutcome(0, None, False, 0.0, 0.0, 0), started_at=started,
         finished_at=time.time(), predicted_seconds=job.predicted_seconds,
-        junit_xml=passing_junit(job.units),
+        tests=passing_tests(job.units),
     )
 
 

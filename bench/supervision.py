@@ -5,7 +5,7 @@ RSS, CPU time, processes to kill at the end) and renews its lease. That CPU is s
 the same cores as the tests, N times over with N workers on one machine, so it should be
 small against a core. This measures the worker's own CPU time per second of a batch
 that only sleeps, with a fresh process per batch (`run_process`) and in a warm pytest
-runner (`WarmRunner`), once with each way of finding the tree's processes:
+runner (`RunnerProcess`), once with each way of finding the tree's processes:
 /proc/PID/task/TID/children along the tree, which shardrun uses on Linux, and psutil's
 `children(recursive=True)`, which reads every process on the machine and is the fallback.
 
@@ -34,7 +34,7 @@ from _datasets import provenance, publish
 from shardrun import process
 from shardrun.process import descendants, run_process
 from shardrun.runners import get_runner, worker_env
-from shardrun.warm import WarmRunner
+from shardrun.warm import RunnerProcess
 
 HEADING = "## Supervising a running batch"
 SECONDS = 5.0
@@ -97,14 +97,14 @@ def measure(walk: str, seconds: float, scratch: Path) -> Cost:
         cold = cpu_ms_per_second(seconds, lambda: run_process(
             ["sleep", str(seconds)], cwd=scratch, env=env, log_path=scratch / "cold.log",
             timeout_seconds=seconds + 60))
-        warm = WarmRunner("pytest", server, suite, env, scratch / "boot.log")
+        warm = RunnerProcess("pytest", server, suite, env, scratch / "boot.log")
         try:
             out = Path(tempfile.mkdtemp(dir=scratch))
-            invocation = runner.invocation(["tests/test_sleep.py"], out)
+            args = runner.batch_arguments(["tests/test_sleep.py"])
             # the first batch boots the runner: measure the second
-            warm.run(invocation.arguments, out / "boot-batch.log", timeout_seconds=seconds + 60)
+            warm.run(args, out / "boot-batch.log", fork=True, timeout_seconds=seconds + 60)
             warm_ms = cpu_ms_per_second(seconds, lambda: warm.run(
-                invocation.arguments, out / "batch.log", timeout_seconds=seconds + 60))
+                args, out / "batch.log", fork=True, timeout_seconds=seconds + 60))
         finally:
             warm.stop()
         return Cost(walk, statistics.median(descendants_ms() for _ in range(3)), cold, warm_ms)

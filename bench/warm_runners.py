@@ -1,11 +1,13 @@
-"""Warm runners over many batches: does a long-lived rspec or pytest process grow?
+"""Runners over many batches: does a long-lived rspec or pytest process grow?
 
 knapsack_pro's Queue Mode runs every batch of a CI node in one RSpec process, and its
 users found it leaking memory batch after batch (knapsack_pro-ruby #200). shardrun's
-warm runners (shardrun/warm.py) do the same, one process per worker, so this runs the
-same batch (the two fast files of each bundled example suite) BATCHES times in one warm
-runner and reads the runner's RSS as it goes, plus what a batch costs beside its tests,
-against a fresh process per batch.
+`--runners reuse` does the same, one process per worker, so this runs the same batch (the
+two fast files of each bundled example suite) BATCHES times in one runner, batch after
+batch in the process itself, and reads the runner's RSS as it goes; plus what a batch
+costs beside its tests there, in a fork of the booted runner (`--runners fork`, the
+default, whose runner does not grow: every batch runs in a child), and in a fresh
+process per batch (`--runners fresh`).
 
     python bench/warm_runners.py [--batches 300] [--write docs/benchmarks.md]
 
@@ -30,10 +32,8 @@ from pathlib import Path
 import psutil
 from _datasets import provenance, publish
 
-from shardrun.models import ProcessOutcome
-from shardrun.process import run_process
-from shardrun.runners import Invocation, Runner, get_runner, worker_env
-from shardrun.warm import WarmRunner
+from shardrun.runners import Runner, get_runner, worker_env
+from shardrun.warm import BatchRun, RunnerProcess
 
 HEADING = "## Warm runners over many batches"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -52,8 +52,9 @@ class Measured:
     framework: str
     rss_mb: dict[int, float]  # after batch n
     open_files: dict[int, int]  # the runner's open file descriptors after batch n
-    warm_batch: float  # median wall time of a warm batch, seconds
-    cold_batch: float  # median wall time of the same batch in a fresh process
+    warm_batch: float  # median wall time of a batch in the reused runner, seconds
+    fork_batch: float  # ... in a fork of the booted runner
+    cold_batch: float  # ... in a fresh process
 
     @property
     def growth(self) -> float:
@@ -72,39 +73,49 @@ def measure(framework: str, batches: int, scratch: Path) -> Measured:
     env = worker_env({**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}, 1, scratch)
     server = runner.server_argv()
     assert server is not None
-    warm = WarmRunner(framework, server, root, env, scratch / "boot.log")
+    warm = RunnerProcess(framework, server, root, env, scratch / "boot.log")
     rss: dict[int, float] = {}
     files: dict[int, int] = {}
     walls: list[float] = []
+    forks: list[float] = []
     try:
+        warm.prewarm((), scratch / "boot.log")
         for number in range(1, batches + 1):
-            walls.append(_batch(runner, scratch, lambda inv, log: warm.run(
-                inv.arguments, log, timeout_seconds=120)))
+            walls.append(_batch(runner, scratch, lambda args, log: warm.run(
+                args, log, fork=False, timeout_seconds=120)))
             if number in MARKS or number == batches:
                 process = psutil.Process(warm.pid)
                 rss[number] = process.memory_info().rss / 2**20
                 files[number] = process.num_fds()
+        forks = [_batch(runner, scratch, lambda args, log: warm.run(
+            args, log, fork=True, timeout_seconds=120)) for _ in range(COLD_BATCHES)]
     finally:
         warm.stop()
-    cold = [
-        _batch(runner, scratch, lambda inv, log: run_process(
-            inv.argv, cwd=root, env=env, log_path=log, timeout_seconds=120))
-        for _ in range(COLD_BATCHES)
-    ]
-    return Measured(framework, rss, files, statistics.median(walls), statistics.median(cold))
+    cold = [_batch(runner, scratch, lambda args, log: _fresh(server, root, env, args, log))
+            for _ in range(COLD_BATCHES)]
+    return Measured(framework, rss, files, statistics.median(walls), statistics.median(forks),
+                    statistics.median(cold))
+
+
+def _fresh(server: Sequence[str], root: Path, env: dict[str, str], args: Sequence[str],
+           log: Path) -> BatchRun:
+    process = RunnerProcess("fresh", server, root, env, log)
+    try:
+        return process.run(args, log, fork=False, timeout_seconds=120)
+    finally:
+        process.stop()
 
 
 def _batch(
-    runner: Runner, scratch: Path, run: Callable[[Invocation, Path], ProcessOutcome]
+    runner: Runner, scratch: Path, run: Callable[[Sequence[str], Path], BatchRun]
 ) -> float:
     """Wall seconds of one batch of the suite's fast files, run by `run`."""
     out = Path(tempfile.mkdtemp(dir=scratch))
-    invocation = runner.invocation(SUITES[runner.name], out)
     started = time.monotonic()
-    outcome = run(invocation, out / "batch.log")
+    batch = run(runner.batch_arguments(SUITES[runner.name]), out / "batch.log")
     wall = time.monotonic() - started
-    if outcome.exit_code != 0:
-        sys.exit(f"{runner.name} batch failed: {outcome.output_tail}")
+    if batch.outcome.exit_code != 0:
+        sys.exit(f"{runner.name} batch failed: {batch.outcome.output_tail}")
     shutil.rmtree(out)
     return wall
 
@@ -113,13 +124,14 @@ def table(rows: Sequence[Measured]) -> list[str]:
     marks = sorted({mark for row in rows for mark in row.rss_mb})
     lines = [
         "| runner | " + " | ".join(f"RSS after {mark} MB" for mark in marks)
-        + " | last / 10th | files kept open | batch in a warm runner s | in a fresh process s |",
-        "|:---|" + "---:|" * (len(marks) + 4),
+        + " | last / 10th | files kept open | batch in the reused runner s "
+        "| in a fork of it s | in a fresh process s |",
+        "|:---|" + "---:|" * (len(marks) + 5),
     ]
     for row in rows:
         cells = " | ".join(f"{row.rss_mb.get(mark, float('nan')):.1f}" for mark in marks)
         lines.append(f"| {row.framework} | {cells} | {row.growth:.2f} | {row.files_kept} "
-                     f"| {row.warm_batch:.3f} | {row.cold_batch:.3f} |")
+                     f"| {row.warm_batch:.3f} | {row.fork_batch:.3f} | {row.cold_batch:.3f} |")
     return lines
 
 

@@ -47,7 +47,7 @@ from shardrun.planner import plan_shards
 from shardrun.pool import LocalWorkers
 from shardrun.report import RunReport, merge
 from shardrun.summary import summary_lines
-from shardrun.warm import Prewarm
+from shardrun.warm import Prewarm, Runners
 from shardrun.watch import ProgressCallback, Watcher, WatchHooks, WatchOutcome
 from shardrun.worker import default_context, execute
 
@@ -201,8 +201,13 @@ def _lead(
         done = [result.shard_index for result in run_queue.collected()]
         ledger.restore(run_queue.load_batches(), done)
     hooks = _LeaderHooks(run_queue, run.lease_seconds)
-    watched = Watcher(run_queue, ledger, workers, on_progress,
-                      lambda: run_queue.publish_meta(meta), hooks).run()
+    try:
+        watched = Watcher(run_queue, ledger, workers, on_progress,
+                          lambda: run_queue.publish_meta(meta), hooks).run()
+    except BaseException:  # cancelled (SIGTERM, Ctrl-C): another node takes over at once
+        with contextlib.suppress(ShardrunError):
+            run_queue.release_leadership(node_name())
+        raise
     if hooks.lost:
         return None
     return _merge_as_leader(options, planned, run_queue, ledger, watched, meta)
@@ -232,7 +237,7 @@ def _merge_as_leader(
     with contextlib.suppress(ShardrunError):  # Redis gone: this node still reports
         run_queue.mark_complete({"exit_code": outcome.exit_code, "lines": lines,
                                  "infrastructure_error": outcome.infrastructure_error})
-    node_report = _node_report(results, options.mine)
+    node_report = _node_report(outcome.report, options.mine)
     _write_node_junit(options, node_report)
     return CiOutcome(outcome.exit_code, "leader", tuple(lines), outcome.report, node_report,
                      outcome.infrastructure_error or "", planned.suite.framework)
@@ -247,14 +252,22 @@ def _all_results(run_queue: queue.RunQueue, watched: WatchOutcome) -> list[Shard
     return list(by_batch.values())
 
 
-def _node_report(results: list[ShardResult], worker_pids: set[int]) -> RunReport | None:
-    """This node's own share: the batches its worker processes ran."""
-    mine = [r for r in results if r.worker.rsplit(":", 1)[-1].isdigit()
-            and int(r.worker.rsplit(":", 1)[-1]) in worker_pids
-            and r.worker.rsplit(":", 1)[0] == socket.gethostname()]
-    if not mine:
+def _node_report(report: RunReport, worker_pids: set[int]) -> RunReport | None:
+    """This node's own share of the merged run: the tests whose final attempt its worker
+    processes ran, each once (earlier attempts inside, wherever they ran), so the nodes'
+    files together hold the suite once."""
+    cases = tuple(case for case in report.cases if _ran_here(case.worker, worker_pids))
+    if not cases:
         return None
-    return merge([unit for result in mine for unit in result.units], mine)
+    mine = tuple(result for result in report.results if _ran_here(result.worker, worker_pids))
+    units = tuple(dict.fromkeys(case.unit for case in cases if case.unit))
+    return replace(report, cases=cases, units=units, results=mine, empty_units=(),
+                   unplanned_files=())
+
+
+def _ran_here(worker: str, worker_pids: set[int]) -> bool:
+    host, _, pid = worker.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and int(pid) in worker_pids
 
 
 def _write_node_junit(options: CiOptions, report: RunReport | None) -> None:
@@ -265,7 +278,11 @@ def _write_node_junit(options: CiOptions, report: RunReport | None) -> None:
 def _outcome_from(
     stored: dict[str, Any], role: str, run_queue: queue.RunQueue, worker_pids: set[int]
 ) -> CiOutcome:
-    node_report = _node_report(run_queue.collected(), worker_pids) if worker_pids else None
+    node_report = None
+    if worker_pids:
+        meta = run_queue.meta() or {}
+        merged = merge(list(meta.get("units", ())), run_queue.collected())
+        node_report = _node_report(merged, worker_pids)
     return CiOutcome(int(stored["exit_code"]), role, tuple(stored.get("lines", ())), None,
                      node_report, stored.get("infrastructure_error") or "")
 
@@ -284,6 +301,7 @@ def fallback(planned: PlannedSuite, options: CiOptions, reason: str) -> CiOutcom
     results = []
     if units:
         job = batch_jobs("fallback", replace(static, shards=(shard,)), planned, options.run)[0]
+        job = replace(job, runners=Runners.FRESH.value)  # one batch: nothing to keep warm
         root = options.run.request.root
         worker_context = replace(default_context(root, 1), commit=None)
         results.append(execute(job, worker_context))

@@ -11,6 +11,7 @@ import click
 from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS
 from shardrun.discovery import FRAMEWORKS
 from shardrun.history import DEFAULT_HISTORY_PATH
+from shardrun.warm import Runners
 
 framework_option = click.option(
     "--framework", type=click.Choice(FRAMEWORKS), default=None,
@@ -64,9 +65,13 @@ _EXECUTION_OPTIONS = (
     click.option("--lease-seconds", type=click.FloatRange(min=0.5),
                  default=DEFAULT_LEASE_SECONDS, show_default=True,
                  help="A batch whose worker stops renewing is requeued after this."),
+    click.option("--runners", type=click.Choice([mode.value for mode in Runners]),
+                 default=Runners.FORK.value, show_default=True,
+                 help="fork: each batch in a fresh fork of a runner that booted the suite "
+                      "once; reuse: one runner runs batch after batch (fastest, state leaks "
+                      "between batches); fresh: a new process per batch."),
     click.option("--process-per-batch", is_flag=True, default=False,
-                 help="A fresh test process for every batch, instead of one warm rspec or "
-                      "pytest process per worker (for suites that leak state between files)."),
+                 help="Same as --runners fresh."),
     click.option("--runner-max-rss", type=click.IntRange(min=1), default=None, metavar="MB",
                  help="Restart a worker's warm runner after a batch leaves it above MB of "
                       "memory, for suites whose code leaks (default: never)."),

@@ -32,7 +32,8 @@ def _run_options(
         request, redis_url, settings["junit_out"], runner_args, settings["command_template"],
         settings["timeout"], settings["mode"], settings["retries"], settings["max_attempts"],
         settings["fail_fast"], settings["redis_timeout"], settings["lease_seconds"],
-        settings["process_per_batch"], settings["runner_max_rss"],
+        "fresh" if settings["process_per_batch"] else settings["runners"],
+        settings["runner_max_rss"],
     )
 
 
@@ -135,8 +136,8 @@ class ProgressReporter:
         result = progress.results[-1]
         eta = f", ETA {progress.eta_seconds:.0f}s" if progress.eta_seconds is not None else ""
         status = (
-            f"{progress.done_units}/{progress.total_units} units, "
-            f"{progress.failed_units} failed{eta}"
+            f"{progress.done_units}/{progress.total_units} units, {progress.tests} tests, "
+            f"{progress.failed_tests} failed{eta}"
         )
         if self.tty:
             width = 30

@@ -30,16 +30,16 @@ from shardrun.errors import (
 from shardrun.history import History
 from shardrun.junit_writer import write_junit
 from shardrun.ledger import Ledger
-from shardrun.models import Plan, ShardJob, ShardResult
+from shardrun.models import Plan, ShardJob
 from shardrun.planner import plan_shards
 from shardrun.pool import LocalWorkers
 from shardrun.process import default_timeout, git_head
-from shardrun.report import CRASH_ERROR_TYPE, RunReport, merge
+from shardrun.report import RunReport, merge
 from shardrun.runlog import boot_seconds, record_run, warm_batch_seconds
 from shardrun.runners import Runner, get_runner
 from shardrun.splitting import split_slow_files
-from shardrun.timings import Durations, file_of_unit, load_durations, parse_junit_text
-from shardrun.warm import Prewarm
+from shardrun.timings import Durations, file_of_unit, load_durations
+from shardrun.warm import Prewarm, Runners
 from shardrun.watch import ProgressCallback, Watcher, WatchOutcome
 
 
@@ -80,7 +80,7 @@ class RunOptions:
     fail_fast: int | None = None
     redis_timeout: float = REDIS_TIMEOUT_SECONDS
     lease_seconds: float = DEFAULT_LEASE_SECONDS
-    process_per_batch: bool = False  # no warm runners (shardrun/warm.py)
+    runners: str = Runners.FORK.value  # how runners run batches (shardrun/warm.py)
     runner_max_rss_mb: int | None = None  # restart a warm runner above this RSS
 
 
@@ -203,7 +203,7 @@ def dispatch_plan(planned: PlannedSuite, options: RunOptions) -> Plan:
 
 
 def _warm(runner: Runner, options: RunOptions) -> bool:
-    return not options.process_per_batch and runner.server_argv() is not None
+    return options.runners != Runners.FRESH.value and runner.server_argv() is not None
 
 
 def prewarm_for(planned: PlannedSuite, options: RunOptions) -> Prewarm | None:
@@ -247,7 +247,7 @@ def batch_jobs(
             command_template=options.command_template,
             commit=commit,
             lease_seconds=options.lease_seconds,
-            reuse_process=not options.process_per_batch,
+            runners=options.runners,
             runner_max_rss_mb=options.runner_max_rss_mb,
         )
         for shard in shards
@@ -268,7 +268,7 @@ def finish(
     report = merge(units, watched.results, skipped_units(ledger, watched))
     junit_path = options.junit_out or options.request.root / ".shardrun" / "junit.xml"
     write_junit(report, junit_path)
-    learn(planned.history, report, watched.results)
+    learn(planned.history, report)
     record_run(planned.history, run_id, dispatched, watched.results, report, time.time(),
                timed=planned.timed)
     planned.history.save(options.request.root)
@@ -289,21 +289,17 @@ def skipped_units(ledger: Ledger, watched: WatchOutcome) -> dict[str, str]:
             if unit not in done}
 
 
-def learn(history: History, report: RunReport, results: Sequence[ShardResult]) -> None:
-    """Record what each file and example took in this run (crashed units teach nothing).
-
-    File times come from the merged report, so a file split into examples across batches
-    counts once, in full, and a retried unit counts its final attempt only.
-    """
+def learn(history: History, report: RunReport) -> None:
+    """Record what each file and test took in this run, from the merged report: a file
+    split across batches counts once, in full, and a retried test its final attempt only.
+    Tests a runner did not finish (interrupted, never ran) teach nothing."""
     planned_files = {file_of_unit(unit) for unit in report.units}
     files: dict[str, float] = defaultdict(float)
-    for case in report.cases:
-        if case.result_type != CRASH_ERROR_TYPE and case.file in planned_files:
-            files[case.file] += case.seconds
     examples: dict[str, float] = {}
-    for result in sorted(results, key=lambda result: (result.attempt, result.finished_at)):
-        if result.junit_xml and not result.outcome.signal and not result.outcome.timed_out:
-            with contextlib.suppress(InputError):  # the report already flagged bad XML
-                examples.update(parse_junit_text(result.junit_xml, "shard").examples)
-        examples.update(result.example_times)
+    for case in report.cases:
+        if case.origin or case.file not in planned_files:
+            continue
+        files[case.file] += case.seconds
+        if case.id and case.id != case.file:
+            examples[case.id] = case.seconds
     history.record(Durations(dict(files), examples, "run"))

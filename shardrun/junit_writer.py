@@ -1,7 +1,17 @@
 """The merged JUnit XML document: what GitHub, GitLab, CircleCI and Jenkins read.
 
-Kept apart from report.py's accounting because its shape is dictated by a schema
-(Jenkins/Ant junit-10.xsd, a copy in tests/fixtures) rather than by shardrun's rules.
+Kept apart from report.py's accounting because its shape is dictated by what CI tools
+read rather than by shardrun's rules: Jenkins/Ant's junit-10.xsd (a copy in
+tests/fixtures), plus two conventions outside it that the tools rely on:
+
+- `file` and `line` on each testcase, as rspec_junit_formatter and pytest write them
+  (CircleCI splits by timings per file with them, GitLab links failures to the file);
+- Maven Surefire's rerun elements for a test that ran more than once: its final result is
+  the testcase's, and each earlier failed attempt is a `<flakyFailure>`/`<flakyError>`
+  (the test then passed) or `<rerunFailure>`/`<rerunError>` (it failed again) inside it,
+  which Jenkins' JUnit plugin and others show as flaky. One testcase per test, always.
+
+tests/fixtures/junit-shardrun.xsd is junit-10.xsd with exactly these additions.
 """
 
 from __future__ import annotations
@@ -11,10 +21,11 @@ import re
 import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 from junitparser import Attr, Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
 
-from shardrun.report import CaseResult, RunReport
+from shardrun.report import Attempt, CaseResult, RunReport
 
 # XML 1.0 forbids most control characters; test output (ANSI colours) is full of them.
 _NOT_XML_CHARACTERS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -63,9 +74,6 @@ def junit_xml(report: RunReport) -> str:
             suite.hostname = _xml_text(worker.rsplit(":", 1)[0])
             for key, value in (("shard", shard_index), ("worker", worker), ("attempt", attempt)):
                 suite.add_property(key, _xml_text(str(value)))
-        flaky = [case.name for case in cases if case.flaky]
-        if flaky:  # the schema has no place for properties on a testcase
-            suite.add_property("flaky", _xml_text(", ".join(flaky)))
         suite.add_testcases([_junit_case(case) for case in cases])
         root.append(suite)  # not add_testsuite: it compares every pair of suites
     root.update_statistics()
@@ -73,20 +81,47 @@ def junit_xml(report: RunReport) -> str:
 
 
 def _junit_case(case: CaseResult) -> TestCase:
-    """A fresh testcase (a copy of the input's would carry file/line/properties, which the
-    schema forbids): name, classname, time, one result element and the output."""
+    """One testcase: name, classname, file, line, time, its final result element, its
+    earlier failed attempts, and its output."""
     junit_case = TestCase(_xml_text(case.name), _xml_text(case.classname), round(case.seconds, 3))
+    if case.file:
+        junit_case._elem.set("file", _xml_text(case.file))
+    if case.line:
+        junit_case._elem.set("line", str(case.line))
     kinds = {"failed": Failure, "error": Error, "skipped": Skipped}
     if case.outcome in kinds:
         entry = kinds[case.outcome](_xml_text(case.message), _xml_text(case.result_type))
         if case.details:
             entry.text = _xml_text(case.details)
         junit_case.result = [entry]
+    for attempt in case.earlier:
+        _add_attempt(junit_case, attempt, passed_at_last=case.outcome == "passed")
     if case.system_out:
         junit_case.system_out = _xml_text(case.system_out)
     if case.system_err:
         junit_case.system_err = _xml_text(case.system_err)
     return junit_case
+
+
+def _add_attempt(junit_case: TestCase, attempt: Attempt, *, passed_at_last: bool) -> None:
+    """An earlier failed attempt, as Surefire writes it: flaky when the test passed in
+    the end, a rerun when it kept failing."""
+    kind = "Failure" if attempt.outcome == "failed" else "Error"
+    element = _child(junit_case._elem, ("flaky" if passed_at_last else "rerun") + kind)
+    element.set("message", _xml_text(attempt.message))
+    element.set("type", _xml_text(attempt.result_type))
+    for tag, text in (("stackTrace", attempt.details), ("system-out", attempt.system_out),
+                      ("system-err", attempt.system_err)):
+        if text:
+            _child(element, tag).text = _xml_text(text)
+
+
+def _child(parent: Any, tag: str) -> Any:
+    """A new child element, made by the parent's own library (junitparser uses lxml when
+    it is installed, else xml.etree: their elements do not mix)."""
+    child = parent.makeelement(tag, {})
+    parent.append(child)
+    return child
 
 
 def _xml_text(text: str) -> str:

@@ -7,8 +7,12 @@ ledger decides, from events only, what has to be (re)enqueued:
 - a batch whose lease expired without a result is requeued with attempt + 1, until it
   has been tried `max_attempts` times; then its units are reported as infrastructure
   errors;
-- a unit that failed is retried `retries` times in a batch of its own (preferably on
-  another worker); if it then passes it is flaky;
+- a test that failed is retried `retries` times by its own id (the rspec example id, the
+  pytest node id; a `command` batch's file) in a batch of its own, preferably on another
+  worker; if it then passes it is flaky;
+- tests or units a batch never started (its runner stopped first) go out once more, in
+  a batch of their own that starts a fresh runner; the report makes errors of those
+  that never run;
 - after `fail_fast` failures nothing new is dispatched; what did not run is skipped.
 
 A result for a batch that is already done (a "lost" worker that did finish after all) is
@@ -22,6 +26,16 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from shardrun.models import ShardJob, ShardResult
+
+
+def retry_units(result: ShardResult, framework: str) -> list[str]:
+    """What to run again for the result's failed tests: each test by its own id, which
+    rspec and pytest select it by; a `command` batch's tests by their unit (no command
+    selects a JUnit testcase). Tests that never ran are requeued through `unrun` instead."""
+    by_id = framework != "command"
+    units = [test.id if by_id else test.unit for test in result.tests
+             if test.failed and test.origin != "never_ran" and test.unit]
+    return list(dict.fromkeys(units))
 
 
 class BatchStatus(Enum):
@@ -54,6 +68,7 @@ class Ledger:
     batches: dict[int, BatchEntry] = field(default_factory=dict)
     failures: int = 0
     retried_units: dict[str, int] = field(default_factory=dict)
+    requeued_unrun: set[str] = field(default_factory=set)
     _queued: set[int] = field(default_factory=set, init=False, repr=False)
     _running: set[int] = field(default_factory=set, init=False, repr=False)
     _next_id: int = field(default=0, init=False, repr=False)
@@ -83,7 +98,9 @@ class Ledger:
         for job in self.add(jobs):
             if job.shard_index in done_ids:
                 self._set(job.shard_index, BatchStatus.DONE)
-            if job.avoid_worker is not None:
+            if job.fresh_runner:
+                self.requeued_unrun.update(job.units)
+            elif job.avoid_worker is not None:
                 for unit in job.units:
                     self.retried_units[unit] = self.retried_units.get(unit, 0) + 1
 
@@ -105,31 +122,52 @@ class Ledger:
         entry = self.batches.get(result.shard_index)
         return entry is not None and entry.status not in (BatchStatus.DONE, BatchStatus.ABANDONED)
 
-    def finished(self, result: ShardResult, failed_units: Sequence[str]) -> list[ShardJob]:
-        """Record a result; returns retry batches for its failed units (if any are due)."""
+    def finished(self, result: ShardResult) -> list[ShardJob]:
+        """Record a result; returns the batches it makes due: one for the tests it never
+        started (once), one per failed test to retry."""
         if not self.accepts(result):
             return []  # a duplicate: the batch is already accounted for
         self._set(result.shard_index, BatchStatus.DONE)
-        self.failures += len(failed_units)
-        if self.stopped or self.retries < 1:
+        failed = retry_units(result, self.batches[result.shard_index].job.framework)
+        self.failures += len(failed)
+        if self.stopped:
             return []
-        due = [u for u in failed_units if self.retried_units.get(u, 0) < self.retries]
-        return self._retry_batches(due, result)
+        jobs = self._unrun_batch(result)
+        if self.retries >= 1:
+            due = [u for u in failed if self.retried_units.get(u, 0) < self.retries]
+            jobs += self._retry_batches(due, result)
+        return jobs
+
+    def _unrun_batch(self, result: ShardResult) -> list[ShardJob]:
+        due = [unit for unit in result.unrun if unit not in self.requeued_unrun]
+        if not due:
+            return []
+        self.requeued_unrun.update(due)
+        share = result.predicted_seconds * len(due) / max(len(result.units), 1)
+        return self._next(result, due, share, fresh_runner=True)
 
     def _retry_batches(self, units: Sequence[str], result: ShardResult) -> list[ShardJob]:
         retries: list[ShardJob] = []
         for unit in units:
             self.retried_units[unit] = self.retried_units.get(unit, 0) + 1
-            job = replace(
-                self.batches[result.shard_index].job,
-                shard_index=self.next_batch_id(),
-                units=(unit,),
-                attempt=result.attempt + 1,
-                predicted_seconds=result.predicted_seconds / max(len(result.units), 1),
-                avoid_worker=result.worker,
-            )
-            retries.extend(self.add([job]))
+            share = result.predicted_seconds / max(len(result.units), 1)
+            retries += self._next(result, [unit], share, avoid_worker=result.worker)
         return retries
+
+    def _next(
+        self, result: ShardResult, units: Sequence[str], predicted_seconds: float,
+        *, avoid_worker: str | None = None, fresh_runner: bool = False,
+    ) -> list[ShardJob]:
+        job = replace(
+            self.batches[result.shard_index].job,
+            shard_index=self.next_batch_id(),
+            units=tuple(units),
+            attempt=result.attempt + 1,
+            predicted_seconds=predicted_seconds,
+            avoid_worker=avoid_worker,
+            fresh_runner=fresh_runner,
+        )
+        return self.add([job])
 
     def lost(self, batch_id: int) -> ShardJob | None:
         """A running batch lost its lease: the job to enqueue again, or None if abandoned."""

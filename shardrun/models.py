@@ -7,11 +7,15 @@ A *unit* is the thing the planner places and a runner runs: a test file path rel
 the project root in POSIX form without a leading "./" (``spec/models/user_spec.rb``,
 ``tests/test_api.py``), or an example id inside such a file (``spec/a_spec.rb[1:2]``,
 ``tests/test_api.py::TestX::test_y``).
+
+A *test* is what the run accounts for (DESIGN.md rule 11): one example or test function,
+named by the id its framework selects it with (the rspec example id, the pytest node id
+whose path is the module that collected it). A unit holds one or more tests.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 PLAN_FORMAT_VERSION = 1
@@ -102,9 +106,12 @@ class ShardJob:
     commit: str | None = None
     # The worker renews its lease this often x 3; a batch whose lease lapses is requeued.
     lease_seconds: float = 10.0
-    # Run in the worker's warm runner (shardrun/warm.py) when the framework has one;
-    # False starts a fresh test process for the batch (--process-per-batch).
-    reuse_process: bool = True
+    # How the worker's runner runs batches (shardrun/warm.py): "fork" a child of a booted
+    # runner per batch, "reuse" one runner batch after batch, "fresh" a new process each.
+    runners: str = "fork"
+    # Tests of this batch never started in an earlier attempt (their runner stopped
+    # first): they get one more try, in a runner started for them.
+    fresh_runner: bool = False
     # After a batch, a warm runner above this many MB of RSS is stopped; the next batch
     # boots a fresh one (--runner-max-rss). None: never.
     runner_max_rss_mb: int | None = None
@@ -141,11 +148,57 @@ class ProcessOutcome:
         return _from_dict(cls, data)
 
 
+# Outcomes of a test, and which of them fail the run.
+OUTCOMES = ("passed", "failed", "error", "skipped")
+FAILED_OUTCOMES = ("failed", "error")
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One test in one attempt: what its runner reported as it finished, or what the
+    worker's reconciliation (accounting.py) decided when the runner could not report.
+
+    `origin` says which: "" for the framework's own result; "interrupted" for a test that
+    started and never finished (its runner was killed, exited or crashed); "never_ran" for
+    a test that did not start even on its second try.
+    """
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    id: str
+    unit: str  # the batch unit it ran under; "" when none of the batch's units holds it
+    file: str
+    outcome: str  # one of OUTCOMES
+    seconds: float = 0.0
+    line: int | None = None
+    name: str = ""
+    classname: str = ""
+    message: str = ""
+    details: str = ""
+    result_type: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    origin: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome in FAILED_OUTCOMES
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TestResult:
+        return _from_dict(cls, data)
+
+
 @dataclass(frozen=True)
 class ShardResult:
-    """What a worker sends back: the runner's JUnit XML as text, plus how the process ended.
+    """What a worker sends back for one batch: each test's result, what never started, and
+    how the runner process ended.
 
-    The XML travels as text (not a path) because the worker may be on another host.
+    Built on the worker from the runner's per-test events (accounting.py), so the
+    coordinator parses no report: it merges tests.
     """
 
     run_id: str
@@ -158,15 +211,21 @@ class ShardResult:
     started_at: float
     finished_at: float
     predicted_seconds: float = 0.0
-    junit_xml: str | None = None
-    example_times: dict[str, float] = field(default_factory=dict)
+    tests: tuple[TestResult, ...] = ()
+    # Units (or test ids inside them) that never started; the coordinator sends them out
+    # once more (ShardJob.fresh_runner), and reports them as errors if they never run.
+    unrun: tuple[str, ...] = ()
+    unrun_reason: str = ""
+    empty_units: tuple[str, ...] = ()  # ran to a clean end with zero tests
+    notes: tuple[str, ...] = ()  # what the runner said about the batch, e.g. overrides
     error: str | None = None  # set when the worker could not even start the runner
     refused: bool = False  # the worker declined the batch (other commit); not a test outcome
     warm: bool = False  # ran in a warm runner an earlier batch started: it paid no boot
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["units"] = list(self.units)
+        for name in ("units", "unrun", "empty_units", "notes"):
+            data[name] = list(getattr(self, name))
         data["outcome"] = self.outcome.to_dict()
         return data
 
@@ -177,4 +236,8 @@ class ShardResult:
             result,
             units=tuple(result.units),
             outcome=ProcessOutcome.from_dict(result.outcome),
+            tests=tuple(TestResult.from_dict(test) for test in result.tests),
+            unrun=tuple(result.unrun),
+            empty_units=tuple(result.empty_units),
+            notes=tuple(result.notes),
         )

@@ -15,9 +15,12 @@ replaced, and whatever still carries the pool's tag when the pool stops.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,6 +35,9 @@ from shardrun.warm import Prewarm
 # Restarts allowed per worker slot before the run gives up on local workers: enough to
 # ride out a few crashes (OOM kills, a Redis restart), not a crash loop.
 MAX_RESTARTS_PER_WORKER = 3
+# How long stopped workers get to hand their batches back before their trees are killed:
+# a runner dies within KILL_GRACE_SECONDS of its worker's SIGTERM.
+HAND_BACK_SECONDS = 5.0
 # The environment variable naming the pool and worker slot of every process a local
 # worker starts: "<run_id>/<pool>/<index>/" (its test processes inherit it via worker_env).
 WORKER_TAG_VARIABLE = "SHARDRUN_LOCAL_WORKER"
@@ -108,12 +114,24 @@ class LocalWorkers:
         return all(process.poll() is not None for process in self.processes)
 
     def stop(self) -> None:
-        """Kill the workers and their test processes, all at once, and close the logs.
+        """Stop the workers and their test processes, and close the logs.
 
-        The whole tree goes: the test processes a worker started sit in sessions of their
-        own, so signalling the worker alone would orphan them.
+        A worker is asked first (SIGTERM): one running a batch kills its runner and hands
+        the batch back unreported (worker.run_shard), since only the worker was stopped,
+        not the tests. Signalling the runners at the same time would race that: a runner
+        killed first looks like a batch whose tests were killed. Then the whole tree goes:
+        the test processes a worker started sit in sessions of their own, so signalling
+        the worker alone could orphan them.
         """
         running = [process for process in self.processes if process.poll() is None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + HAND_BACK_SECONDS
+        for process in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(deadline - time.monotonic(), 0.0))
+        running = [process for process in running if process.poll() is None]
         if running:
             with ThreadPoolExecutor(max_workers=len(running)) as pool:
                 list(pool.map(lambda process: kill_tree(process.pid), running))

@@ -47,6 +47,13 @@ RESULTS_PER_READ = 256
 FIRST_RETRY_SECONDS = 0.05
 MAX_RETRY_SECONDS = 1.0
 _RETRYABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# Compare-and-delete: give the leader key up only while it still names this node.
+_RELEASE_IF_HELD = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
 # Compare-and-expire: renew the leader key only while it still names this node.
 _RENEW_IF_HELD = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -313,6 +320,11 @@ class RunQueue:
             _RENEW_IF_HELD, 1, self.key("leader"), node, str(int(seconds * 1000))
         )
         return bool(held)
+
+    @_retrying
+    def release_leadership(self, node: str) -> None:
+        """Give up the lead at once (a cancelled node), only if `node` still holds it."""
+        self.connection.eval(_RELEASE_IF_HELD, 1, self.key("leader"), node)
 
     @_retrying
     def save_batches(self, jobs: Sequence[ShardJob]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from shardrun.history import History
 from shardrun.models import Plan, ShardResult
-from shardrun.report import CaseResult, RunReport, pytest_node_id
+from shardrun.report import CaseResult, RunReport
 from shardrun.timings import file_of_unit
 
 RUN_RECORD_VERSION = 1
@@ -137,8 +137,8 @@ def flaky_tests(report: RunReport) -> list[str]:
 
 
 def case_id(case: CaseResult) -> str:
-    """A testcase's id that names its file first: the pytest node id, else `file::name`."""
-    return pytest_node_id(case) or f"{case.file or case.classname}::{case.name}"
+    """A test's id that names its file first: the id its framework selects it by."""
+    return case.id or f"{case.file or case.classname}::{case.name}"
 
 
 def _extent(batch_list: Sequence[dict[str, Any]], recorded_at: float) -> tuple[float, float]:

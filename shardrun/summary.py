@@ -9,21 +9,23 @@ Pure (DESIGN.md rule 1): data in, lines of text out.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from shardrun.models import ShardResult
 from shardrun.report import (
-    CRASH_ERROR_TYPE,
     FAILED_OUTCOMES,
     CaseResult,
     RunReport,
     latest_per_shard,
-    pytest_node_id,
 )
+from shardrun.timings import file_of_unit
 
 _RERUN_PREFIX = {"rspec": "rspec", "pytest": "python -m pytest"}
+# Ids rspec or pytest select a test by: a file, `file[1:2]`, `file.py::Class::test[param]`.
+_SELECTOR = re.compile(r"^[^:\[\]]+(?:\[[\d:]+\]|\.py::.+)?$")
 
 # Beyond this many batches the summary shows one line per worker instead of per batch.
 MAX_BATCH_LINES = 12
@@ -31,25 +33,38 @@ MAX_BATCH_LINES = 12
 def rerun_command(report: RunReport, framework: str) -> str | None:
     """A command that reruns exactly the failed and errored tests, or None if none failed.
 
-    A whole file wins over its `file:line` targets: rspec given both runs only the line.
+    Each test by the id its framework selects it with (the rspec example id, the pytest
+    node id). A whole file (one that failed to load) wins over ids inside it: rspec given
+    both runs only the ids.
     """
     prefix = _RERUN_PREFIX.get(framework)
-    targets = [(case.file, _rerun_target(case, framework)) for case in report.cases
-               if case.outcome in FAILED_OUTCOMES and case.file]
+    targets = [_rerun_target(case) for case in report.cases
+               if case.outcome in FAILED_OUTCOMES and (case.id or case.file)]
+    targets = [target for target in targets if target and not target.startswith("(")]
     if prefix is None or not targets:
         return None
-    whole_files = {file for file, target in targets if target == file}
-    chosen = dict.fromkeys(target for file, target in targets
-                           if target == file or file not in whole_files)
+    whole_files = {target for target in targets if target == file_of_unit(target)}
+    chosen = dict.fromkeys(target for target in targets
+                           if target in whole_files or file_of_unit(target) not in whole_files)
     return " ".join([prefix, *(shlex.quote(target) for target in chosen)])
 
 
-def _rerun_target(case: CaseResult, framework: str) -> str:
-    if case.result_type == CRASH_ERROR_TYPE:
+def _rerun_target(case: CaseResult) -> str:
+    """The test's id when a framework selects tests by it: a file, an rspec example id, a
+    pytest node id. A `command` batch's testcase ids are not: its `file:line` instead."""
+    if case.id.endswith(" (incomplete)"):
         return case.unit
-    if framework == "pytest":
-        return pytest_node_id(case) or case.file
-    return f"{case.file}:{case.line}" if case.line else case.file
+    if _SELECTOR.match(case.id):
+        return case.id
+    return f"{case.file}:{case.line}" if case.file and case.line else case.file or case.unit
+
+
+def label_of(case: CaseResult) -> str:
+    """How a person finds the test: a pytest node id, or `path:line name` (rspec)."""
+    if "::" in case.id and not case.id.endswith(")"):
+        return case.id
+    where = f"{case.file}:{case.line}" if case.file and case.line else case.id or case.file
+    return f"{where} {case.name}" if case.name and case.name != where else where
 
 
 def summary_lines(report: RunReport, *, framework: str, slowest: int = 5,
@@ -59,12 +74,14 @@ def summary_lines(report: RunReport, *, framework: str, slowest: int = 5,
     from), what is slow, and any unit not run as planned."""
     lines = [_counts_line(report, wall_seconds)]
     lines += _failure_lines(report)
-    lines += [f"Flaky (failed, then passed on attempt {case.attempt}): {case.classname} "
-              f"{case.name}" for case in report.flaky]
+    lines += [f"Flaky (failed, then passed on attempt {case.attempt}): {label_of(case)}"
+              for case in report.flaky]
     command = rerun_command(report, framework)
     lines += ["Rerun the failures:", f"  {command}"] if command else []
     lines += _shard_lines(report.results, timed) + _slowest_lines(report.cases, slowest)
-    lines += [f"Not run: {case.unit}: {case.message}" for case in report.crashed]
+    lines += [f"Not run: {case.id or case.unit}: {case.message}" for case in report.crashed]
+    lines += [f"Note: {note}; shardrun's own --fail-fast [N] stops the whole run"
+              for note in report.notes]
     if report.empty_units:
         lines.append("Ran with zero examples: " + ", ".join(report.empty_units))
     if report.unplanned_files:
@@ -93,9 +110,10 @@ def _plural(count: int, word: str) -> str:
 
 def _failure_lines(report: RunReport) -> list[str]:
     """Failed and errored testcases; lost units are listed apart, under "Not run"."""
+    crashed = set(report.crashed)
     lines = []
     for case in report.cases:
-        if case.outcome in FAILED_OUTCOMES and case.result_type != CRASH_ERROR_TYPE:
+        if case.outcome in FAILED_OUTCOMES and case not in crashed:
             where = f"{case.file}:{case.line}" if case.line else case.file or case.classname
             label = "FAILED" if case.outcome == "failed" else "ERROR"
             lines.append(f"  {label} {where} {case.name}: {_first_line(case)}")

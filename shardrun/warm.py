@@ -1,24 +1,32 @@
-"""Warm runners: one long-lived test process per worker that runs batch after batch.
+"""Runner processes: the rspec or pytest process that runs a worker's batches and reports
+each test as it happens.
 
 Every batch used to be a fresh `rspec` or `python -m pytest` process, so every batch paid
 the interpreter start, the framework's imports and the suite's own boot (for a Rails app,
 seconds). Queue mode wants small batches at the end of a run, exactly where a boot per
-batch costs the most. A warm runner pays the boot once per worker, as knapsack_pro's
-Queue Mode and pytest-xdist do; a later batch costs milliseconds, so the cost model can
-cut the last rounds down to single files (docs/queue.md, "Warm runners").
+batch costs the most. A runner pays the boot once per worker, as knapsack_pro's Queue Mode,
+Spring and pytest-xdist do; a later batch costs milliseconds (docs/queue.md). How a batch
+runs in it (`Runners`):
+
+- FORK (the default): the runner forks a child per batch from its booted state, so no
+  batch sees what an earlier one left behind, and a test that kills its process takes
+  only the child;
+- REUSE: the runner runs batch after batch itself (cheapest; state leaks between batches);
+- FRESH: a new runner per batch, which boots every time (`--process-per-batch`).
 
 The runner side is a small server per framework (runners/pytest_server.py,
-runners/rspec_server.rb): one JSON request per line on a pipe, one JSON reply per line on
-another, its stdout and stderr sent to the batch's own log while the batch runs. This
-module supervises it as process.py supervises a one-shot test process: the timeout and
-the lease renewal while a batch runs, CPU time and peak RSS per batch, and no orphans:
-what a batch leaves running is killed when it ends, and a batch that times out or
-crashes takes the whole runner with it, so the next batch starts a fresh one.
+runners/rspec_server.rb): one JSON request per line on a pipe; on another pipe one JSON
+event per line as each test starts and finishes, then an `exit` event. This module sends
+the batch, collects its events, and supervises the process as process.py supervises a
+one-shot test process: the timeout and the lease renewal while a batch runs, CPU time and
+peak RSS per batch, and no orphans: what a batch leaves running is killed when it ends; a
+batch that times out loses its forked child (or, without one, the whole runner).
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import os
 import select
@@ -35,6 +43,7 @@ from shardrun.models import ProcessOutcome
 from shardrun.process import (
     KILL_GRACE_SECONDS,
     TreeMonitor,
+    kill_tree,
     read_tail,
     spawn,
     wait_exited,
@@ -43,9 +52,20 @@ from shardrun.process import (
 # The environment variables that name the pipes' descriptors in the runner.
 REQUEST_FD_VARIABLE = "SHARDRUN_REQUEST_FD"
 REPLY_FD_VARIABLE = "SHARDRUN_REPLY_FD"
-# How long a runner asked to stop (its requests closed) may take before it is killed.
+# How long a runner asked to stop (its requests closed) may take before it is killed, and
+# how long a runner whose forked child was killed may take to report that child's end.
 STOP_GRACE_SECONDS = 2.0
 _READ_BYTES = 65536
+
+EventCallback = Callable[[dict[str, Any]], None]
+
+
+class Runners(enum.Enum):
+    """How a worker's runner runs batches (`--runners`)."""
+
+    FORK = "fork"
+    REUSE = "reuse"
+    FRESH = "fresh"
 
 
 @dataclass(frozen=True)
@@ -62,7 +82,37 @@ class Prewarm:
                 *(f"--prewarm-arg={argument}" for argument in self.runner_args)]
 
 
-class WarmRunner:
+@dataclass(frozen=True)
+class BatchRun:
+    """What one batch did in a runner: its events in order, and how it ended."""
+
+    events: tuple[dict[str, Any], ...]
+    outcome: ProcessOutcome
+
+
+class _Events:
+    """Reads the runner's event lines as they come; keeps the order, the forked child's
+    pid and the final `exit` event apart."""
+
+    def __init__(self, on_event: EventCallback | None) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.child_pid: int | None = None
+        self.exit: dict[str, Any] | None = None
+        self.on_event = on_event
+
+    def take(self, event: dict[str, Any]) -> None:
+        kind = event.get("e")
+        if kind == "exit":
+            self.exit = event
+        elif kind == "child" and isinstance(event.get("pid"), int):
+            self.child_pid = event["pid"]
+        else:
+            self.events.append(event)
+            if self.on_event is not None:
+                self.on_event(event)
+
+
+class RunnerProcess:
     """One runner process and its two pipes. Not thread-safe: one batch at a time."""
 
     def __init__(
@@ -90,7 +140,7 @@ class WarmRunner:
         self._requests = request_write
         self._replies = reply_read
         self._buffer = b""
-        self._unread_replies = 0  # to requests sent without waiting (prewarm)
+        self._unread_prewarms = 0  # prewarm requests sent without waiting for their end
         self._monitor = TreeMonitor(psutil.Process(self._process.pid))
 
     @property
@@ -114,46 +164,47 @@ class WarmRunner:
         """Ask the runner to load the suite now, before the first batch exists.
 
         Does not wait: the runner boots while the worker connects and the coordinator
-        plans. The first batch's `run` waits for both replies, within its own timeout.
+        plans. The first batch's `run` reads the prewarm's end, within its own timeout.
         """
         if self._send({"prewarm": list(args), "log": str(log_path)}):
-            self._unread_replies += 1
+            self._unread_prewarms += 1
 
     def run(
         self,
         args: Sequence[str],
         log_path: Path,
         *,
+        fork: bool,
         timeout_seconds: float | None,
         tail_lines: int = 30,
         poll_interval: float = 0.1,
         on_poll: Callable[[], None] | None = None,
-    ) -> ProcessOutcome:
+        on_event: EventCallback | None = None,
+    ) -> BatchRun:
         """Run one batch (`args` as the framework's own command line) and report it.
 
-        A batch that times out, or whose runner dies, kills the runner: `alive()` is False
-        afterwards and the caller starts another for the next batch.
+        A batch that times out loses its forked child, or without one the runner; a
+        runner that dies is dead: `alive()` is False afterwards and the caller starts
+        another for the next batch.
         """
         self.batches += 1
         started = time.monotonic()
         self._monitor.sample_root()  # the last batch's end left the runner alone
         cpu_before = self._monitor.cpu_seconds
         self._monitor.peak_rss_bytes = 0
-        reply, timed_out = None, False
+        events = _Events(on_event)
         deadline = None if timeout_seconds is None else started + timeout_seconds
-        if self._send({"args": list(args), "log": str(log_path)}):
-            reply, timed_out = self._await_reply(deadline, poll_interval, on_poll)
-            while reply is not None and self._unread_replies:  # that was the prewarm's
-                self._unread_replies -= 1
-                reply, timed_out = self._await_reply(deadline, poll_interval, on_poll)
+        timed_out = False
+        try:
+            if self._send({"args": list(args), "log": str(log_path), "fork": fork}):
+                timed_out = self._await_exit(events, deadline, poll_interval, on_poll)
+        except BaseException:  # Ctrl-C, a cancelled worker: nothing of the batch survives
+            self._kill()
+            raise
         wall_seconds = time.monotonic() - started
         self._monitor.sample()
-        if reply is None:
-            exit_code, signal_number = self._kill()
-        else:
-            self._monitor.kill_others(KILL_GRACE_SECONDS)
-            exit_code, signal_number = _exit_status(reply), None
-        return ProcessOutcome(
+        exit_code, signal_number = self._ending(events.exit)
+        return BatchRun(tuple(events.events), ProcessOutcome(
             exit_code=exit_code,
             signal=signal_number,
             timed_out=timed_out,
@@ -161,7 +212,45 @@ class WarmRunner:
             cpu_seconds=max(self._monitor.cpu_seconds - cpu_before, 0.0),
             peak_rss_bytes=self._monitor.peak_rss_bytes,
             output_tail=read_tail(log_path, tail_lines) if log_path.is_file() else "",
-        )
+        ))
+
+    def _ending(self, exit_event: dict[str, Any] | None) -> tuple[int | None, int | None]:
+        """The batch's exit status or signal; what it left running is killed (a runner
+        that sent no `exit` is dead or stuck, and is killed whole)."""
+        if exit_event is None:
+            return self._kill()
+        self._monitor.kill_others(KILL_GRACE_SECONDS)
+        signal_number = exit_event.get("signal")
+        if isinstance(signal_number, int):
+            return None, signal_number
+        code = exit_event.get("code")
+        return (code if isinstance(code, int) else 1), None
+
+    def _await_exit(
+        self, events: _Events, deadline: float | None, poll_interval: float,
+        on_poll: Callable[[], None] | None,
+    ) -> bool:
+        """Read events until the batch's `exit` (or the runner's death); True if the
+        deadline passed. At the deadline a forked child is killed and its end awaited
+        for a short grace; without a child the runner is left for `_ending` to kill."""
+        timed_out = False
+        while True:
+            event, state = self._next_event(deadline, poll_interval, on_poll)
+            if state == "timeout":
+                if timed_out or events.child_pid is None:
+                    return True
+                timed_out = True
+                kill_tree(events.child_pid, grace_seconds=KILL_GRACE_SECONDS)
+                deadline = time.monotonic() + STOP_GRACE_SECONDS
+                continue
+            if event is None:  # the runner died
+                return timed_out
+            if event.get("e") == "exit" and event.get("prewarm") and self._unread_prewarms:
+                self._unread_prewarms -= 1
+                continue
+            events.take(event)
+            if events.exit is not None:
+                return timed_out
 
     def stop(self) -> None:
         """Close the requests (the runner exits on EOF); kill it if it does not."""
@@ -181,33 +270,35 @@ class WarmRunner:
             return False
         return True
 
-    def _await_reply(
+    def _next_event(
         self, deadline: float | None, poll_interval: float,
         on_poll: Callable[[], None] | None,
-    ) -> tuple[dict[str, Any] | None, bool]:
-        """The runner's next reply, or None when it died or the deadline passed (then
-        True as the second)."""
+    ) -> tuple[dict[str, Any] | None, str]:
+        """The runner's next event and "event"; (None, "dead") when it died, (None,
+        "timeout") when the deadline passed. A line that is not a JSON object is skipped."""
         while True:
-            if b"\n" in self._buffer:
+            while b"\n" in self._buffer:
                 line, self._buffer = self._buffer.split(b"\n", 1)
-                return _parse_reply(line), False
+                event = _parse_event(line)
+                if event is not None:
+                    return event, "event"
             wait = poll_interval
             if deadline is not None:
                 wait = max(0.0, min(wait, deadline - time.monotonic()))
             readable, _, _ = select.select([self._replies], [], [], wait)
             if readable:
                 data = os.read(self._replies, _READ_BYTES)
-                if not data:  # the runner closed its end: it exited or is exiting
-                    return None, False
+                if not data:  # every writer closed its end: the runner exited or is exiting
+                    return None, "dead"
                 self._buffer += data
                 continue
             if wait_exited(self.pid, 0.0):
-                return None, False
+                return None, "dead"
             self._monitor.sample()
             if on_poll is not None:
                 on_poll()
             if deadline is not None and time.monotonic() >= deadline:
-                return None, True
+                return None, "timeout"
 
     def _kill(self) -> tuple[int | None, int | None]:
         """Kill the whole runner tree; its exit code, or the signal that ended it."""
@@ -233,30 +324,25 @@ class WarmRunner:
             return None
 
 
-def _parse_reply(line: bytes) -> dict[str, Any] | None:
+def _parse_event(line: bytes) -> dict[str, Any] | None:
     try:
-        reply = json.loads(line)
+        event = json.loads(line)
     except ValueError:
         return None
-    return reply if isinstance(reply, dict) else None
+    return event if isinstance(event, dict) else None
 
 
-def _exit_status(reply: Mapping[str, Any]) -> int:
-    status = reply.get("exit")
-    return status if isinstance(status, int) else 1
-
-
-class WarmRunners:
-    """The one warm runner a worker keeps: for one run and one runner command at a time.
+class RunnerPool:
+    """The one runner a worker keeps: for one run and one runner command at a time.
 
     A new run (or other runner arguments) stops the old runner first: its code and its
     loaded suite belong to another commit or configuration.
     """
 
     def __init__(self) -> None:
-        self._current: WarmRunner | None = None
+        self._current: RunnerProcess | None = None
 
-    def get(self, key: Hashable, start: Callable[[], WarmRunner]) -> tuple[WarmRunner, bool]:
+    def get(self, key: Hashable, start: Callable[[], RunnerProcess]) -> tuple[RunnerProcess, bool]:
         """The runner for `key`, and whether it had run a batch before (it is warm)."""
         current = self._current
         if current is not None and current.key == key and current.alive():

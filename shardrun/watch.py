@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from shardrun.config import WAIT_SLICE_SECONDS
 from shardrun.errors import ShardrunError
 from shardrun.ledger import Ledger
-from shardrun.models import ShardJob, ShardResult
+from shardrun.models import FAILED_OUTCOMES, ShardJob, ShardResult
 from shardrun.pool import LocalWorkers
 from shardrun.queue import RunQueue
-from shardrun.report import FAILED_OUTCOMES, merge
 
 log = logging.getLogger(__name__)
 # How often the loop checks leases, the queue and the workers while results flow.
@@ -29,22 +28,47 @@ CHECK_INTERVAL_SECONDS = 1.0
 
 @dataclass
 class Progress:
-    """What the CLI shows while a run is under way."""
+    """What the CLI shows while a run is under way: planned units done (the bar), and
+    tests counted as the summary counts them (each once, by its latest result)."""
 
     total_units: int
     done_units: int = 0
-    failed_units: int = 0
     predicted_total: float = 0.0
     predicted_done: float = 0.0
     elapsed: float = 0.0
     results: list[ShardResult] = field(default_factory=list)
+    latest_outcomes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def tests(self) -> int:
+        return len(self.latest_outcomes)
+
+    @property
+    def failed_tests(self) -> int:
+        return sum(1 for outcome in self.latest_outcomes.values() if outcome in FAILED_OUTCOMES)
 
     @property
     def eta_seconds(self) -> float | None:
-        """What is left, at the pace the finished work went compared with its prediction."""
+        """What is left, at the pace the finished work went compared with its prediction;
+        never negative (retries can run past the prediction)."""
         if self.predicted_done <= 0:
             return None
-        return self.elapsed * (self.predicted_total - self.predicted_done) / self.predicted_done
+        left = max(self.predicted_total - self.predicted_done, 0.0)
+        return self.elapsed * left / self.predicted_done
+
+    def add(self, result: ShardResult, planned: set[str], done: set[str]) -> None:
+        """Count a result: its planned units (less those it never started), its tests
+        (a retry's result replaces the earlier one; a test that never ran does not replace
+        one that did), and, for a first attempt, its predicted seconds."""
+        self.results.append(result)
+        done.update(unit for unit in result.units if unit in planned)
+        done.difference_update(result.unrun)
+        self.done_units = len(done)
+        for test in result.tests:
+            if test.origin != "never_ran" or test.id not in self.latest_outcomes:
+                self.latest_outcomes[test.id] = test.outcome
+        if result.attempt == 1:
+            self.predicted_done += result.predicted_seconds
 
 
 @dataclass
@@ -70,21 +94,6 @@ class WatchHooks:
         """Once a second; may raise ShardrunError to end the watch (leadership lost)."""
 
 
-def failed_units(result: ShardResult) -> list[str]:
-    """Units of this result with a failed or errored testcase (crashes included).
-
-    A clean exit whose JUnit holds no <failure> or <error> has none, and that is most
-    results: skipping the parse for them keeps the coordinator's CPU per result small
-    (bench/scale.py: parsing every result capped one job per unit at ~450 results/s).
-    """
-    xml = result.junit_xml or ""
-    clean_exit = result.outcome.exit_code == 0 and not result.error
-    if clean_exit and xml and "<failure" not in xml and "<error" not in xml:
-        return []
-    report = merge(result.units, [result])
-    return sorted({case.unit for case in report.cases if case.outcome in FAILED_OUTCOMES})
-
-
 class Watcher:
     def __init__(
         self,
@@ -103,8 +112,10 @@ class Watcher:
         self.hooks = hooks or WatchHooks()
         self.results: list[ShardResult] = []
         jobs = [entry.job for entry in ledger.batches.values()]
+        self.planned = {unit for job in jobs for unit in job.units}
+        self.done: set[str] = set()
         self.progress = Progress(
-            total_units=sum(len(job.units) for job in jobs),
+            total_units=len(self.planned),
             predicted_total=sum(job.predicted_seconds for job in jobs),
         )
         self.started = time.monotonic()
@@ -132,25 +143,16 @@ class Watcher:
         if result.refused:
             self._requeue(self.ledger.refused(result.shard_index))
             return
-        failed = failed_units(result)
-        retries = self.ledger.finished(result, failed)
+        followers = self.ledger.finished(result)
         self.hooks.accepted(result)
-        if retries:
-            self.hooks.enqueued(retries)
-            self.run_queue.enqueue(retries)
-            self.progress.total_units += sum(len(job.units) for job in retries)
+        if followers:  # retries of failed tests, tests the batch never started
+            self.hooks.enqueued(followers)
+            self.run_queue.enqueue(followers)
         self.results.append(result)
-        self._report_progress(result, len(failed))
-
-    def _report_progress(self, result: ShardResult, failures: int) -> None:
-        progress = self.progress
-        progress.results.append(result)
-        progress.done_units += len(result.units)
-        progress.failed_units += failures
-        progress.predicted_done += result.predicted_seconds
-        progress.elapsed = time.monotonic() - self.started
+        self.progress.add(result, self.planned, self.done)
+        self.progress.elapsed = time.monotonic() - self.started
         if self.on_progress:
-            self.on_progress(progress)
+            self.on_progress(self.progress)
 
     def _check(self) -> None:
         self.checked = time.monotonic()

@@ -8,26 +8,33 @@ wrong becomes a ShardResult the report turns into error testcases.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
+from types import FrameType
 from typing import Any
 
 from shardrun import queue, rq_worker
+from shardrun.accounting import Settled, reconcile, reconcile_junit
 from shardrun.errors import ShardrunError
-from shardrun.models import ProcessOutcome, ShardJob, ShardResult
+from shardrun.junit_reader import read_testcases
+from shardrun.models import ProcessOutcome, ShardJob, ShardResult, TestResult
 from shardrun.process import git_head, run_process
-from shardrun.runners import Invocation, get_runner, worker_env
+from shardrun.runners import Runner, get_runner, worker_env
 from shardrun.timings import file_of_unit
-from shardrun.warm import Prewarm, WarmRunner, WarmRunners
+from shardrun.warm import BatchRun, Prewarm, RunnerPool, RunnerProcess, Runners
 
 log = logging.getLogger(__name__)
+# The signals that stop a worker: a batch running when one arrives goes back to the queue.
+HAND_BACK_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # How long an idle worker without --run-id waits before looking for new runs again.
 IDLE_RECHECK_SECONDS = 1.0
 
@@ -48,8 +55,8 @@ class WorkerContext:
 
 
 _context: WorkerContext | None = None
-# The warm runner this worker process keeps between batches (one at a time).
-_warm_runners = WarmRunners()
+# The runner this worker process keeps between batches (one at a time).
+_runner_pool = RunnerPool()
 
 
 def configure(context: WorkerContext) -> None:
@@ -123,11 +130,53 @@ def run_shard(payload: dict[str, Any]) -> dict[str, Any]:
     lease = Lease(job, context.name)
     lease.hold()
     try:
-        result = execute(job, context, on_poll=lease.renew)
+        with _handing_back_on_signals():
+            result = execute(job, context, on_poll=lease.renew)
         run_queue.push_result(result)
+    except Cancelled as cancelled:
+        log.warning("stopping (%s): batch %s handed back unfinished", cancelled,
+                    job.shard_index)
+        cancelled.deliver()
+        return {"shard_index": job.shard_index, "handed_back": True}
     finally:
         lease.release()
     return {"shard_index": result.shard_index, "attempt": result.attempt}
+
+
+class Cancelled(BaseException):
+    """The worker was asked to stop (SIGTERM, SIGINT: a cancelled CI job, `docker stop`,
+    Ctrl-C) while a batch ran. Not an Exception, so nothing on the way catches it."""
+
+    def __init__(self, signum: int, previous: Any) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.previous = previous
+
+    def deliver(self) -> None:
+        """Pass the signal on to the handler it interrupted (RQ's), which stops the
+        worker once this job returns."""
+        if callable(self.previous):
+            self.previous(self.signum, None)
+
+
+@contextlib.contextmanager
+def _handing_back_on_signals() -> Iterator[None]:
+    """While a batch runs, SIGTERM and SIGINT stop it at once: its runner is killed, no
+    result is pushed and the lease is released, so the coordinator hands the batch to
+    another worker. Reporting a batch the signal cut short would report its tests as
+    killed, when only the worker was."""
+    previous = {sig: signal.getsignal(sig) for sig in HAND_BACK_SIGNALS}
+
+    def hand_back(signum: int, frame: FrameType | None) -> None:
+        raise Cancelled(signum, previous[signal.Signals(signum)])
+
+    for sig in HAND_BACK_SIGNALS:
+        signal.signal(sig, hand_back)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def execute(
@@ -137,15 +186,16 @@ def execute(
     if job.commit and context.commit and job.commit != context.commit:
         reason = (f"worker checkout is at {context.commit[:12]}, the run at {job.commit[:12]}"
                   "; refusing the batch")
-        return replace(_failed_result(job, context, started, reason), refused=True)
+        return replace(_failed_result(job, context, started, reason, retry=True), refused=True)
     try:
         validate_units(job.units, context.root)
         return _run_runner(job, context, started, on_poll)
     except ShardrunError as error:
-        return _failed_result(job, context, started, str(error))
+        return _failed_result(job, context, started, str(error), retry=False)
     except Exception as error:  # the report must learn why, whatever it was
         log.exception("shard %s failed before its runner finished", job.shard_index)
-        return _failed_result(job, context, started, f"{type(error).__name__}: {error}")
+        return _failed_result(job, context, started, f"{type(error).__name__}: {error}",
+                              retry=True)
 
 
 def validate_units(units: tuple[str, ...], root: Path) -> None:
@@ -162,33 +212,51 @@ def _run_runner(
     job: ShardJob, context: WorkerContext, started: float, on_poll: Callable[[], None] | None
 ) -> ShardResult:
     runner = get_runner(job.framework, context.root, job.command_template)
+    env = _runner_env(context)
+    log_path = _log_dir(context, job.run_id) / f"shard-{job.shard_index}-attempt-{job.attempt}.log"
+    server_argv = runner.server_argv()
+    if server_argv is None:
+        return _run_command(job, runner, context, env, log_path, started, on_poll)
+    batch, warm = _run_in_server(job, runner, server_argv, context, env, log_path, on_poll)
+    settled = reconcile(job.units, batch.events, batch.outcome,
+                        timeout_seconds=job.timeout_seconds)
+    return _result(job, context, started, batch.outcome, settled, warm=warm)
+
+
+def _run_command(
+    job: ShardJob, runner: Runner, context: WorkerContext, env: dict[str, str],
+    log_path: Path, started: float, on_poll: Callable[[], None] | None,
+) -> ShardResult:
+    """A `--command` batch: one process, settled from the JUnit XML it leaves behind."""
     out_dir = Path(tempfile.mkdtemp(prefix=f"shard{job.shard_index}-", dir=context.tmp_dir))
     try:
         invocation = runner.invocation(job.units, out_dir, job.runner_args)
-        env = _runner_env(context)
-        log_name = f"shard-{job.shard_index}-attempt-{job.attempt}.log"
-        log_path = _log_dir(context, job.run_id) / log_name
-        server_argv = runner.server_argv() if job.reuse_process else None
-        warm = False
-        if server_argv is None:
-            outcome = run_process(
-                invocation.argv, cwd=context.root, env=env, log_path=log_path,
-                timeout_seconds=job.timeout_seconds, on_poll=on_poll,
-            )
-        else:
-            outcome, warm = _run_warm(job, context, server_argv, invocation, env, log_path,
-                                      on_poll)
-        junit = invocation.junit_path
-        junit_xml = junit.read_text(encoding="utf-8", errors="replace") if junit.is_file() else None
-        return ShardResult(
-            run_id=job.run_id, shard_index=job.shard_index, attempt=job.attempt,
-            worker=context.name, worker_index=context.worker_index, units=job.units,
-            outcome=outcome, started_at=started, finished_at=time.time(),
-            predicted_seconds=job.predicted_seconds, junit_xml=junit_xml,
-            example_times=runner.example_times(invocation), warm=warm,
+        outcome = run_process(
+            invocation.argv, cwd=context.root, env=env, log_path=log_path,
+            timeout_seconds=job.timeout_seconds, on_poll=on_poll,
         )
+        junit = invocation.junit_path
+        xml = junit.read_text(encoding="utf-8", errors="replace") if junit.is_file() else None
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
+    tests, problem = read_testcases(xml)
+    settled = reconcile_junit(job.units, tests, outcome, timeout_seconds=job.timeout_seconds,
+                              problem=problem)
+    return _result(job, context, started, outcome, settled)
+
+
+def _result(
+    job: ShardJob, context: WorkerContext, started: float, outcome: ProcessOutcome,
+    settled: Settled, *, warm: bool = False, error: str | None = None,
+) -> ShardResult:
+    return ShardResult(
+        run_id=job.run_id, shard_index=job.shard_index, attempt=job.attempt,
+        worker=context.name, worker_index=context.worker_index, units=job.units,
+        outcome=outcome, started_at=started, finished_at=time.time(),
+        predicted_seconds=job.predicted_seconds, tests=settled.tests, unrun=settled.unrun,
+        unrun_reason=settled.unrun_reason, empty_units=settled.empty_units,
+        notes=settled.notes, error=error, warm=warm,
+    )
 
 
 def _runner_env(context: WorkerContext) -> dict[str, str]:
@@ -204,21 +272,31 @@ def _log_dir(context: WorkerContext, run_id: str) -> Path:
     return log_dir
 
 
+RunnerKey = tuple[str, str, tuple[str, ...], str]
+
+
 def _runner_key(
     run_id: str, framework: str, runner_args: tuple[str, ...], root: Path
-) -> tuple[str, str, tuple[str, ...], str]:
+) -> RunnerKey:
     """A runner is for one run, one framework and one set of runner arguments: another
     run may be at another commit, and other arguments may load other code."""
     return (run_id, framework, tuple(runner_args), str(root))
 
 
-def _warm_runner(
-    key: tuple[str, str, tuple[str, ...], str], server_argv: tuple[str, ...],
-    context: WorkerContext, env: dict[str, str], log_path: Path,
-) -> tuple[WarmRunner, bool]:
-    """This worker's runner for `key`, started (its boot output in `log_path`) if needed."""
-    return _warm_runners.get(
-        key, lambda: WarmRunner(key, server_argv, context.root, env, log_path))
+def _booted_runner(
+    key: RunnerKey, server_argv: tuple[str, ...], context: WorkerContext,
+    env: dict[str, str], log_path: Path,
+) -> tuple[RunnerProcess, bool]:
+    """This worker's runner for `key` and whether it ran a batch before. A new one is
+    started and asked to boot the suite (its output in `log_path`): every forked batch
+    then starts from that boot."""
+
+    def start() -> RunnerProcess:
+        runner = RunnerProcess(key, server_argv, context.root, env, log_path)
+        runner.prewarm(key[2], log_path)
+        return runner
+
+    return _runner_pool.get(key, start)
 
 
 def prewarm(context: WorkerContext, run_id: str, wanted: Prewarm) -> None:
@@ -229,50 +307,63 @@ def prewarm(context: WorkerContext, run_id: str, wanted: Prewarm) -> None:
     that cannot prewarm still runs its batches, starting the runner with the first.
     """
     try:
-        runner = get_runner(wanted.framework, context.root)
-        server_argv = runner.server_argv()
+        server_argv = get_runner(wanted.framework, context.root).server_argv()
         if server_argv is None:
             return
         key = _runner_key(run_id, wanted.framework, wanted.runner_args, context.root)
         log_path = _log_dir(context, run_id) / f"prewarm-worker-{context.worker_index}.log"
-        warm, _ = _warm_runner(key, server_argv, context, _runner_env(context), log_path)
-        warm.prewarm(wanted.runner_args, log_path)
+        _booted_runner(key, server_argv, context, _runner_env(context), log_path)
     except Exception as error:  # the batches will show the real failure
         log.warning("could not prewarm the %s runner: %s", wanted.framework, error)
 
 
-def _run_warm(
-    job: ShardJob, context: WorkerContext, server_argv: tuple[str, ...],
-    invocation: Invocation, env: dict[str, str], log_path: Path,
-    on_poll: Callable[[], None] | None,
-) -> tuple[ProcessOutcome, bool]:
-    """The batch in this worker's warm runner (started if needed); True if it was warm."""
+def _run_in_server(
+    job: ShardJob, runner: Runner, server_argv: tuple[str, ...], context: WorkerContext,
+    env: dict[str, str], log_path: Path, on_poll: Callable[[], None] | None,
+) -> tuple[BatchRun, bool]:
+    """The batch in this worker's runner (started if needed); True if it was warm."""
+    mode = Runners(job.runners)
+    args = runner.batch_arguments(job.units, job.runner_args)
     key = _runner_key(job.run_id, job.framework, job.runner_args, context.root)
-    runner, warm = _warm_runner(key, server_argv, context, env, log_path)
-    outcome = runner.run(
-        invocation.arguments, log_path, timeout_seconds=job.timeout_seconds, on_poll=on_poll
-    )
-    _warm_runners.discard_dead()
+    if mode is Runners.FRESH:
+        fresh = RunnerProcess(key, server_argv, context.root, env, log_path)
+        try:
+            return fresh.run(args, log_path, fork=False, timeout_seconds=job.timeout_seconds,
+                             on_poll=on_poll), False
+        finally:
+            fresh.stop()
+    if job.fresh_runner and mode is Runners.REUSE:
+        _runner_pool.close()  # its tests never started in a runner earlier batches used
+    process, warm = _booted_runner(key, server_argv, context, env, log_path)
+    batch = process.run(args, log_path, fork=mode is Runners.FORK,
+                        timeout_seconds=job.timeout_seconds, on_poll=on_poll)
+    _runner_pool.discard_dead()
     limit = job.runner_max_rss_mb
-    recycled = _warm_runners.recycle_above(None if limit is None else limit * 2**20)
+    recycled = _runner_pool.recycle_above(None if limit is None else limit * 2**20)
     if recycled is not None:
         with log_path.open("a", encoding="utf-8") as batch_log:
-            batch_log.write(f"shardrun: the warm runner held {recycled / 2**20:.0f} MB after "
+            batch_log.write(f"shardrun: the runner held {recycled / 2**20:.0f} MB after "
                             f"this batch (--runner-max-rss {limit}); the next batch starts "
                             "a fresh one\n")
-    return outcome, warm
+    return batch, warm
 
 
 def _failed_result(
-    job: ShardJob, context: WorkerContext, started: float, error: str
+    job: ShardJob, context: WorkerContext, started: float, error: str, *, retry: bool
 ) -> ShardResult:
+    """The worker could not run the batch. A problem worth another try (the runner did
+    not start) sends every unit back; one that would recur (a unit outside the checkout)
+    is an error of each unit at once."""
     outcome = ProcessOutcome(None, None, False, time.time() - started, 0.0, 0, error)
-    return ShardResult(
-        run_id=job.run_id, shard_index=job.shard_index, attempt=job.attempt,
-        worker=context.name, worker_index=context.worker_index, units=job.units,
-        outcome=outcome, started_at=started, finished_at=time.time(),
-        predicted_seconds=job.predicted_seconds, error=error,
-    )
+    if retry:
+        settled = reconcile(job.units, [], outcome, error=error)
+    else:
+        settled = Settled(tuple(
+            TestResult(id=unit, unit=unit, file=file_of_unit(unit), outcome="error",
+                       name=unit, classname=file_of_unit(unit), message=f"worker error: {error}",
+                       result_type="shardrun.worker_error", origin="never_ran")
+            for unit in job.units))
+    return _result(job, context, started, outcome, settled, error=error)
 
 
 def serve(
@@ -289,7 +380,7 @@ def serve(
             prewarm(context, run_id, prewarm_runner)
         _serve_on(queue.connect(url), run_id, burst=burst)
     finally:
-        _warm_runners.close()
+        _runner_pool.close()
         shutil.rmtree(context.tmp_dir, ignore_errors=True)
 
 

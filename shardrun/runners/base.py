@@ -1,11 +1,12 @@
 """The one Protocol every test runner implements, plus what all runners share.
 
-A runner only knows how to *describe* a test process: the argv for some units, where the
-JUnit XML will be, how to list example ids and read per-example times. Starting, timing and
-killing the process is `process.py`'s job, so a runner never imports subprocess and a new
-framework overrides a few small methods (pytest-xdist's scheduler protocol is the model).
-Concrete runners subclass `Runner` explicitly to inherit the defaults for what they do not
-support (listing examples, per-example times).
+A runner only knows how to *describe* a test process: the runner server that reports each
+test as it runs (rspec, pytest) and the command line of a batch, or, for a plain command,
+the argv and where its JUnit XML will be; how to list example ids. Starting, timing and
+killing processes is `warm.py`'s and `process.py`'s job, so a runner never imports
+subprocess and a new framework overrides a few small methods (pytest-xdist's scheduler
+protocol is the model). Concrete runners subclass `Runner` explicitly to inherit the
+defaults for what they do not support.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ JUNIT_FILENAME = "junit.xml"
 
 @dataclass(frozen=True)
 class Invocation:
-    """One test process: argv (never a shell string) and the files it leaves behind.
+    """One test process: argv (never a shell string) and the JUnit XML it leaves behind.
 
     The caller runs `argv` with cwd = the project root; units in argv are relative to it,
     output paths are whatever `out_dir` was (usually absolute, in the worker's scratch dir).
@@ -30,36 +31,36 @@ class Invocation:
 
     argv: tuple[str, ...]
     junit_path: Path
-    json_path: Path | None = None  # rspec's own JSON (example ids + run_time), else None
-    # How many leading argv items name the program ("python", "-m", "pytest"): the rest is
-    # the framework's own command line, which is what a warm runner is sent.
-    program_length: int = 0
-
-    @property
-    def arguments(self) -> tuple[str, ...]:
-        return self.argv[self.program_length:]
 
 
 class Runner(Protocol):
     """How to run a set of units with one test framework.
 
-    Only `name` and `invocation` are required; the defaults below mean "not supported".
+    A runner with a server (`server_argv`) runs batches of `batch_arguments` there and
+    reports each test as an event; one without runs `invocation`'s argv and is read from
+    its JUnit XML. The defaults below mean "not supported".
     """
 
     name: str  # "rspec" | "pytest" | "command"
 
+    def server_argv(self) -> tuple[str, ...] | None:
+        """The argv of this framework's runner server (shardrun/warm.py), or None.
+
+        The server takes `batch_arguments` batch after batch and reports every test.
+        """
+        return None
+
+    def batch_arguments(
+        self, units: Sequence[str], extra_args: Sequence[str] = ()
+    ) -> tuple[str, ...]:
+        """The framework's own command line for `units`, as the server receives it."""
+        raise NotImplementedError(f"{self.name} runs commands, not a runner server")
+
     def invocation(
         self, units: Sequence[str], out_dir: Path, extra_args: Sequence[str] = ()
     ) -> Invocation:
-        """The argv that runs `units`, writing JUnit XML (and maybe JSON) under `out_dir`."""
-        ...
-
-    def server_argv(self) -> tuple[str, ...] | None:
-        """The argv of a warm runner (shardrun/warm.py) for this framework, or None.
-
-        A warm runner takes `Invocation.arguments` batch after batch in one process.
-        """
-        return None
+        """The argv that runs `units` and writes JUnit XML under `out_dir` (no server)."""
+        raise NotImplementedError(f"{self.name} runs in its runner server")
 
     def list_examples_argv(self, files: Sequence[str], out_dir: Path) -> tuple[str, ...] | None:
         """The argv that lists the example ids in `files`, or None if unsupported.
@@ -72,13 +73,6 @@ class Runner(Protocol):
         """Example ids from a `list_examples_argv` run (its stdout, and files in out_dir)."""
         return []
 
-    def example_times(self, invocation: Invocation) -> dict[str, float]:
-        """Seconds per example id from a finished run, when the framework reports them.
-
-        Missing or unreadable output gives {}: the JUnit XML stays the source of truth,
-        these are only a finer-grained bonus for the timing history.
-        """
-        return {}
 
 
 def checked_units(units: Sequence[str]) -> tuple[str, ...]:

@@ -1,8 +1,8 @@
-"""pytest: run with the interpreter shardrun itself runs under, JUnit via --junitxml.
+"""pytest: batches run in shardrun's pytest runner server, which reports each test.
 
-`sys.executable -m pytest` (not a `pytest` on PATH) so the worker's virtualenv decides which
-pytest and plugins run. `junit_family=xunit1` keeps the `file` attribute on each testcase,
-which the timing history needs to map a testcase back to its file.
+`sys.executable` (not a `pytest` on PATH) so the worker's virtualenv decides which pytest
+and plugins run. The server (runners/pytest_server.py) runs each batch as one
+`pytest.main()` session with an events plugin: no JUnit file is written or read.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shardrun.errors import InputError
-from shardrun.runners.base import JUNIT_FILENAME, Invocation, Runner, checked_units
+from shardrun.runners.base import Runner, checked_units
 
+# The runner server, shipped as package data beside this module.
+SERVER_SCRIPT = Path(__file__).with_name("pytest_server.py")
 # Workers on one checkout would race on .pytest_cache (lastfailed, nodeids), and a
 # per-shard cache makes --lf/--ff meaningless anyway: no worker sees the whole suite.
 NO_CACHE = ("-p", "no:cacheprovider")
@@ -37,22 +39,15 @@ class PytestRunner(Runner):
     python: str = sys.executable
     name = "pytest"
 
-    def invocation(
-        self, units: Sequence[str], out_dir: Path, extra_args: Sequence[str] = ()
-    ) -> Invocation:
-        junit_path = out_dir / JUNIT_FILENAME
-        argv = (
-            self.python, "-m", "pytest",
-            *checked_units(units),
-            f"--junitxml={junit_path}",
-            "-o", "junit_family=xunit1",
-            *NO_CACHE,
-            *extra_args,
-        )
-        return Invocation(argv=argv, junit_path=junit_path, program_length=3)
+    def batch_arguments(
+        self, units: Sequence[str], extra_args: Sequence[str] = ()
+    ) -> tuple[str, ...]:
+        return (*checked_units(units), *NO_CACHE, *extra_args)
 
     def server_argv(self) -> tuple[str, ...] | None:
-        return (self.python, "-m", "shardrun.runners.pytest_server")
+        """The server by its path: it imports nothing of shardrun, so any interpreter
+        with pytest runs it."""
+        return (self.python, str(SERVER_SCRIPT))
 
     def list_examples_argv(self, files: Sequence[str], out_dir: Path) -> tuple[str, ...] | None:
         return (self.python, "-m", "pytest", "--collect-only", "-q", *NO_CACHE,

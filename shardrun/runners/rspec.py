@@ -1,9 +1,10 @@
-"""RSpec: JUnit through rspec_junit_formatter, example ids and times through `--format json`.
+"""RSpec: batches run in shardrun's RSpec runner server, which reports each example.
 
-RSpec binds each `--out FILE` to the `--format` right before it, so the argv is
-`--format progress` (stdout, for the output tail) then `--format RspecJunitFormatter --out
-junit.xml` then `--format json --out rspec.json`. Formatters given on the command line
-replace those in `.rspec`, so the project's own `--format` settings cannot steal the files.
+A batch's command line ends `--format progress` (stdout: the batch log and its output
+tail) `--format ShardrunEventsFormatter` (the events; runners/rspec_server.rb). Formatters
+given on the command line replace those in `.rspec`, so the project's own `--format`
+settings cannot take the events away. Listing example ids for splitting is a dry run with
+rspec's own JSON formatter.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from shardrun.errors import InputError
-from shardrun.runners.base import JUNIT_FILENAME, Invocation, Runner, checked_units
+from shardrun.runners.base import Runner, checked_units
 
-RUN_JSON_FILENAME = "rspec.json"
 LIST_JSON_FILENAME = "rspec-examples.json"
-# The warm runner (shardrun/warm.py) for RSpec, shipped as package data.
+# The runner server (shardrun/warm.py) for RSpec, shipped as package data.
 SERVER_SCRIPT = Path(__file__).with_name("rspec_server.rb")
+# The server's formatter that reports each example as it starts and finishes.
+EVENTS_FORMATTER = "ShardrunEventsFormatter"
 
 
 def normalize_example_id(example_id: str) -> str:
@@ -46,23 +48,11 @@ class RspecRunner(Runner):
             return ("bundle", "exec", "rspec")
         return ("rspec",)
 
-    def invocation(
-        self, units: Sequence[str], out_dir: Path, extra_args: Sequence[str] = ()
-    ) -> Invocation:
-        junit_path = out_dir / JUNIT_FILENAME
-        json_path = out_dir / RUN_JSON_FILENAME
-        program = self.command()
-        argv = (
-            *program,
-            *checked_units(units),
-            "--format", "progress",
-            "--format", "RspecJunitFormatter", "--out", str(junit_path),
-            "--format", "json", "--out", str(json_path),
-            *extra_args,
-        )
-        return Invocation(
-            argv=argv, junit_path=junit_path, json_path=json_path, program_length=len(program)
-        )
+    def batch_arguments(
+        self, units: Sequence[str], extra_args: Sequence[str] = ()
+    ) -> tuple[str, ...]:
+        return (*checked_units(units), *extra_args,
+                "--format", "progress", "--format", EVENTS_FORMATTER)
 
     def server_argv(self) -> tuple[str, ...] | None:
         """`ruby rspec_server.rb`, under `bundle exec` when `command()` uses bundler."""
@@ -94,18 +84,6 @@ class RspecRunner(Runner):
             detail = " ".join(report.get("messages", []))[-500:] or output[-500:]
             raise InputError(f"rspec could not load the spec files: {detail.strip()}")
         return [normalize_example_id(str(e["id"])) for e in report.get("examples", [])]
-
-    def example_times(self, invocation: Invocation) -> dict[str, float]:
-        if invocation.json_path is None:
-            return {}
-        report = _read_json(invocation.json_path)
-        if report is None:
-            return {}
-        return {
-            normalize_example_id(str(example["id"])): float(example["run_time"])
-            for example in report.get("examples", [])
-            if "id" in example and example.get("run_time") is not None
-        }
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

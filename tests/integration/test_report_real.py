@@ -1,11 +1,14 @@
-"""Real rspec and pytest runs, split in two shards and merged, against one serial run.
+"""Real rspec and pytest runs, split in two batches and merged, against one serial run.
 
 The suites are written into tmp_path: per framework two files holding a passing, a
-failing and a skipped example, and a second passing file.
+failing and a skipped example, and a second passing file. Each batch runs in the
+framework's runner server and is settled as a worker settles it; the serial run is the
+framework's own command with its own JUnit formatter.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -15,12 +18,15 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from shardrun.accounting import reconcile
 from shardrun.junit_writer import junit_xml
-from shardrun.models import ProcessOutcome, ShardResult
+from shardrun.models import ShardResult
 from shardrun.report import RunReport, merge
+from shardrun.runners import get_runner
 from shardrun.summary import rerun_command
+from shardrun.warm import RunnerProcess
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "junit-10.xsd"
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "junit-shardrun.xsd"
 RUN_TIMEOUT = 120  # seconds; these suites take well under one
 
 RSPEC_FILES = {
@@ -90,19 +96,26 @@ def pytest_argv(files: list[str], junit: Path) -> list[str]:
             "-o", "junit_family=xunit2", f"--junitxml={junit}", *files]
 
 
-def run_shard(root: Path, argv: list[str], junit: Path, index: int,
-              units: list[str]) -> ShardResult:
-    """Run one shard for real and wrap what it left as a worker would send it."""
+def run_batch(root: Path, framework: str, index: int, units: list[str]) -> ShardResult:
+    """Run one batch for real, as a worker runs and settles it."""
+    runner = get_runner(framework, root)
+    server = runner.server_argv()
+    assert server is not None
+    log = root / f"batch{index}.log"
+    process = RunnerProcess("key", server, root, {**os.environ}, log)
     started = time.time()
-    process = subprocess.run(argv, cwd=root, capture_output=True, text=True,
-                             timeout=RUN_TIMEOUT, check=False)
-    finished = time.time()
-    outcome = ProcessOutcome(process.returncode, None, False, finished - started, 0.0, 0,
-                             process.stdout[-2000:])
+    try:
+        batch = process.run(runner.batch_arguments(units), log, fork=True,
+                            timeout_seconds=RUN_TIMEOUT)
+    finally:
+        process.stop()
+    settled = reconcile(units, batch.events, batch.outcome)
     return ShardResult(
         run_id="real", shard_index=index, attempt=1, worker=f"localhost:{index}",
-        worker_index=index, units=tuple(units), outcome=outcome, started_at=started,
-        finished_at=finished, predicted_seconds=1.0, junit_xml=junit.read_text(),
+        worker_index=index, units=tuple(units), outcome=batch.outcome, started_at=started,
+        finished_at=time.time(), predicted_seconds=1.0, tests=settled.tests,
+        unrun=settled.unrun, unrun_reason=settled.unrun_reason,
+        empty_units=settled.empty_units,
     )
 
 
@@ -116,17 +129,19 @@ def outcomes_in(xml: bytes) -> list[tuple[str, str, str]]:
     return sorted(found)
 
 
-def merged_against_serial(root: Path, argv_for, files: list[str]) -> RunReport:
-    """Shard the files in two, merge, validate, and compare with one serial run."""
-    shards = [run_shard(root, argv_for([file], root / f"shard{i}.xml"), root / f"shard{i}.xml",
-                        i, [file]) for i, file in enumerate(files)]
-    serial = run_shard(root, argv_for(files, root / "serial.xml"), root / "serial.xml", 0, files)
-    assert serial.outcome.exit_code == 1, serial.outcome.output_tail
-    report = merge(files, shards)
+def merged_against_serial(
+    root: Path, framework: str, argv_for, files: list[str]
+) -> RunReport:
+    """Run the files in two batches, merge, validate, and compare with one serial run."""
+    batches = [run_batch(root, framework, i, [file]) for i, file in enumerate(files)]
+    serial = subprocess.run(argv_for(files, root / "serial.xml"), cwd=root, capture_output=True,
+                            text=True, timeout=RUN_TIMEOUT, check=False)
+    assert serial.returncode == 1, serial.stdout + serial.stderr
+    report = merge(files, batches)
     merged = junit_xml(report).encode("utf-8")
     schema = etree.XMLSchema(etree.parse(str(SCHEMA_PATH)))
     assert schema.validate(etree.fromstring(merged)), schema.error_log
-    assert outcomes_in(merged) == outcomes_in(serial.junit_xml.encode("utf-8"))
+    assert outcomes_in(merged) == outcomes_in((root / "serial.xml").read_bytes())
     assert (report.tests, report.failures, report.errors, report.skipped) == (4, 1, 0, 1)
     return report
 
@@ -145,17 +160,19 @@ def rerun(root: Path, command: str | None) -> str:
 @pytest.mark.usefixtures("require_ruby")
 def test_rspec_shards_merge_like_a_serial_run(tmp_path: Path) -> None:
     write_suite(tmp_path, RSPEC_FILES)
-    report = merged_against_serial(tmp_path, rspec_argv, ["spec/a_spec.rb", "spec/b_spec.rb"])
+    report = merged_against_serial(tmp_path, "rspec", rspec_argv,
+                                   ["spec/a_spec.rb", "spec/b_spec.rb"])
     [failure] = [case for case in report.cases if case.outcome == "failed"]
     assert (failure.file, failure.line) == ("spec/a_spec.rb", 7)
     command = rerun_command(report, "rspec")
-    assert command == "rspec spec/a_spec.rb:7"
+    assert command == "rspec 'spec/a_spec.rb[1:2]'"
     assert "1 example, 1 failure" in rerun(tmp_path, command)
 
 
 def test_pytest_shards_merge_like_a_serial_run(tmp_path: Path) -> None:
     write_suite(tmp_path, PYTEST_FILES)
-    report = merged_against_serial(tmp_path, pytest_argv, ["tests/test_a.py", "tests/test_b.py"])
+    report = merged_against_serial(tmp_path, "pytest", pytest_argv,
+                                   ["tests/test_a.py", "tests/test_b.py"])
     command = rerun_command(report, "pytest")
     assert command == "python -m pytest tests/test_a.py::TestSubtract::test_wrongly"
     assert "1 failed in" in rerun(tmp_path, command)

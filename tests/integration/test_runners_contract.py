@@ -1,12 +1,11 @@
 """One contract, every runner: really run the bundled example suites through each runner.
 
-The contract (DESIGN.md rule 8): the argv a runner builds, run with cwd = the suite root,
-writes a JUnit file with one testcase per example the runner's listing reports; example
-ids from the listing work as units; extra args reach the framework; a failing example
-makes the process exit nonzero. Only the two fast files of each suite are used, so the
+The contract (DESIGN.md rule 8): a batch of units, run as the worker runs it (in the
+runner's server for rspec and pytest, the command's argv for `command`, cwd = the suite
+root), reports one finished test per example the runner's listing reports, under the same
+ids; example ids from the listing work as units; extra args reach the framework; a
+failing example fails the batch. Only the two fast files of each suite are used, so the
 whole module costs a few seconds of interpreter start-up, not the suites' sleeps.
-
-This test runs processes with subprocess directly: it checks the argv, not process.py.
 """
 
 from __future__ import annotations
@@ -14,14 +13,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from shardrun.runners import Invocation, Runner, get_runner, worker_env
+from shardrun.accounting import reconcile, reconcile_junit
+from shardrun.junit_reader import read_testcases
+from shardrun.models import ProcessOutcome, TestResult
+from shardrun.runners import Runner, get_runner, worker_env
+from shardrun.warm import RunnerProcess
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FAIL_SWITCH = "SHARDRUN_EXAMPLE_FAIL"
@@ -116,58 +118,81 @@ def _listed(case: Case, files: Sequence[str], tmp_path: Path) -> list[str]:
     return lister.parse_examples(listing.stdout, out_dir)
 
 
+@dataclass(frozen=True)
+class Ran:
+    tests: tuple[TestResult, ...]
+    exit_code: int | None
+    output: str
+
+
 def _run_units(
     case: Case, units: Sequence[str], tmp_path: Path, extra_args: Sequence[str] = (),
     fail: bool = False,
-) -> tuple[Invocation, subprocess.CompletedProcess[str]]:
+) -> Ran:
+    """The batch as a worker runs it, settled as a worker settles it."""
+    runner = _runner(case)
+    server = runner.server_argv()
     out_dir = tmp_path / "out"
     out_dir.mkdir(exist_ok=True)
-    invocation = _runner(case).invocation(units, out_dir, extra_args)
-    return invocation, _run(invocation.argv, case, _env(tmp_path, fail))
+    if server is None:
+        invocation = runner.invocation(units, out_dir, extra_args)
+        completed = _run(invocation.argv, case, _env(tmp_path, fail))
+        tests, _ = read_testcases(invocation.junit_path.read_text())
+        ending = ProcessOutcome(completed.returncode, None, False, 0.0, 0.0, 0)
+        settled = reconcile_junit(units, tests, ending)
+        return Ran(settled.tests, completed.returncode, completed.stdout + completed.stderr)
+    log = out_dir / "batch.log"
+    process = RunnerProcess("key", server, case.root, _env(tmp_path, fail), log)
+    try:
+        batch = process.run(runner.batch_arguments(units, extra_args), log, fork=False,
+                            timeout_seconds=PROCESS_TIMEOUT_SECONDS)
+    finally:
+        process.stop()
+    settled = reconcile(units, batch.events, batch.outcome)
+    assert settled.unrun == ()
+    return Ran(settled.tests, batch.outcome.exit_code, log.read_text())
 
 
-def _count(junit_path: Path, tag: str = "testcase") -> int:
-    """How many `tag` elements the JUnit file has (just a count: report.py parses it)."""
-    return sum(1 for _ in ET.parse(junit_path).getroot().iter(tag))
+def _outcomes(ran: Ran, outcome: str) -> int:
+    return sum(1 for test in ran.tests if test.outcome == outcome)
 
 
 def test_run_outputs_agree_with_the_listing(case: Case, tmp_path: Path) -> None:
-    """JUnit: one testcase per listed example; rspec's JSON: a time for each of them."""
+    """One test per listed example, under the listed id (pytest and rspec)."""
     listed = _listed(case, case.files, tmp_path)
-    invocation, completed = _run_units(case, case.files, tmp_path)
+    ran = _run_units(case, case.files, tmp_path)
 
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert ran.exit_code == 0, ran.output
     assert len(listed) == EXAMPLES_IN_FILES
     assert all(example.startswith(case.files) for example in listed)  # root-relative ids
-    assert _count(invocation.junit_path) == len(listed)
-    assert _count(invocation.junit_path, "skipped") == 1
-    times = _runner(case).example_times(invocation)
-    if invocation.json_path is None:
-        assert times == {}
-    else:
-        assert set(times) == set(listed)
-        assert all(seconds >= 0 for seconds in times.values())
+    assert len(ran.tests) == len(listed)
+    assert _outcomes(ran, "skipped") == 1
+    if case.framework != "command":
+        assert sorted(test.id for test in ran.tests) == sorted(listed)
+        assert all(test.seconds >= 0 and test.line for test in ran.tests)
 
 
 def test_listed_example_ids_run_as_units(case: Case, tmp_path: Path) -> None:
     listed = _listed(case, case.files, tmp_path)
     chosen = [listed[0], listed[-1]]  # one from each file
-    invocation, completed = _run_units(case, chosen, tmp_path)
+    ran = _run_units(case, chosen, tmp_path)
 
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert _count(invocation.junit_path) == len(chosen)
+    assert ran.exit_code == 0, ran.output
+    assert len(ran.tests) == len(chosen)
+    if case.framework != "command":
+        assert sorted(test.unit for test in ran.tests) == sorted(chosen)
 
 
 def test_extra_args_reach_the_framework(case: Case, tmp_path: Path) -> None:
-    invocation, completed = _run_units(case, case.files, tmp_path, case.filter_args)
+    ran = _run_units(case, case.files, tmp_path, case.filter_args)
 
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert _count(invocation.junit_path) == EXAMPLES_MATCHING_FILTER
+    assert ran.exit_code == 0, ran.output
+    assert len(ran.tests) == EXAMPLES_MATCHING_FILTER
 
 
 def test_fail_switch_makes_the_run_fail(case: Case, tmp_path: Path) -> None:
-    invocation, completed = _run_units(case, case.files, tmp_path, fail=True)
+    ran = _run_units(case, case.files, tmp_path, fail=True)
 
-    assert completed.returncode != 0
-    assert _count(invocation.junit_path) == EXAMPLES_IN_FILES
-    assert _count(invocation.junit_path, "failure") == 1
+    assert ran.exit_code != 0
+    assert len(ran.tests) == EXAMPLES_IN_FILES
+    assert _outcomes(ran, "failed") == 1

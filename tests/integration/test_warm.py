@@ -1,8 +1,8 @@
-"""Warm runners (shardrun/warm.py) with real rspec and pytest processes.
+"""Runner processes (shardrun/warm.py) with real rspec and pytest: fork and reuse modes.
 
 Each suite's boot (spec_helper.rb, conftest.py) appends its pid to BOOT_LOG, so a test
 can count how often the suite booted. Batches are run the way a worker runs them: the
-runner's own argv, minus the program, sent to one WarmRunner.
+runner's batch arguments sent to one RunnerProcess, which reports each test as an event.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,10 @@ import pytest
 from support.files import write_files, write_pytest_suite
 from support.runs import clean_env, is_alive, run_options, shardrun
 
+from shardrun.accounting import reconcile
 from shardrun.runners import get_runner, worker_env
 from shardrun.runners.base import Runner
-from shardrun.warm import WarmRunner, WarmRunners
+from shardrun.warm import BatchRun, RunnerPool, RunnerProcess
 
 BATCH_TIMEOUT = 120.0  # generous: only the hang test is meant to reach its timeout
 
@@ -99,6 +99,30 @@ RSPEC_FILES = {
           end
         end
     """,
+    # What one batch leaves in the process: a global, a constant, a configuration change.
+    "spec/pollute_spec.rb": """
+        $polluted = true
+        POLLUTED = true
+        RSpec.configure { |config| config.add_setting :polluted_by_a_batch }
+        RSpec.describe "pollute" do
+          it "leaves state behind" do
+            expect(1).to eq(1)
+          end
+        end
+    """,
+    "spec/clean_spec.rb": """
+        RSpec.describe "clean" do
+          it "sees no global of an earlier batch" do
+            expect($polluted).to be_nil
+          end
+          it "sees no constant of an earlier batch" do
+            expect(defined?(POLLUTED)).to be_nil
+          end
+          it "sees no configuration of an earlier batch" do
+            expect(RSpec.configuration).not_to respond_to(:polluted_by_a_batch)
+          end
+        end
+    """,
 }
 
 PYTEST_FILES = {
@@ -112,6 +136,7 @@ PYTEST_FILES = {
         import os
         with open(os.environ["BOOT_LOG"], "a") as log:
             log.write(f"{os.getpid()}\\n")
+        booted = True
     """,
     "tests/test_pass.py": """
         def test_adds():
@@ -172,6 +197,21 @@ PYTEST_FILES = {
         def test_kills_its_own_process():
             os.kill(os.getpid(), signal.SIGKILL)
     """,
+    "tests/test_pollute.py": """
+        import suite_boot
+
+        def test_leaves_state_behind():
+            suite_boot.polluted = True
+    """,
+    "tests/test_clean.py": """
+        import suite_boot
+
+        def test_sees_no_global_of_an_earlier_batch():
+            assert not getattr(suite_boot, "polluted", False)
+
+        def test_sees_the_boot_unchanged():
+            assert suite_boot.booted
+    """,
 }
 
 
@@ -180,6 +220,7 @@ class Suite:
     framework: str
     root: Path
     evidence: Path
+    fork: bool
 
     def unit(self, name: str) -> str:
         return f"spec/{name}_spec.rb" if self.framework == "rspec" else f"tests/test_{name}.py"
@@ -198,51 +239,64 @@ class Suite:
         return worker_env(clean_env(**extra), 1, self.evidence)
 
     @contextlib.contextmanager
-    def started(self) -> Iterator[WarmRunner]:
+    def started(self) -> Iterator[RunnerProcess]:
         """A runner for one test, stopped whatever the test asserts."""
-        warm = self.start()
+        runner = self.start()
         try:
-            yield warm
+            yield runner
         finally:
-            warm.stop()
+            runner.stop()
 
-    def start(self, name: str = "first") -> WarmRunner:
+    def start(self, name: str = "first") -> RunnerProcess:
         argv = self.runner.server_argv()
         assert argv is not None
-        return WarmRunner("key", argv, self.root, self.env(), self.evidence / f"{name}.log")
+        return RunnerProcess("key", argv, self.root, self.env(), self.evidence / f"{name}.log")
 
-    def run(self, warm: WarmRunner, name: str, *extra: str, timeout: float = BATCH_TIMEOUT):
-        out = self.evidence / f"out-{name}-{time.monotonic_ns()}"
-        out.mkdir()
-        invocation = self.runner.invocation([self.unit(name)], out, extra)
-        log = out / "batch.log"
-        outcome = warm.run(invocation.arguments, log, timeout_seconds=timeout)
-        return outcome, batch_cases(invocation.junit_path), log
+    def run(self, runner: RunnerProcess, name: str, *extra: str,
+            timeout: float = BATCH_TIMEOUT) -> tuple[BatchRun, list[tuple[str, str]], Path]:
+        log = self.evidence / f"batch-{name}-{time.monotonic_ns()}.log"
+        args = self.runner.batch_arguments([self.unit(name)], extra)
+        batch = runner.run(args, log, fork=self.fork, timeout_seconds=timeout)
+        return batch, finished(batch), log
 
 
-def batch_cases(junit: Path) -> list[tuple[str, str]]:
-    """(name, outcome) per testcase of one batch's JUnit, sorted; [] when there is none
-    (rspec's formatter creates its file empty at the start, and writes it at the end)."""
-    if not junit.is_file() or not junit.stat().st_size:
-        return []
-    cases = []
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        failed = case.find("failure") is not None or case.find("error") is not None
-        cases.append((case.get("name", ""), "failed" if failed else "passed"))
-    return sorted(cases)
+def finished(batch: BatchRun) -> list[tuple[str, str]]:
+    """(name, outcome) of each test the batch reported finished, sorted."""
+    names = {e["id"]: e.get("name", e["id"]) for e in batch.events if e.get("e") == "start"}
+    return sorted((names.get(e["id"], e["id"]), e["outcome"])
+                  for e in batch.events if e.get("e") == "finish")
 
 
 @pytest.fixture(params=["rspec", "pytest"])
-def suite(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Suite]:
-    framework = request.param
+def framework(request: pytest.FixtureRequest) -> str:
+    if request.param == "rspec":
+        request.getfixturevalue("require_ruby")
+    return str(request.param)
+
+
+def make_suite(framework: str, tmp_path: Path, *, fork: bool) -> Suite:
     evidence = tmp_path / "evidence"
     evidence.mkdir()
     if framework == "rspec":
-        request.getfixturevalue("require_ruby")
         root = write_files(tmp_path / "suite", RSPEC_FILES)
     else:
         root = write_pytest_suite(tmp_path / "suite", PYTEST_FILES)
-    yield Suite(framework, root, evidence)
+    return Suite(framework, root, evidence, fork)
+
+
+@pytest.fixture(params=[True, False], ids=["fork", "reuse"])
+def suite(request: pytest.FixtureRequest, framework: str, tmp_path: Path) -> Suite:
+    return make_suite(framework, tmp_path, fork=request.param)
+
+
+@pytest.fixture
+def forking(framework: str, tmp_path: Path) -> Suite:
+    return make_suite(framework, tmp_path, fork=True)
+
+
+@pytest.fixture
+def reusing(framework: str, tmp_path: Path) -> Suite:
+    return make_suite(framework, tmp_path, fork=False)
 
 
 def names(cases: list[tuple[str, str]]) -> list[str]:
@@ -250,80 +304,123 @@ def names(cases: list[tuple[str, str]]) -> list[str]:
 
 
 def test_batches_share_one_boot_and_each_reports_only_its_own_tests(suite: Suite) -> None:
-    with suite.started() as warm:
-        first, first_cases, _ = suite.run(warm, "pass")
-        second, second_cases, second_log = suite.run(warm, "fail")
-        third, third_cases, _ = suite.run(warm, "pass")
-        assert (first.exit_code, second.exit_code, third.exit_code) == (0, 1, 0)
+    with suite.started() as runner:
+        runner.prewarm((), suite.evidence / "prewarm.log")
+        first, first_cases, _ = suite.run(runner, "pass")
+        second, second_cases, second_log = suite.run(runner, "fail")
+        third, third_cases, _ = suite.run(runner, "pass")
+        codes = [batch.outcome.exit_code for batch in (first, second, third)]
+        assert codes == [0, 1, 0]
         assert names(first_cases) == names(third_cases) == ["adds", "subtracts"]
         assert [outcome for _, outcome in second_cases] == ["failed", "passed"]
         assert "first" in second_log.read_text()  # the failure went to this batch's log
-        assert "first" in second.output_tail
-        assert suite.boots() == [warm.pid]  # the suite booted once, in the runner
-        assert warm.alive()
-    assert not is_alive(warm.pid)
+        assert "first" in second.outcome.output_tail
+        assert suite.boots() == [runner.pid]  # the suite booted once, in the runner
+        assert runner.alive()
+    assert not is_alive(runner.pid)
 
 
-def test_fail_fast_in_one_batch_does_not_stop_the_next(suite: Suite) -> None:
-    with suite.started() as warm:
-        failed, failed_cases, _ = suite.run(warm, "fail", "--exitfirst"
-                                            if suite.framework == "pytest" else "--fail-fast")
-        assert failed.exit_code == 1 and len(failed_cases) == 1
-        passed, passed_cases, _ = suite.run(warm, "pass")
-        assert passed.exit_code == 0 and len(passed_cases) == 2
+def test_each_test_is_reported_as_it_starts_and_finishes(suite: Suite) -> None:
+    with suite.started() as runner:
+        batch, _, _ = suite.run(runner, "fail")
+    kinds = [event["e"] for event in batch.events if event["e"] != "note"]
+    assert kinds == ["collected", "start", "finish", "start", "finish", "done"]
+    collected = batch.events[0]["tests"]
+    starts = [event["id"] for event in batch.events if event["e"] == "start"]
+    assert collected == starts and all(test.startswith(suite.unit("fail")) for test in starts)
+    failure = next(e for e in batch.events if e["e"] == "finish" and e["outcome"] == "failed")
+    assert failure["message"] and failure["details"]
 
 
-def test_timeout_kills_the_runner_and_the_next_batch_starts_a_new_one(suite: Suite) -> None:
-    runners = WarmRunners()
-    warm, reused = runners.get("key", suite.start)
+def test_the_projects_fail_fast_does_not_drop_a_batchs_tests(suite: Suite) -> None:
+    flag = "--exitfirst" if suite.framework == "pytest" else "--fail-fast"
+    with suite.started() as runner:
+        failed, failed_cases, _ = suite.run(runner, "fail", flag)
+        assert [outcome for _, outcome in failed_cases] == ["failed", "passed"]
+        assert any(e["e"] == "note" for e in failed.events)
+        passed, passed_cases, _ = suite.run(runner, "pass")
+        assert passed.outcome.exit_code == 0 and len(passed_cases) == 2
+
+
+def test_a_timeout_in_a_fork_kills_only_the_child(forking: Suite) -> None:
+    with forking.started() as runner:
+        runner.prewarm((), forking.evidence / "prewarm.log")
+        hung, cases, _ = forking.run(runner, "hang", timeout=3.0)
+        assert hung.outcome.timed_out and cases == []
+        assert [e["e"] for e in hung.events][:2] == ["collected", "start"]
+        assert runner.alive()  # the booted parent stays for the next batch
+        batch, cases, _ = forking.run(runner, "pass")
+        assert batch.outcome.exit_code == 0 and len(cases) == 2
+        assert forking.boots() == [runner.pid]
+
+
+def test_a_timeout_without_a_fork_kills_the_runner(reusing: Suite) -> None:
+    pool = RunnerPool()
+    runner, reused = pool.get("key", reusing.start)
     assert not reused
     try:
-        hung, _, _ = suite.run(warm, "hang", timeout=3.0)
-        assert hung.timed_out
-        assert not warm.alive() and not is_alive(warm.pid)
-        runners.discard_dead()
-        fresh, reused = runners.get("key", lambda: suite.start("second"))
-        assert fresh.pid != warm.pid and not reused
-        outcome, cases, _ = suite.run(fresh, "pass")
-        assert outcome.exit_code == 0 and len(cases) == 2
-        assert runners.get("key", suite.start) == (fresh, True)
+        hung, _, _ = reusing.run(runner, "hang", timeout=3.0)
+        assert hung.outcome.timed_out
+        assert not runner.alive() and not is_alive(runner.pid)
+        pool.discard_dead()
+        fresh, reused = pool.get("key", lambda: reusing.start("second"))
+        assert fresh.pid != runner.pid and not reused
+        batch, cases, _ = reusing.run(fresh, "pass")
+        assert batch.outcome.exit_code == 0 and len(cases) == 2
+        assert pool.get("key", reusing.start) == (fresh, True)
     finally:
-        runners.close()
+        pool.close()
 
 
 def test_what_a_batch_leaves_running_is_killed_and_the_runner_stays(suite: Suite) -> None:
-    with suite.started() as warm:
-        outcome, _, _ = suite.run(warm, "leak")
-        assert outcome.exit_code == 0
+    with suite.started() as runner:
+        runner.prewarm((), suite.evidence / "prewarm.log")
+        batch, _, _ = suite.run(runner, "leak")
+        assert batch.outcome.exit_code == 0
         leaked = int((suite.evidence / "leak.pid").read_text())
         assert not is_alive(leaked)
-        assert warm.alive()
-        assert suite.run(warm, "pass")[0].exit_code == 0
+        assert runner.alive()
+        assert suite.run(runner, "pass")[0].outcome.exit_code == 0
         assert len(suite.boots()) == 1
 
 
 def test_a_batch_that_changes_the_cwd_does_not_lose_the_next_batchs_files(
     suite: Suite,
 ) -> None:
-    with suite.started() as warm:
-        assert suite.run(warm, "chdir")[0].exit_code == 0
-        outcome, cases, _ = suite.run(warm, "pass")
-        assert outcome.exit_code == 0 and len(cases) == 2
+    with suite.started() as runner:
+        assert suite.run(runner, "chdir")[0].outcome.exit_code == 0
+        batch, cases, _ = suite.run(runner, "pass")
+        assert batch.outcome.exit_code == 0 and len(cases) == 2
 
 
-def test_a_runner_killed_mid_batch_reports_the_signal(suite: Suite) -> None:
-    with suite.started() as warm:
-        outcome, cases, _ = suite.run(warm, "crash")
-        assert outcome.signal == 9 and outcome.exit_code is None and not outcome.timed_out
-        assert cases == []
-        assert not warm.alive()
+def test_a_test_that_kills_its_process_takes_only_a_fork_with_it(suite: Suite) -> None:
+    with suite.started() as runner:
+        batch, cases, _ = suite.run(runner, "crash")
+        assert batch.outcome.signal == 9 and batch.outcome.exit_code is None
+        assert not batch.outcome.timed_out and cases == []
+        assert [e["e"] for e in batch.events] == ["collected", "start"]
+        assert runner.alive() is suite.fork
+
+
+def test_a_fork_starts_every_batch_from_the_boot_and_reuse_does_not(suite: Suite) -> None:
+    """Reloading spec files in one process changed outcomes on a real suite: a batch in
+    a fork of the booted runner sees nothing an earlier batch left behind."""
+    with suite.started() as runner:
+        runner.prewarm((), suite.evidence / "prewarm.log")
+        assert suite.run(runner, "pollute")[0].outcome.exit_code == 0
+        _, cases, log = suite.run(runner, "clean")
+    outcomes = [outcome for _, outcome in cases]
+    if suite.fork:
+        assert outcomes and set(outcomes) == {"passed"}, log.read_text()
+    else:
+        assert "failed" in outcomes
 
 
 def test_a_runner_keeps_nothing_of_earlier_batches(suite: Suite) -> None:
-    with suite.started() as warm:
+    with suite.started() as runner:
         for _ in range(30):
-            outcome, cases, log = suite.run(warm, "retained")
-        assert outcome.exit_code == 0, log.read_text()
+            batch, cases, log = suite.run(runner, "retained")
+        assert batch.outcome.exit_code == 0, log.read_text()
         assert [outcome for _, outcome in cases] == ["passed"] * 3
 
 
@@ -337,15 +434,15 @@ def wait_for(condition, seconds: float = 30.0) -> bool:
 
 
 def test_a_prewarmed_runner_boots_the_suite_before_its_first_batch(suite: Suite) -> None:
-    with suite.started() as warm:
-        warm.prewarm((), suite.evidence / "prewarm.log")
-        assert wait_for(lambda: suite.boots() == [warm.pid])  # no batch has been sent
-        outcome, cases, log = suite.run(warm, "fail")
-        # The batch's own reply, not the prewarm's (which came first, and was exit 0 or 5).
-        assert outcome.exit_code == 1, log.read_text()
+    with suite.started() as runner:
+        runner.prewarm((), suite.evidence / "prewarm.log")
+        assert wait_for(lambda: suite.boots() == [runner.pid])  # no batch has been sent
+        batch, cases, log = suite.run(runner, "fail")
+        # The batch's own end, not the prewarm's (which came first, and was exit 0 or 5).
+        assert batch.outcome.exit_code == 1, log.read_text()
         assert [result for _, result in cases] == ["failed", "passed"]
-        assert suite.boots() == [warm.pid]
-        assert suite.run(warm, "pass")[0].exit_code == 0
+        assert suite.boots() == [runner.pid]
+        assert suite.run(runner, "pass")[0].outcome.exit_code == 0
 
 
 BROKEN_BOOT = {
@@ -362,29 +459,30 @@ def test_a_boot_that_fails_in_the_prewarm_fails_the_first_batch_with_its_error(
 ) -> None:
     files = BROKEN_BOOT[suite.framework]
     writer = write_files if suite.framework == "rspec" else write_pytest_suite
-    broken = Suite(suite.framework, writer(tmp_path / "broken", files), suite.evidence)
-    with broken.started() as warm:
+    broken = Suite(suite.framework, writer(tmp_path / "broken", files), suite.evidence,
+                   suite.fork)
+    with broken.started() as runner:
         prewarm_log = suite.evidence / "prewarm.log"
-        warm.prewarm((), prewarm_log)
-        outcome, cases, log = broken.run(warm, "pass")
-        assert outcome.exit_code not in (0, None) and cases == []
+        runner.prewarm((), prewarm_log)
+        batch, cases, log = broken.run(runner, "pass")
+        assert batch.outcome.exit_code not in (0, None) and cases == []
+        settled = reconcile([broken.unit("pass")], batch.events, batch.outcome)
+        assert not any(test.outcome == "passed" for test in settled.tests)
+        assert settled.empty_units == ()  # never "ran with zero tests"
         assert "no database at boot" in log.read_text()  # where the batch's report looks
         assert "no database at boot" in prewarm_log.read_text()
-        assert warm.alive()
+        assert runner.alive()
 
 
 def test_another_key_stops_the_old_runner(suite: Suite) -> None:
-    runners = WarmRunners()
-    old, _ = runners.get("run-1", suite.start)
+    pool = RunnerPool()
+    old, _ = pool.get("run-1", suite.start)
     try:
-        new, reused = runners.get("run-2", lambda: suite.start("second"))
+        new, reused = pool.get("run-2", lambda: suite.start("second"))
         assert not reused and new is not old
-        deadline = time.monotonic() + 5
-        while is_alive(old.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not is_alive(old.pid)
+        assert wait_for(lambda: not is_alive(old.pid), 5)
     finally:
-        runners.close()
+        pool.close()
 
 
 # --- through `shardrun run`: a worker keeps its runner between batches
@@ -405,13 +503,14 @@ def suite_with_files(tmp_path: Path, count: int) -> Path:
     return write_pytest_suite(tmp_path / "suite", files)
 
 
-@pytest.mark.parametrize("per_batch", [False, True], ids=["warm", "process-per-batch"])
+@pytest.mark.parametrize("mode", ["fork", "reuse", "fresh"])
 def test_run_prewarms_and_boots_once_per_worker_unless_asked_for_a_process_per_batch(
-    tmp_path: Path, per_batch: bool
+    tmp_path: Path, mode: str
 ) -> None:
     root = suite_with_files(tmp_path, 12)
     boot_log = tmp_path / "boot.log"
-    flags = ["--process-per-batch"] if per_batch else []
+    per_batch = mode == "fresh"
+    flags = ["--runners", mode]
     completed = shardrun(root, "tests", "--workers", "2", *flags, *run_options(tmp_path),
                          env=clean_env(BOOT_LOG=str(boot_log)))
     assert completed.returncode == 0, completed.stdout + completed.stderr
@@ -441,10 +540,12 @@ def test_a_runner_above_runner_max_rss_is_restarted_for_the_next_batch(tmp_path:
         for index in range(12)
     }
     files["tests/conftest.py"] = PYTEST_FILES["tests/conftest.py"]
-    files["tests/suite_boot.py"] = PYTEST_FILES["tests/suite_boot.py"] + "        kept = []\n"
+    files["tests/suite_boot.py"] = PYTEST_FILES["tests/suite_boot.py"].rstrip() + (
+        "\n        kept = []\n")
     root = write_pytest_suite(tmp_path / "suite", files)
     boot_log = tmp_path / "boot.log"
-    completed = shardrun(root, "tests", "--workers", "1", "--runner-max-rss", "60",
+    completed = shardrun(root, "tests", "--workers", "1", "--runners", "reuse",
+                         "--runner-max-rss", "60",
                          *run_options(tmp_path), env=clean_env(BOOT_LOG=str(boot_log)))
     assert completed.returncode == 0, completed.stdout + completed.stderr
     batches = run_record(tmp_path)["batches"]

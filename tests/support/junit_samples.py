@@ -1,9 +1,12 @@
-"""Small JUnit texts and shard results, as workers send them, for the report tests."""
+"""Small JUnit texts, and shard results built from them as a worker builds a `command`
+batch's result (junit_reader + accounting.reconcile_junit), for the report tests."""
 
 from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
+from shardrun.accounting import reconcile_junit
+from shardrun.junit_reader import read_testcases
 from shardrun.models import ProcessOutcome, ShardResult
 
 RSPEC_FAILURE = ('<failure message="expected: 2 got: 1" type="RSpec::Expectations::'
@@ -37,8 +40,13 @@ def outcome(exit_code: int | None = 0, *, sig: int | None = None, timed_out: boo
 def result(shard: int, units: tuple[str, ...], xml: str | None, *, attempt: int = 1,
            finished: float = 10.0, process: ProcessOutcome | None = None,
            error: str | None = None, predicted: float = 1.5) -> ShardResult:
+    process = process or outcome(0)
+    tests, problem = read_testcases(xml)
+    settled = reconcile_junit(units, tests, process, error=error, problem=problem)
     return ShardResult(
         run_id="run", shard_index=shard, attempt=attempt, worker=f"host{shard}:{100 + shard}",
-        worker_index=shard, units=units, outcome=process or outcome(0), started_at=0.0,
-        finished_at=finished, predicted_seconds=predicted, junit_xml=xml, error=error,
+        worker_index=shard, units=units, outcome=process, started_at=0.0,
+        finished_at=finished, predicted_seconds=predicted, tests=settled.tests,
+        unrun=settled.unrun, unrun_reason=settled.unrun_reason,
+        empty_units=settled.empty_units, error=error,
     )

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import pytest
-from support.junit_samples import RSPEC_FAILURE, outcome, result, rspec_case, suite
+from support.events import batch, collected, done, process, ran
 
 from shardrun.report import RunReport, merge
+
+RSPEC_DETAILS = ("Failure/Error: expect(1).to eq(2)\n  expected: 2\n       got: 1\n"
+                 "./spec/a_spec.rb:12:in `block (2 levels)'")
 
 
 @pytest.fixture
 def mixed() -> RunReport:
-    """Two rspec shards: a pass, a failure, a skip, a pass in another file."""
-    shard0 = result(0, ("spec/a_spec.rb",), suite(
-        rspec_case("A passes", "spec/a_spec.rb", 0.25),
-        rspec_case("A fails", "spec/a_spec.rb", 1.5, RSPEC_FAILURE),
-        rspec_case("A waits", "spec/a_spec.rb", 0.0, "<skipped/>"),
-    ), process=outcome(1))
-    shard1 = result(1, ("spec/b_spec.rb",), suite(rspec_case("B passes", "spec/b_spec.rb", 2.0)))
-    return merge(["spec/a_spec.rb", "spec/b_spec.rb"], [shard0, shard1])
+    """Two rspec batches: a pass, a failure, a skip, a pass in another file."""
+    batch0 = batch(0, ["spec/a_spec.rb"], [
+        collected("spec/a_spec.rb[1:1]", "spec/a_spec.rb[1:2]", "spec/a_spec.rb[1:3]"),
+        ran("spec/a_spec.rb[1:1]", seconds=0.25, name="A passes"),
+        ran("spec/a_spec.rb[1:2]", "failed", 1.5, name="A fails", message="expected: 2",
+            details=RSPEC_DETAILS, type="RSpec::Expectations::ExpectationNotMetError"),
+        ran("spec/a_spec.rb[1:3]", "skipped", 0.0, name="A waits"), done(1)],
+        ending=process(1))
+    batch1 = batch(1, ["spec/b_spec.rb"], [
+        collected("spec/b_spec.rb[1:1]"),
+        ran("spec/b_spec.rb[1:1]", seconds=2.0, name="B passes"), done(0)])
+    return merge(["spec/a_spec.rb", "spec/b_spec.rb"], [batch0, batch1])

@@ -34,7 +34,7 @@ from shardrun.dashboard import (
     worker_counts,
 )
 from shardrun.history import History
-from shardrun.models import Plan, ProcessOutcome, Shard, ShardResult
+from shardrun.models import Plan, ProcessOutcome, Shard, ShardResult, TestResult
 from shardrun.report import merge
 from shardrun.runlog import boot_seconds, build_run_record
 from shardrun.timings import Durations
@@ -137,8 +137,7 @@ def run_record(run_id: str = "run-1") -> dict[str, Any]:
     results = [
         ShardResult("r", index, 1, f"host:{index}", index + 1, (file,),
                     ProcessOutcome(0, None, False, 2.5, 2.0, 1), NOW, NOW + 2.5, 2.0,
-                    f'<testsuite><testcase classname="c" name="t" file="{file}" time="2.0"/>'
-                    "</testsuite>")
+                    tests=(TestResult(f"{file}::t", file, file, "passed", 2.0),))
         for index, file in enumerate(files)
     ]
     plan = Plan(2, (Shard(0, (files[0],), 2.0), Shard(1, (files[1],), 2.0)), 2.0, 2.0, 4.0)

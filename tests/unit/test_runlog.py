@@ -1,7 +1,8 @@
 """shardrun.runlog: run records built from a plan, shard results and the merged report; and
 the history's "runs" section that keeps them (add_run, runs, the cap, slimming old runs).
 
-Results carry small JUnit texts so the report is a real `merge`; times are chosen so every
+Results are built from small JUnit texts (as a worker settles a `command` batch) so the
+report is a real `merge`; times are chosen so every
 derived number (makespan, idle, boot overhead) can be checked by hand.
 """
 
@@ -15,7 +16,9 @@ from typing import cast
 
 import pytest
 
+from shardrun.accounting import reconcile_junit
 from shardrun.history import RUNS_KEPT, RUNS_WITH_UNITS, History
+from shardrun.junit_reader import read_testcases
 from shardrun.models import Plan, ProcessOutcome, Shard, ShardResult
 from shardrun.report import CaseResult, RunReport, merge
 from shardrun.runlog import (
@@ -47,12 +50,15 @@ def result(
     xml: str | None, attempt: int = 1, exit_code: int | None = 0, sig: int | None = None,
     timed_out: bool = False, error: str | None = None, predicted: float = 1.0,
 ) -> ShardResult:
+    outcome = ProcessOutcome(exit_code, sig, timed_out, wall, wall, 1024)
+    tests, problem = read_testcases(xml)
+    settled = reconcile_junit(units, tests, outcome, error=error, problem=problem)
     return ShardResult(
         run_id="run", shard_index=index, attempt=attempt, worker=f"host:{100 + worker}",
-        worker_index=worker, units=units,
-        outcome=ProcessOutcome(exit_code, sig, timed_out, wall, wall, 1024),
+        worker_index=worker, units=units, outcome=outcome,
         started_at=T0 + start, finished_at=T0 + start + wall, predicted_seconds=predicted,
-        junit_xml=xml, error=error,
+        tests=settled.tests, unrun=settled.unrun, unrun_reason=settled.unrun_reason,
+        empty_units=settled.empty_units, error=error,
     )
 
 
@@ -213,12 +219,11 @@ def test_flaky_tests_accept_ids_and_reports_without_flaky() -> None:
     assert flaky_tests(cast(RunReport, object())) == []
 
 
-def test_case_id_names_the_file_first() -> None:
+def test_case_id_is_the_tests_own_id_and_names_its_file_first() -> None:
     rspec = CaseResult("A fails", "spec.a_spec", "spec/a_spec.rb", "spec/a_spec.rb", 1.0,
-                       "passed", "", None, 0, "w", 1)
-    assert case_id(rspec) == "spec/a_spec.rb::A fails"
-    pytest_case = replace(rspec, name="test_x", classname="tests.t.TestT", file="tests/t.py")
-    assert case_id(pytest_case) == "tests/t.py::TestT::test_x"
+                       "passed", "", None, 0, "w", 1, id="spec/a_spec.rb[1:1]")
+    assert case_id(rspec) == "spec/a_spec.rb[1:1]"
+    assert case_id(replace(rspec, id="")) == "spec/a_spec.rb::A fails"
 
 
 def test_flaky_counts_count_runs_per_file() -> None:

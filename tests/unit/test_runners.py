@@ -17,12 +17,13 @@ from shardrun.errors import InputError
 from shardrun.runners import (
     RUNNER_NAMES,
     CommandRunner,
-    Invocation,
     PytestRunner,
     RspecRunner,
     get_runner,
     worker_env,
 )
+from shardrun.runners.pytest import SERVER_SCRIPT as PYTEST_SERVER
+from shardrun.runners.rspec import SERVER_SCRIPT
 
 OUT = Path("/scratch/shard-3")
 HOSTILE_UNIT = "$(touch pwned)"
@@ -65,26 +66,19 @@ def test_get_runner_command_needs_a_template(tmp_path: Path) -> None:
 # --- rspec ------------------------------------------------------------------------------
 
 
-def test_rspec_argv_binds_each_out_to_its_format(
+def test_rspec_batch_reports_through_the_events_formatter(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The events formatter comes last, after the project's runner arguments: formatters
+    on the command line replace .rspec's, so nothing can take the events away."""
     _bundle_on_path(monkeypatch, present=True)  # no Gemfile: bundler must not be used
-    invocation = RspecRunner(tmp_path).invocation(
-        ["spec/a_spec.rb", "spec/b_spec.rb[1:2]"], OUT, ["--tag", "~slow"]
+    runner = RspecRunner(tmp_path)
+    assert runner.batch_arguments(["spec/a_spec.rb", "spec/b_spec.rb[1:2]"],
+                                  ["--tag", "~slow"]) == (
+        "spec/a_spec.rb", "spec/b_spec.rb[1:2]", "--tag", "~slow",
+        "--format", "progress", "--format", "ShardrunEventsFormatter",
     )
-    assert invocation == Invocation(
-        argv=(
-            "rspec", "spec/a_spec.rb", "spec/b_spec.rb[1:2]",
-            "--format", "progress",
-            "--format", "RspecJunitFormatter", "--out", str(OUT / "junit.xml"),
-            "--format", "json", "--out", str(OUT / "rspec.json"),
-            "--tag", "~slow",
-        ),
-        junit_path=OUT / "junit.xml",
-        json_path=OUT / "rspec.json",
-        program_length=1,
-    )
-    assert invocation.arguments[:2] == ("spec/a_spec.rb", "spec/b_spec.rb[1:2]")
+    assert runner.server_argv() == ("ruby", str(SERVER_SCRIPT))
 
 
 def test_rspec_uses_bundle_exec_with_gemfile_and_bundler(
@@ -93,9 +87,6 @@ def test_rspec_uses_bundle_exec_with_gemfile_and_bundler(
     (tmp_path / "Gemfile").write_text("source 'https://rubygems.org'\ngem 'rspec'\n")
     _bundle_on_path(monkeypatch, present=True)
     runner = RspecRunner(tmp_path)
-    assert runner.invocation(["spec/a_spec.rb"], OUT).argv[:4] == (
-        "bundle", "exec", "rspec", "spec/a_spec.rb"
-    )
     listing = runner.list_examples_argv(["spec/a_spec.rb"], OUT)
     assert listing is not None
     assert listing[:3] == ("bundle", "exec", "rspec")
@@ -108,7 +99,9 @@ def test_rspec_without_bundler_falls_back_to_rspec(
 ) -> None:
     (tmp_path / "Gemfile").write_text("gem 'rspec'\n")
     _bundle_on_path(monkeypatch, present=False)
-    assert RspecRunner(tmp_path).invocation(["spec/a_spec.rb"], OUT).argv[0] == "rspec"
+    runner = RspecRunner(tmp_path)
+    assert runner.command() == ("rspec",)
+    assert runner.server_argv() == ("ruby", str(SERVER_SCRIPT))
 
 
 def test_rspec_listing_is_a_json_dry_run(tmp_path: Path) -> None:
@@ -151,64 +144,25 @@ def test_rspec_parse_examples_without_output_file(tmp_path: Path) -> None:
         RspecRunner(tmp_path).parse_examples("LoadError: boom", tmp_path)
 
 
-def test_rspec_example_times_from_json(tmp_path: Path) -> None:
-    runner = RspecRunner(tmp_path)
-    invocation = runner.invocation(["spec/a_spec.rb"], tmp_path)
-    assert invocation.json_path is not None
-    _rspec_json(
-        invocation.json_path,
-        [
-            {"id": "./spec/a_spec.rb[1:1]", "run_time": 0.25},
-            {"id": "./spec/a_spec.rb[1:2]", "run_time": 1.5, "status": "pending"},
-            {"id": "./spec/a_spec.rb[1:3]"},  # no run_time: left out, not guessed
-        ],
-    )
-    assert runner.example_times(invocation) == {
-        "spec/a_spec.rb[1:1]": 0.25,
-        "spec/a_spec.rb[1:2]": 1.5,
-    }
-
-
-@pytest.mark.parametrize("content", [None, "", '{"examples": [', "[1, 2]"])
-def test_rspec_example_times_tolerate_missing_or_broken_json(
-    tmp_path: Path, content: str | None
-) -> None:
-    runner = RspecRunner(tmp_path)
-    invocation = runner.invocation(["spec/a_spec.rb"], tmp_path)
-    if content is not None and invocation.json_path is not None:
-        invocation.json_path.write_text(content)
-    assert runner.example_times(invocation) == {}
-
-
 # --- pytest -----------------------------------------------------------------------------
 
 
-def test_pytest_argv(tmp_path: Path) -> None:
-    invocation = PytestRunner(tmp_path).invocation(
-        ["tests/test_a.py", "tests/test_b.py::TestX::test_y[1-2]"], OUT, ["-k", "fast"]
-    )
-    assert invocation == Invocation(
-        argv=(
-            sys.executable, "-m", "pytest",
-            "tests/test_a.py", "tests/test_b.py::TestX::test_y[1-2]",
-            f"--junitxml={OUT / 'junit.xml'}", "-o", "junit_family=xunit1",
-            "-p", "no:cacheprovider",
-            "-k", "fast",
-        ),
-        junit_path=OUT / "junit.xml",
-        json_path=None,
-        program_length=3,
-    )
-    assert invocation.arguments[0] == "tests/test_a.py"  # what a warm runner is sent
+def test_pytest_batch_arguments_and_server(tmp_path: Path) -> None:
+    runner = PytestRunner(tmp_path)
+    assert runner.batch_arguments(
+        ["tests/test_a.py", "tests/test_b.py::TestX::test_y[1-2]"], ["-k", "fast"]
+    ) == ("tests/test_a.py", "tests/test_b.py::TestX::test_y[1-2]", "-p", "no:cacheprovider",
+          "-k", "fast")
+    # By path, not `-m shardrun...`: the server needs only pytest, not shardrun installed.
+    assert runner.server_argv() == (sys.executable, str(PYTEST_SERVER))
 
 
-def test_pytest_listing_and_no_example_times(tmp_path: Path) -> None:
+def test_pytest_listing(tmp_path: Path) -> None:
     runner = PytestRunner(tmp_path)
     assert runner.list_examples_argv(["tests/test_a.py"], OUT) == (
         sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
         "tests/test_a.py",
     )
-    assert runner.example_times(runner.invocation(["tests/test_a.py"], OUT)) == {}
 
 
 def test_pytest_parse_examples_stops_at_the_summary(tmp_path: Path) -> None:
@@ -244,7 +198,6 @@ def test_command_template_expands_files_as_separate_literal_items(tmp_path: Path
         "--seed", "1",
     )
     assert invocation.junit_path == OUT / "junit.xml"
-    assert invocation.json_path is None
 
 
 def test_command_template_fills_placeholders_inside_tokens(tmp_path: Path) -> None:
@@ -263,7 +216,7 @@ def test_command_runner_cannot_list_examples(tmp_path: Path) -> None:
     runner = CommandRunner(tmp_path, "run {files} --junit {junit}")
     assert runner.list_examples_argv(["a"], OUT) is None
     assert runner.parse_examples("a::b\n", OUT) == []
-    assert runner.example_times(runner.invocation(["a"], OUT)) == {}
+    assert runner.server_argv() is None
 
 
 @pytest.mark.parametrize(
@@ -292,7 +245,10 @@ def test_units_that_would_be_misread_are_refused(
 ) -> None:
     runner = get_runner(framework, tmp_path, "run {files} --junit {junit}")
     with pytest.raises(InputError, match=message):
-        runner.invocation(units, OUT)
+        if runner.server_argv() is None:
+            runner.invocation(units, OUT)
+        else:
+            runner.batch_arguments(units)
 
 
 # --- worker_env -------------------------------------------------------------------------

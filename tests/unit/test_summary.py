@@ -1,14 +1,15 @@
-"""shardrun.summary on reports merged from small JUnit texts: the terminal summary and the
-command that reruns the failures.
+"""shardrun.summary: the terminal summary and the command that reruns the failures.
 
-The shards come from support.junit_samples, like test_report.py's, and the `mixed` report
-from tests/unit/conftest.py; merging is tested in test_report.py.
+Batches come from runner events (support.events) or, for `command` batches, small JUnit
+texts (support.junit_samples), like test_report.py's, and the `mixed` report from
+tests/unit/conftest.py; merging is tested in test_report.py.
 """
 
 from __future__ import annotations
 
 import signal
 
+from support.events import batch, done, process, ran
 from support.junit_samples import (
     PYTEST_FAILURE,
     RSPEC_FAILURE,
@@ -28,13 +29,19 @@ from shardrun.summary import (
 )
 
 
-def test_rspec_rerun_uses_failure_lines_and_whole_files() -> None:
-    xml = suite(rspec_case("A fails", "spec/a_spec.rb", body=RSPEC_FAILURE))
-    shard0 = result(0, ("spec/a_spec.rb",), xml, process=outcome(1))
-    shard1 = result(1, ("spec/c d_spec.rb",), None, process=outcome(None, sig=9))
+def test_rspec_rerun_names_example_ids_and_whole_files() -> None:
+    shard0 = batch(0, ["spec/a_spec.rb"], [ran("spec/a_spec.rb[1:2]", "failed"), done(1)],
+                   ending=process(1))
+    shard1 = batch(1, ["spec/c d_spec.rb"], [], ending=process(None, sig=9))
     report = merge(["spec/a_spec.rb", "spec/c d_spec.rb"], [shard0, shard1])
+    assert rerun_command(report, "rspec") == "rspec 'spec/a_spec.rb[1:2]' 'spec/c d_spec.rb'"
+
+
+def test_a_command_batch_reruns_by_failure_line() -> None:
+    xml = suite(rspec_case("A fails", "spec/a_spec.rb", body=RSPEC_FAILURE))
+    report = merge(["spec/a_spec.rb"], [result(0, ("spec/a_spec.rb",), xml, process=outcome(1))])
     assert report.cases[0].line == 12
-    assert rerun_command(report, "rspec") == "rspec spec/a_spec.rb:12 'spec/c d_spec.rb'"
+    assert rerun_command(report, "rspec") == "rspec spec/a_spec.rb:12"
 
 
 def test_rerun_whole_file_wins_over_its_lines() -> None:
@@ -59,8 +66,8 @@ def test_pytest_rerun_quotes_node_ids() -> None:
 def test_summary_lines(mixed: RunReport) -> None:
     lines = summary_lines(mixed, framework="rspec", slowest=1)
     assert lines[0] == "4 tests, 1 failure, 0 errors, 1 skipped (3.8 s of test time)"
-    assert "  FAILED spec/a_spec.rb:12 A fails: expected: 2 got: 1" in lines
-    assert "  rspec spec/a_spec.rb:12" in lines
+    assert "  FAILED spec/a_spec.rb:12 A fails: expected: 2" in lines
+    assert "  rspec 'spec/a_spec.rb[1:2]'" in lines
     assert "  shard 0 attempt 1 on host0:100: predicted 1.5 s, actual 2.0 s (+0.5 s)" in lines
     assert lines[lines.index("Slowest files:") + 1] == "  2.0 s  spec/b_spec.rb"
     assert "  1.8 s  spec/a_spec.rb" not in lines
@@ -80,10 +87,10 @@ def test_summary_predicts_nothing_without_timings(mixed: RunReport) -> None:
 
 
 def test_summary_names_crashed_units_and_counts_errors_as_failed() -> None:
-    crashed = result(0, ("spec/c_spec.rb",), None, process=outcome(None, sig=signal.SIGSEGV))
+    crashed = batch(0, ["spec/c_spec.rb"], [], ending=process(None, sig=signal.SIGSEGV))
     lines = summary_lines(merge(["spec/c_spec.rb"], [crashed]), framework="rspec")
     assert lines[0] == "1 test, 0 failures, 1 error, 0 skipped (0.0 s of test time)"
-    assert "Not run: spec/c_spec.rb: killed by signal 11 (SIGSEGV)" in lines
+    assert "Not run: spec/c_spec.rb: never ran: killed by signal 11 (SIGSEGV)" in lines
     assert "Failures:" not in lines  # a lost unit is listed once, under "Not run"
     assert lines[-1] == "0 passed, 1 failed"
 
@@ -92,12 +99,12 @@ def test_summary_names_crashed_units_and_counts_errors_as_failed() -> None:
 def test_github_annotations_and_step_summary(mixed: RunReport) -> None:
     annotations = github_annotations(mixed)
     assert annotations == [
-        "::error file=spec/a_spec.rb,line=12,title=spec.a_spec A fails::expected: 2 got: 1"
+        "::error file=spec/a_spec.rb,line=12,title=spec.a_spec A fails::expected: 2"
     ]
     markdown = github_step_summary(mixed, "rspec")
     assert "### shardrun: failed" in markdown
     assert "| 4 | 1 | 0 | 1 | 0 |" in markdown
-    assert "rspec spec/a_spec.rb:12" in markdown
+    assert "rspec 'spec/a_spec.rb[1:2]'" in markdown
 
 
 def test_github_annotation_escapes_newlines_and_separators() -> None:
