@@ -225,3 +225,9 @@ def test_command_in_pyproject_is_what_run_runs(project: Path) -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
     ran = (project / "ran-by-the-configured-command.txt").read_text().split()
     assert sorted(ran) == [f"spec/f{index}_spec.rb" for index in range(8)]
+
+
+def test_fifo_as_the_history_is_refused_not_read_forever(project: Path) -> None:
+    os.mkfifo(project / "timings.fifo")
+    completed = shardrun("plan", "spec", "-w", "2", "--timings", "timings.fifo", cwd=project)
+    assert "not a regular file" in one_line_error(completed, 2)
