@@ -5,7 +5,12 @@ bench/queue_modes.py runs real processes on two history steps; this replays all 
 list scheduling a queue gives: each batch goes to the worker that frees first and costs a
 boot. It isolates what the batch plan itself gains or loses, without the machine.
 
-    python bench/queue_simulation.py [--write docs/benchmarks.md]
+    python bench/queue_simulation.py [--history DIR] [--write docs/benchmarks.md]
+
+--history DIR replays another folder of timing versions: DIR's sub-folders are projects,
+each holding its versions (or DIR holds one project's versions itself), oldest first by
+file name, in any format `shardrun timings import` reads (JUnit XML, rspec JSON, knapsack,
+pytest-split, parallel_tests logs), recognised by content as there.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from _datasets import load_history, provenance, publish, sum_by_file
+from _datasets import HISTORY_DIR, load_history, provenance, publish, sum_by_file
 
 from shardrun.batching import queue_batches
 from shardrun.planner import plan_shards
+from shardrun.timings import load_durations
 
 SUITE_SECONDS = 60.0  # each step scaled so version k+1 takes this long in all
 BOOT_SECONDS = 0.25  # a pytest start on a small suite, as measured in bench/queue_modes.py
@@ -55,7 +61,24 @@ def step_estimates(old: Mapping[str, float], new: Mapping[str, float]) -> tuple[
 COLUMNS = ("warm", "per_batch", "static", "ideal")
 
 
-def measure() -> dict[int, list[dict[str, float]]]:
+def load_versions(directory: Path) -> dict[str, list[dict[str, float]]]:
+    """project -> per-file seconds of each version, oldest first, from any timing format.
+
+    The default folder keeps bench/_datasets.py's own parser, so the published numbers do
+    not move when the production loader changes; another folder needs the production
+    loader, since it may hold JUnit or rspec JSON that _datasets does not read.
+    """
+    if directory == HISTORY_DIR:
+        return {project: [sum_by_file(version.durations) for version in versions]
+                for project, versions in load_history(directory).items()}
+    folders = sorted(path for path in directory.iterdir() if path.is_dir()) or [directory]
+    return {folder.name: [load_durations(path).files for path in sorted(folder.iterdir())
+                          if path.is_file() and not path.name.startswith(".")]
+            for folder in folders}
+
+
+def measure(histories: Mapping[str, Sequence[Mapping[str, float]]]
+            ) -> dict[int, list[dict[str, float]]]:
     """Per N and step, each policy's makespan over the per-file bound of version k+1:
 
     - warm: queue batches planned for warm runners, a boot per worker then 0.05 s a batch;
@@ -65,10 +88,11 @@ def measure() -> dict[int, list[dict[str, float]]]:
       longest predicted first, to whichever worker frees first, at no cost at all.
     """
     rows: dict[int, list[dict[str, float]]] = {n: [] for n in WORKER_COUNTS}
-    for versions in load_history().values():
+    for versions in histories.values():
         for old, new in itertools.pairwise(versions):
-            estimates, actual = step_estimates(sum_by_file(old.durations),
-                                               sum_by_file(new.durations))
+            if not sum(new.values()):
+                continue  # nothing measured in version k+1: no bound to compare with
+            estimates, actual = step_estimates(old, new)
             by_prediction = sorted(estimates, key=lambda unit: (-estimates[unit], unit))
             for workers in WORKER_COUNTS:
                 bound = max(max(actual.values()), sum(actual.values()) / workers)
@@ -107,10 +131,17 @@ def table(rows: dict[int, list[dict[str, float]]]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", type=Path, default=None)
+    parser.add_argument("--history", type=Path, default=HISTORY_DIR,
+                        help="a folder of timing versions (default: the shared history)")
     args = parser.parse_args(argv)
+    shown = "../shared/data/timings/history/" if args.history == HISTORY_DIR else args.history
+    rows = measure(load_versions(args.history))
+    if not any(rows.values()):
+        parser.error(f"{args.history}: no project folder holds two timing versions with "
+                     "seconds in them; nothing to replay")
     body = "\n\n".join([
         provenance(__file__, argv),
-        f"Every step k -> k+1 of `../shared/data/timings/history/`, per file, scaled to "
+        f"Every step k -> k+1 of `{shown}`, per file, scaled to "
         f"{SUITE_SECONDS:.0f} s; files new in k+1 get the mean estimate; *bound* is "
         "max(longest file, total / N) of version k+1. No processes run: this is what the "
         "batch plan alone gains or loses. *Warm queue*: shardrun's default, batches planned "
@@ -120,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "plan's shards. *Ideal online*: one file per batch, longest predicted first, to "
         "whichever worker frees first, at no cost at all: the best any queue can do that "
         "orders by the stale timings.",
-        table(measure()),
+        table(rows),
         "Warm runners let queue mode cut its last rounds down to a few files at little cost, "
         "which brings it close to the ideal online dispatcher. What is left is not the "
         "batching: a file that grew many times over since version k was predicted small, so "

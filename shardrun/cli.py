@@ -17,13 +17,17 @@ from shardrun.config import (
     load_project_settings,
 )
 from shardrun.coordinator import PlannedSuite, PlanRequest
-from shardrun.errors import EXIT_USAGE, ShardrunError
+from shardrun.errors import EXIT_USAGE, ShardrunError, file_error
 from shardrun.history import History
+from shardrun.imports import describe, match_to_root
+from shardrun.terminal import printable
 from shardrun.timings import load_durations
 from shardrun.worker_cli import worker_command
 
 # How many file names a shard line shows before "...".
 FILES_SHOWN_PER_SHARD = 3
+# 128 + SIGINT, as shells, rspec and pytest exit on Ctrl-C.
+EXIT_INTERRUPTED = 130
 
 
 class ShardrunClickError(click.ClickException):
@@ -46,11 +50,24 @@ class OneLineUsageError(click.UsageError):
 
 
 class ShardrunGroup(click.Group):
+    """Every command's errors as one line and their own exit code, Ctrl-C as 130."""
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ShardrunError as error:
             raise ShardrunClickError(error) from None
+        except KeyboardInterrupt:
+            # The `with` blocks (workers, private Redis) have unwound by now. click would
+            # print "Aborted!" and exit 1, the code for failed tests; rspec, pytest and
+            # shells exit 128 + SIGINT.
+            click.echo("shardrun: interrupted", err=True)
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        except OSError as error:
+            # A file error no module turned into a ShardrunError: still one line, and
+            # exit 2 or 3 (a full disk), never a traceback with 1 ("tests failed").
+            where = error.filename or "shardrun"
+            raise ShardrunClickError(file_error(where, error, "go on")) from None
         except click.exceptions.NoArgsIsHelpError:
             raise
         except click.UsageError as error:
@@ -101,7 +118,7 @@ def plan(
     planned = coordinator.prepare(request)
     if index is not None:
         for unit in planned.plan.shards[index].units:
-            click.echo(unit)
+            click.echo(printable(unit))
     elif as_json:
         click.echo(json.dumps(planned.plan.to_dict(), indent=2))
     else:
@@ -110,28 +127,42 @@ def plan(
 
 
 def plan_lines(planned: PlannedSuite) -> list[str]:
+    """The human view of a plan; file names pass through `printable`."""
     plan = planned.plan
     lines = []
     for shard in plan.shards:
-        shown = ", ".join(shard.units[:FILES_SHOWN_PER_SHARD])
+        shown = ", ".join(printable(unit) for unit in shard.units[:FILES_SHOWN_PER_SHARD])
         more = len(shard.units) - FILES_SHOWN_PER_SHARD
         suffix = f", ... (+{more})" if more > 0 else ""
         lines.append(
             f"shard {shard.index}: {len(shard.units):>4} files {shard.predicted_seconds:9.2f}s  "
             f"{shown}{suffix}"
         )
-    ratio = plan.predicted_makespan / plan.lower_bound if plan.lower_bound else 1.0
+    ratio = f"{plan.predicted_makespan / plan.lower_bound:.3f}" if plan.lower_bound else "-"
     lines.append(
         f"{len(planned.suite.files)} {planned.suite.framework} files, "
         f"{plan.total_seconds:.2f}s in total: predicted makespan {plan.predicted_makespan:.2f}s, "
-        f"lower bound {plan.lower_bound:.2f}s (ratio {ratio:.3f})"
+        f"lower bound {plan.lower_bound:.2f}s (ratio {ratio})"
     )
+    lines.extend(_untimed_notes(planned))
     if plan.bounding_unit:
         lines.append(
-            f"note: {plan.bounding_unit} alone takes longer than total/{plan.workers}; "
+            f"note: {printable(plan.bounding_unit)} alone takes longer than total/{plan.workers}; "
             "more workers will not finish sooner unless that file is split"
         )
     return lines
+
+
+def _untimed_notes(planned: PlannedSuite) -> list[str]:
+    """Say when the plan rests on no measurement, so nobody reads its seconds as real."""
+    if planned.plan.total_seconds <= 0 and planned.suite.files:
+        return ["note: untimed plan: every estimate is 0 s (empty files, no timings), so "
+                "files are dealt out by count; run once (or `shardrun timings import`) to "
+                "time them"]
+    if not planned.timed:
+        return ["note: untimed plan: no timings for these files, so the split is by file "
+                "size; run once (or `shardrun timings import`) to time them"]
+    return []
 
 
 @cli.group()
@@ -143,15 +174,26 @@ def timings() -> None:
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @timings_option
-def timings_import(files: tuple[Path, ...], timings: Path) -> None:
-    """Learn timings from JUnit XML, rspec JSON, knapsack, pytest-split or parallel_tests files."""
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=Path("."), show_default=True,
+              help="The project root the recorded paths are relative to.")
+def timings_import(files: tuple[Path, ...], timings: Path, root: Path) -> None:
+    """Learn timings from JUnit XML, rspec JSON, knapsack, pytest-split or parallel_tests files.
+
+    Only files that exist under --root are kept; each input says what it dropped and why.
+    """
     history = History.load(timings)
+    found = 0
     for path in files:
-        durations = load_durations(path)
-        history.record(durations)
-        click.echo(f"{path}: {len(durations.files)} files, {len(durations.examples)} examples")
-    history.save(Path.cwd())
+        match = match_to_root(load_durations(path), root)
+        history.record(match.durations)
+        found += match.found
+        click.echo(f"{printable(str(path))}: {describe(match, printable(str(root)))}")
+    history.save(root)
     click.echo(f"history: {timings} ({len(history.files())} files)")
+    if not found:
+        click.echo(f"shardrun: warning: nothing imported: no recorded file exists under "
+                   f"{printable(str(root))}", err=True)
 
 
 @timings.command("show")
@@ -159,14 +201,19 @@ def timings_import(files: tuple[Path, ...], timings: Path) -> None:
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True)
 def timings_show(timings: Path, top: int) -> None:
     """Print the slowest files in the history with their sample counts and trend."""
-    rows = dashboard.file_rows(History.load(timings))  # the dashboard export's numbers
+    history = History.load(timings)
+    rows = dashboard.file_rows(history)  # the dashboard export's numbers
+    if history.ignored_keys:
+        click.echo(f"note: {history.ignored_keys} entries of {timings} name paths outside the "
+                   "project (absolute or with ..); they are ignored", err=True)
     if not rows:
         click.echo(f"{timings}: no timings yet (run `shardrun run` or `shardrun timings import`)")
         return
     click.echo(f"{'estimate':>10}  {'samples':>7}  {'trend':>6}  file")
     for row in dashboard.slowest_files(rows, top):
         trend = f"x{row.trend:.2f}" if row.trend is not None else "-"
-        click.echo(f"{row.estimate:9.2f}s  {len(row.samples):>7}  {trend:>6}  {row.path}")
+        click.echo(f"{row.estimate:9.2f}s  {len(row.samples):>7}  {trend:>6}  "
+                   f"{printable(row.path)}")
     total = sum(row.estimate for row in rows)
     click.echo(f"{len(rows)} files, {total:.2f}s estimated in total")
 
@@ -224,7 +271,7 @@ def main() -> None:
         cli.main(prog_name="shardrun")
     except KeyboardInterrupt:
         click.echo("shardrun: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except ShardrunError as error:  # raised outside a command, e.g. while parsing
         click.echo(f"shardrun: error: {error}", err=True)
         sys.exit(EXIT_USAGE)

@@ -32,6 +32,18 @@ workers_option = click.option(
 )
 
 
+def _non_blank_command(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    """`--command ''` (or `command = ""` in pyproject.toml) is a mistake, not "no command":
+    running rspec or pytest instead would hide it."""
+    if value is not None and not value.strip():
+        raise click.BadParameter(
+            "is empty; give a command such as 'bin/test {files} --junit-out {junit}', "
+            "or leave the option out to use rspec or pytest", ctx, param)
+    return value
+
+
 class RunnerArgsCommand(click.Command):
     """Everything after `--` belongs to the test runner, not to PATHS."""
 
@@ -47,6 +59,7 @@ _EXECUTION_OPTIONS = (
     click.option("--junit-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
                  help="Merged JUnit XML (default: .shardrun/junit.xml)."),
     click.option("--command", "command_template", default=None, metavar="TEMPLATE",
+                 callback=_non_blank_command,
                  help="Run batches with this command; {files} and {junit} are filled in."),
     click.option("--timeout", type=click.FloatRange(min=1), default=None,
                  help="Per-batch timeout in seconds (default: 3x the estimate + 60 s)."),

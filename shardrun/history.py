@@ -13,12 +13,10 @@ documented in docs/timings.md; keep the two in step.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import statistics
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -27,8 +25,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from shardrun.errors import InputError
-from shardrun.timings import Durations, file_of_unit, normalize_unit
+from shardrun.errors import InputError, ShardrunError
+from shardrun.files import locked, read_regular_bytes, write_text
+from shardrun.timings import (
+    MAX_SAMPLE_SECONDS,
+    Durations,
+    file_of_unit,
+    is_project_key,
+    normalize_unit,
+)
 
 DEFAULT_HISTORY_PATH = Path(".shardrun/timings.json")
 HISTORY_VERSION = 1
@@ -81,41 +86,45 @@ class History:
         self._files: dict[str, FileStats] = {}
         self._examples: dict[str, FileStats] = {}
         self.extra: dict[str, Any] = {}
+        # Keys of the file that were not kept on load (outside the project): for a warning.
+        self.ignored_keys = 0
+        # What this process added since load, replayed onto the file's newest content when
+        # saving, so concurrent runs in one checkout all reach the history (see `save`).
+        self._journal: list[tuple[dict[str, float], dict[str, float], float]] = []
+        self._new_runs: list[dict[str, Any]] = []
 
     @classmethod
     def load(cls, path: Path) -> History:
         """A missing file is an empty history; a corrupt one is moved aside (never lost)."""
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
+        raw = read_regular_bytes(path, "timing history")
+        if raw is None:
             return cls(path)
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read the timing history ({exc.strerror})") from exc
-        try:
-            data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _quarantine(path, f"not JSON: {exc}") from exc
-        _check_version(path, data)
-        history = cls(path)
-        try:
-            history._files = _entries_from_json(data.get("files", {}), "files")
-            history._examples = _entries_from_json(data.get("examples", {}), "examples")
-        except _HistoryShapeError as exc:
-            raise _quarantine(path, str(exc)) from exc
-        history.extra = {k: v for k, v in data.items() if k not in _HISTORY_SECTIONS}
+        history = _parse(path, raw)
+        if isinstance(history, str):
+            raise _quarantine(path, history)
         return history
 
-    def record(self, durations: Durations, at: float | None = None) -> None:
-        """Append one sample per file and per example, keeping the last SAMPLES_KEPT."""
+    def record(self, durations: Durations, at: float | None = None) -> int:
+        """Append one sample per file and per example, keeping the last SAMPLES_KEPT.
+
+        Keys outside the project (absolute, or with "..") are not kept: the number of
+        them is returned. Negative seconds (a clock that stepped back) count as 0.
+        """
         at = time.time() if at is None else at
-        for target, measured in (
-            (self._files, durations.files),
-            (self._examples, durations.examples),
+        kept: list[dict[str, float]] = [{}, {}]
+        for target, measured, accepted in (
+            (self._files, durations.files, kept[0]),
+            (self._examples, durations.examples, kept[1]),
         ):
             for unit, seconds in measured.items():
                 key = normalize_unit(unit)
+                if not is_project_key(file_of_unit(key)):
+                    continue
                 old = target[key].samples if key in target else ()
-                target[key] = FileStats.from_samples((*old, float(seconds)), at)
+                target[key] = FileStats.from_samples((*old, _clamped(seconds)), at)
+                accepted[key] = _clamped(seconds)
+        self._journal.append((kept[0], kept[1], at))
+        return len(durations.files) + len(durations.examples) - len(kept[0]) - len(kept[1])
 
     def estimate(self, unit: str) -> float | None:
         """The median of the kept samples of a known file or example; None if unknown."""
@@ -140,17 +149,55 @@ class History:
 
     def add_run(self, record: Mapping[str, Any], keep: int = RUNS_KEPT) -> None:
         """Append a run record, keeping the last `keep`; older ones drop their unit lists."""
+        self._new_runs.append(dict(record))
         runs = [*self.runs(), dict(record)][-keep:] if keep > 0 else []
         cut = len(runs) - RUNS_WITH_UNITS
         self.extra["runs"] = [_without_units(run) if i < cut else run for i, run in enumerate(runs)]
 
     def save(self, root: Path | None = None) -> None:
-        """Write atomically; with `root`, first forget units whose file is gone from it."""
-        if root is not None:
-            self._files = {k: v for k, v in self._files.items() if (root / k).exists()}
-            self._examples = {
-                k: v for k, v in self._examples.items() if (root / file_of_unit(k)).exists()
-            }
+        """Merge into the file under a lock and write it; with `root`, first forget units
+        whose file is gone from it.
+
+        Three `shardrun run` in one checkout each load the history, run for minutes and
+        save: a plain write would keep only the last run's samples. Under the lock the
+        file is read again, this process's samples and runs are added to what is there
+        now, and the result is written (atomically) before the lock is released.
+        """
+        with locked(self.path, "timing history"):
+            merged = self._merged_with_file()
+            if root is not None:
+                merged._forget_missing(root)
+            write_text(self.path, merged._to_json(), "timing history")
+        self._files, self._examples = merged._files, merged._examples
+        self.extra = merged.extra
+        self._journal, self._new_runs = [], []  # saved: a later save must not add them again
+
+    def _merged_with_file(self) -> History:
+        """The file's current content plus what this process recorded; self if no file.
+
+        A file that became unreadable or corrupt since load is overwritten with this
+        process's view rather than failing the run at its very end.
+        """
+        try:
+            raw = read_regular_bytes(self.path, "timing history")
+        except ShardrunError:
+            raw = None
+        current = _parse(self.path, raw) if raw is not None else None
+        if not isinstance(current, History):
+            return self
+        for files, examples, at in self._journal:
+            current.record(Durations(files, examples, "merge"), at)
+        for run in self._new_runs:
+            current.add_run(run)
+        return current
+
+    def _forget_missing(self, root: Path) -> None:
+        self._files = {k: v for k, v in self._files.items() if (root / k).exists()}
+        self._examples = {
+            k: v for k, v in self._examples.items() if (root / file_of_unit(k)).exists()
+        }
+
+    def _to_json(self) -> str:
         extra = {k: v for k, v in self.extra.items() if k not in _HISTORY_SECTIONS}
         data = {
             "version": HISTORY_VERSION,
@@ -158,7 +205,35 @@ class History:
             "examples": _entries_to_json(self._examples),
             **extra,
         }
-        _write_atomically(self.path, json.dumps(data, indent=2) + "\n")
+        return json.dumps(data, indent=2) + "\n"
+
+
+def _parse(path: Path, raw: bytes) -> History | str:
+    """The history in `raw`, or why it is corrupt (the caller decides to quarantine)."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"not JSON: {exc}"
+    except RecursionError:
+        return "not JSON a history can be: nested too deeply"
+    reason = _version_problem(path, data)
+    if reason is not None:
+        return reason
+    history = History(path)
+    try:
+        history._files, dropped_files = _entries_from_json(data.get("files", {}), "files")
+        history._examples, dropped_examples = _entries_from_json(
+            data.get("examples", {}), "examples")
+    except _HistoryShapeError as exc:
+        return str(exc)
+    history.ignored_keys = dropped_files + dropped_examples
+    history.extra = {k: v for k, v in data.items() if k not in _HISTORY_SECTIONS}
+    return history
+
+
+def _clamped(seconds: float) -> float:
+    """A recorded sample: negatives (clock skew) are 0, so a median cannot go below 0."""
+    return max(float(seconds), 0.0)
 
 
 class _Estimator:
@@ -232,8 +307,9 @@ def _size(path: Path) -> int | None:
         return None
 
 
-def _check_version(path: Path, data: Any) -> None:
-    """A newer file is left alone (an upgrade can read it); anything else unversioned is corrupt."""
+def _version_problem(path: Path, data: Any) -> str | None:
+    """Why `data` is not a history of this version, or None. A newer file is left alone
+    (an upgrade can read it): that raises instead of being reported as corrupt."""
     version = data.get("version") if isinstance(data, dict) else None
     if isinstance(version, int) and not isinstance(version, bool) and version > HISTORY_VERSION:
         raise InputError(
@@ -241,28 +317,37 @@ def _check_version(path: Path, data: Any) -> None:
             "upgrade shardrun or pass --timings with another file"
         )
     if version != HISTORY_VERSION:
-        raise _quarantine(path, f'expected an object with "version": {HISTORY_VERSION}')
+        return f'expected an object with "version": {HISTORY_VERSION}'
+    return None
 
 
-def _entries_from_json(section: Any, name: str) -> dict[str, FileStats]:
+def _entries_from_json(section: Any, name: str) -> tuple[dict[str, FileStats], int]:
+    """The entries of one section, and how many keys outside the project were dropped.
+
+    A negative sample counts as 0 (as when recording); one above MAX_SAMPLE_SECONDS or
+    not a finite number makes the file corrupt: shardrun never writes such a sample.
+    """
     if not isinstance(section, dict):
         raise _HistoryShapeError(f'"{name}" is not an object')
-    entries = {}
+    entries, dropped = {}, 0
     for unit, entry in section.items():
         samples = entry.get("samples") if isinstance(entry, dict) else None
-        if (
-            not isinstance(samples, list)
-            or not samples
-            or not all(
-                isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s)
-                for s in samples
+        if not isinstance(samples, list) or not samples or not all(map(_is_sample, samples)):
+            raise _HistoryShapeError(
+                f'"{name}"["{unit}"] has no list of sample seconds (0 to {MAX_SAMPLE_SECONDS:.0f})'
             )
-        ):
-            raise _HistoryShapeError(f'"{name}"["{unit}"] has no list of sample seconds')
+        if not is_project_key(file_of_unit(normalize_unit(unit))):
+            dropped += 1
+            continue
         updated_at = entry.get("updated_at")
         at = float(updated_at) if isinstance(updated_at, (int, float)) else None
-        entries[unit] = FileStats.from_samples(samples, at)
-    return entries
+        entries[unit] = FileStats.from_samples([_clamped(s) for s in samples], at)
+    return entries, dropped
+
+
+def _is_sample(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value <= MAX_SAMPLE_SECONDS)
 
 
 def _entries_to_json(entries: Mapping[str, FileStats]) -> dict[str, dict[str, Any]]:
@@ -296,24 +381,3 @@ def _quarantine(path: Path, reason: str) -> InputError:
     )
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Temp file in the same directory + os.replace: readers see the old or the new file."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write the timing history ({exc})") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp_name, mode)
-        os.replace(temp_name, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        if isinstance(exc, OSError):
-            raise InputError(f"{path}: cannot write the timing history ({exc})") from exc
-        raise

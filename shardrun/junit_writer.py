@@ -16,15 +16,14 @@ tests/fixtures/junit-shardrun.xsd is junit-10.xsd with exactly these additions.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from junitparser import Attr, Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
 
+from shardrun.files import write_text
 from shardrun.report import Attempt, CaseResult, RunReport
 
 # XML 1.0 forbids most control characters; test output (ANSI colours) is full of them.
@@ -129,17 +128,7 @@ def _xml_text(text: str) -> str:
 
 
 def write_junit(report: RunReport, path: Path) -> None:
-    """Write the merged XML through a temporary file and a rename, so a CI uploader or a
-    concurrent reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(junit_xml(report))
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes 0600; a report is a shared artifact
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write the merged XML as files.write_text writes: through a symlink, in place into a
+    FIFO or device (`--junit-out /dev/stdout`), else through a temp file and a rename, so
+    a CI uploader or a concurrent reader never sees half a report."""
+    write_text(path, junit_xml(report), "merged JUnit")

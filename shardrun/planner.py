@@ -126,14 +126,18 @@ def _longest_first(sizes_by_unit: Mapping[str, float]) -> tuple[list[str], list[
 def _lpt(sizes: Sequence[float], workers: int) -> list[list[int]]:
     """Positions in `sizes` (longest first) per shard; each goes to the least-loaded shard.
 
-    The heap holds (load, shard index), so equal loads go to the lowest index.
+    The heap holds (load, unit count, shard index): among equal loads the shard with the
+    fewest units wins, then the lowest index. Without the count, zero-second units (empty
+    files, a history of zeros) all land on shard 0, since its load never grows: with no
+    information at all the plan would be one shard of everything. With it, they are dealt
+    out by count, which is the best guess when nothing is known.
     """
     members: list[list[int]] = [[] for _ in range(workers)]
-    heap = [(0.0, shard) for shard in range(workers)]
+    heap = [(0.0, 0, shard) for shard in range(workers)]
     for position, size in enumerate(sizes):
-        load, shard = heap[0]
+        load, count, shard = heap[0]
         members[shard].append(position)
-        heapq.heapreplace(heap, (load + size, shard))
+        heapq.heapreplace(heap, (load + size, count + 1, shard))
     return members
 
 

@@ -11,6 +11,11 @@ on beside the batch's retry (on the same TEST_ENV_NUMBER, so the same database) 
 outlive the run. Every local worker therefore carries an environment tag its test
 processes inherit; the tagged processes of a dead worker are killed before it is
 replaced, and whatever still carries the pool's tag when the pool stops.
+
+If the coordinator itself is SIGKILLed none of that runs: each worker is started with a
+parent-death signal (lifeline.py) and so is each worker's runner, so the kernel ends them.
+The Redis URL reaches the workers through SHARDRUN_REDIS_URL, not their command line,
+where `ps` would show its password to every user of the machine.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from typing import IO
 
 import psutil
 
-from shardrun.errors import InfrastructureError
+from shardrun.errors import InfrastructureError, InputError, file_error
+from shardrun.lifeline import die_with_parent
 from shardrun.process import kill_tree
 from shardrun.warm import Prewarm
 
@@ -41,6 +47,45 @@ HAND_BACK_SECONDS = 5.0
 # The environment variable naming the pool and worker slot of every process a local
 # worker starts: "<run_id>/<pool>/<index>/" (its test processes inherit it via worker_env).
 WORKER_TAG_VARIABLE = "SHARDRUN_LOCAL_WORKER"
+# The variable `shardrun worker` reads its Redis URL from (worker_cli.py's envvar).
+REDIS_URL_VARIABLE = "SHARDRUN_REDIS_URL"
+# Local workers per CPU at most. Each is a Python process plus a warm rspec or pytest
+# process (50-300 MB, a Rails app's boot each): past a few per core even a suite that
+# mostly waits (browsers, network) gains nothing, and each extra worker's boot is paid on
+# the same cores. `run -w 100000` would fork until the machine falls over; pytest-xdist's
+# `-n auto` likewise ties the count to the CPUs. Wider runs belong on more machines
+# (`shardrun worker` processes or `shardrun ci` nodes), which this limit does not touch.
+LOCAL_WORKERS_PER_CPU = 8
+# ...but never below this: a 1- or 2-CPU CI box may still run an I/O-bound suite wide.
+MIN_LOCAL_WORKER_LIMIT = 16
+# A worker whose coordinator died is killed outright: on SIGTERM, RQ's worker would wait
+# for its current batch to finish (a "warm shutdown"), for up to the batch's timeout, for
+# a coordinator that will never read the result. Its runner gets SIGTERM in turn.
+WORKER_PARENT_DEATH_SIGNAL = signal.SIGKILL
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (a container's cpuset, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def local_worker_limit() -> int:
+    return max(MIN_LOCAL_WORKER_LIMIT, LOCAL_WORKERS_PER_CPU * usable_cpus())
+
+
+def check_local_workers(count: int) -> None:
+    """Refuse a local worker count no machine of this size can use (exit 2)."""
+    limit = local_worker_limit()
+    if count > limit:
+        raise InputError(
+            f"--workers {count}: at most {limit} local workers here ({LOCAL_WORKERS_PER_CPU} "
+            f"per CPU, {usable_cpus()} CPUs, at least {MIN_LOCAL_WORKER_LIMIT}); more only "
+            "queue for the same cores. To go wider, start `shardrun worker` on more machines"
+            " or run `shardrun ci` on several nodes"
+        )
 
 
 class LocalWorkers:
@@ -51,6 +96,7 @@ class LocalWorkers:
         self, url: str, run_id: str, count: int, root: Path, log_dir: Path,
         prewarm: Prewarm | None = None,
     ):
+        check_local_workers(count)
         self.url = url
         self.prewarm = prewarm  # each worker boots its runner as it starts
         self.run_id = run_id
@@ -66,25 +112,38 @@ class LocalWorkers:
         self._pool_tag = f"{run_id}/{uuid.uuid4().hex}/"
 
     def start(self) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        """Start the workers from the calling thread, which must outlive them (lifeline.py)."""
         self.processes = [self._spawn(index) for index in range(1, self.count + 1)]
 
     def _spawn(self, index: int) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"worker-{index}.log").open("ab")
-        self._logs.append(log)
+        log = self._open_log(index)
+        env = {**os.environ, WORKER_TAG_VARIABLE: self._tag(index), REDIS_URL_VARIABLE: self.url}
         process = subprocess.Popen(
             self.argv(index), cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env={**os.environ, WORKER_TAG_VARIABLE: self._tag(index)},
+            stdin=subprocess.DEVNULL, env=env,
+            preexec_fn=die_with_parent(WORKER_PARENT_DEATH_SIGNAL),
         )
         self._pids.append(process.pid)
         return process
+
+    def _open_log(self, index: int) -> IO[bytes]:
+        """worker-<index>.log in the run's log dir; a read-only or full .shardrun is a
+        one-line error (exit 2 or 3), not a traceback."""
+        path = self.log_dir / f"worker-{index}.log"
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log = path.open("ab")
+        except OSError as error:
+            raise file_error(path, error, "write the worker log") from None
+        self._logs.append(log)
+        return log
 
     def _tag(self, index: int) -> str:
         return f"{self._pool_tag}{index}/"  # the trailing "/" keeps slot 1 from matching 10
 
     def argv(self, index: int) -> list[str]:
         return [
-            sys.executable, "-m", "shardrun.worker_cli", "--redis-url", self.url,
+            sys.executable, "-m", "shardrun.worker_cli",  # the Redis URL is in the environment
             "--run-id", self.run_id, "--worker-index", str(index), "--root", str(self.root),
             *(self.prewarm.worker_arguments() if self.prewarm else ()),
         ]

@@ -30,6 +30,7 @@ from typing import IO, Any
 import psutil
 
 from shardrun.errors import InputError
+from shardrun.lifeline import die_with_parent
 from shardrun.models import ProcessOutcome
 
 # A shard's timeout is 3x its prediction plus a minute: predictions come from earlier runs
@@ -247,6 +248,8 @@ def spawn(
 
     stdin is /dev/null: a test that reads it must not hang the worker. `pass_fds` are the
     only other descriptors the process inherits (a warm runner's request and reply pipes).
+    It gets SIGTERM when the thread that started it exits (lifeline.py): call from the
+    worker's main thread.
     """
     try:
         return subprocess.Popen(
@@ -258,6 +261,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             pass_fds=tuple(pass_fds),
+            preexec_fn=die_with_parent(signal.SIGTERM),  # a SIGKILLed worker's runner ends too
         )
     except FileNotFoundError as error:
         raise _missing_program(argv[0]) from error

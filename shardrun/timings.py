@@ -37,6 +37,13 @@ _RSPEC_LOCATION = re.compile(r"^(?P<file>.+?)(?::\d+)+$")  # spec/a_spec.rb:12:3
 _DOTTED_NAME = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 # "path:seconds"; a path has no whitespace, so "Run options: ..." and blank lines are skipped.
 _RUNTIME_LINE = re.compile(r"^(?P<path>\S+):(?P<seconds>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)$")
+# The most seconds one sample may claim: 30 days. No CI keeps a job running that long
+# (GitHub Actions stops one after 6 h, GitLab's longest timeout is a month), so more is a
+# typo or a broken clock; and a bound keeps sums of samples far from float overflow (1e308
+# summed twice is inf, which no plan can be judged by).
+MAX_SAMPLE_SECONDS = 30 * 24 * 3600.0
+# A Windows drive ("C:/Users/..."): as absolute as "/home/...".
+_DRIVE = re.compile(r"^[A-Za-z]:/")
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,20 @@ def normalize_path(path: str) -> str:
     while path.startswith("./"):
         path = path[2:].lstrip()
     return path
+
+
+def is_absolute_key(path: str) -> bool:
+    """A timing key that names a file from the root of some machine's disk."""
+    return path.startswith("/") or bool(_DRIVE.match(path))
+
+
+def is_project_key(path: str) -> bool:
+    """A normalized timing key that stays inside the project: relative, no ".." part.
+
+    Keys come from files anyone can commit or upload; "../../etc/passwd" or "/etc/passwd"
+    must neither be kept in the history nor shown, whatever exists on this machine.
+    """
+    return bool(path) and not is_absolute_key(path) and ".." not in path.split("/")
 
 
 def file_of_unit(unit: str) -> str:
@@ -80,6 +101,11 @@ def _seconds(value: Any, what: str, source: str) -> float:
     """Seconds from a timing file: a finite number; negatives (clock skew) count as 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InputError(f"{source}: {what}: {value!r} is not a finite number of seconds; fix it")
+    if value > MAX_SAMPLE_SECONDS:
+        raise InputError(
+            f"{source}: {what}: {value!r} seconds is more than {MAX_SAMPLE_SECONDS:.0f} (30 days)"
+            "; no test runs that long: fix or regenerate the file"
+        )
     return max(float(value), 0.0)
 
 
@@ -274,7 +300,8 @@ def _parse_runtime_log(text: str, source: str) -> Durations | None:
     for line in text.splitlines():
         match = _RUNTIME_LINE.match(line.strip())
         if match:
-            files[normalize_path(match["path"])] = float(match["seconds"])
+            path = normalize_path(match["path"])
+            files[path] = _seconds(float(match["seconds"]), repr(path), source)
     return Durations(files, {}, source) if files else None
 
 
@@ -283,6 +310,10 @@ def _load_json(text: str, source: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{source}: not valid JSON ({exc}); regenerate the file") from exc
+    except RecursionError:  # json recurses once per level: "[[[[..." 100,000 deep
+        raise InputError(
+            f"{source}: JSON nested too deeply to be a timing file; regenerate the file"
+        ) from None
 
 
 def _unknown_format(source: str, what: str) -> InputError:
@@ -306,10 +337,18 @@ def _parse_json_durations(text: str, source: str) -> Durations:
     raise _unknown_format(source, "JSON of an unknown shape")
 
 
+def _looks_like_xml(raw: bytes) -> bool:
+    """Starts with "<" after a UTF-8 BOM and whitespace: an XML declaration may name any
+    encoding, so XML must not first be decoded as UTF-8."""
+    return raw.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"<")
+
+
 def load_durations(path: Path) -> Durations:
     """Any supported timing file, recognised by its content rather than its name."""
     raw = _read_bytes(path)
     source = str(path)
+    if _looks_like_xml(raw):  # the parser honours its declared encoding (ISO-8859-1, ...)
+        return _parse_junit(raw, source, None)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

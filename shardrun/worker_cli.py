@@ -10,6 +10,7 @@ worker` is this same command, registered in cli.py.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -42,6 +43,9 @@ def worker_command(
 ) -> None:
     """Pull shards from Redis and run them (what a container or CI node runs)."""
     install_signal_handlers()
+    # Read by click already; the tests this worker runs inherit its environment and have
+    # no use for the Redis password (local workers get the URL only here, pool.py).
+    os.environ.pop("SHARDRUN_REDIS_URL", None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if prewarm_framework and not run_id:
         raise InputError("--prewarm needs --run-id: a warm runner serves one run; "

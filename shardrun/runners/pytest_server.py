@@ -43,6 +43,7 @@ import contextlib
 import ctypes
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -62,7 +63,8 @@ BATCH_ARGS = ("--continue-on-collection-errors",)
 # Test output and failure texts are capped per test (the tail is kept): a test printing
 # megabytes must not make every event, and then the merged report, that large.
 MAX_TEXT_CHARS = 64 * 1024
-# prctl(2): make this process the reaper of orphans below it (Linux 3.4+).
+# prctl(2): a signal when this process's parent dies; the reaper of orphans below it.
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -267,6 +269,7 @@ def run_forked(
     if pid == 0:  # the child: report, run, and leave without the parent's atexit handlers
         status = INTERNAL_ERROR
         try:
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the batch ends with its runner
             writer.emit({"e": "child", "pid": os.getpid()})
             status = run_session(pytest, args, log, writer, root)
         finally:
@@ -314,9 +317,14 @@ def _abort(writer: EventWriter | None, reason: str) -> None:
 def _adopt_orphans() -> None:
     """Become the reaper of what a batch leaves running: a process a forked child started
     is re-parented here, not to init, so it stays in this runner's tree, where the worker
-    finds and kills it after the batch. Best effort (Linux only)."""
+    finds and kills it after the batch."""
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def _prctl(option: int, value: int) -> None:
+    """prctl(2), best effort: Linux only, nothing elsewhere."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
 
 
 def _reap_orphans() -> None:

@@ -256,6 +256,7 @@ module Shardrun
 
   def self.run_forked(args, log)
     pid = Process.fork do
+      prctl(PR_SET_PDEATHSIG, Signal.list.fetch("KILL")) # the batch ends with its runner
       events.emit("e" => "child", "pid" => Process.pid)
       status = 2
       begin
@@ -274,18 +275,24 @@ module Shardrun
     end
   end
 
-  # prctl(2): make this process the reaper of orphans below it (Linux 3.4+).
+  # prctl(2): a signal when this process's parent dies; the reaper of orphans below it.
+  PR_SET_PDEATHSIG = 1
   PR_SET_CHILD_SUBREAPER = 36
+
+  # prctl(2), best effort: Linux only, nothing elsewhere.
+  def self.prctl(option, value)
+    int, long = Fiddle::TYPE_INT, Fiddle::TYPE_LONG
+    function = Fiddle::Function.new(Fiddle::Handle::DEFAULT["prctl"], [int, long, long, long, long], int)
+    function.call(option, value, 0, 0, 0)
+  rescue StandardError, Fiddle::DLError
+    nil
+  end
 
   # Become the reaper of what a batch leaves running: a process a forked child started is
   # re-parented here, not to init, so it stays in this runner's tree, where the worker
-  # finds and kills it after the batch. Best effort (Linux only).
+  # finds and kills it after the batch.
   def self.adopt_orphans
-    int, long = Fiddle::TYPE_INT, Fiddle::TYPE_LONG
-    prctl = Fiddle::Function.new(Fiddle::Handle::DEFAULT["prctl"], [int, long, long, long, long], int)
-    prctl.call(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-  rescue StandardError, Fiddle::DLError
-    nil
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
   end
 
   # Collect the adopted processes the worker killed after the last batch.

@@ -514,7 +514,7 @@ def cancel(node: Node, signum: int) -> None:
                 process.send_signal(signum)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM], ids=["SIGTERM"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize("who", ["follower", "leader"])
 def test_a_cancelled_node_hands_its_batch_back_and_the_build_stays_honest(
     fleet: Fleet, suite: Suite, private_redis: str, keys: Keys, evidence: Path,

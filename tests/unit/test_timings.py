@@ -404,16 +404,16 @@ def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- real shared files
 
 
-def test_shared_knapsack_report(shared_timings: Path) -> None:
-    durations = load_durations(shared_timings / "18F__identity-idp__knapsack_rspec_report.json")
+def test_shared_knapsack_report(fixture_timings: Path) -> None:
+    durations = load_durations(fixture_timings / "18F__identity-idp__knapsack_rspec_report.json")
     assert len(durations.files) == 1122
     assert durations.examples == {}
     assert math.isclose(sum(durations.files.values()), 6919.379, abs_tol=1e-3)
     assert durations.files["spec/bin/aamva-test-cert_spec.rb"] == pytest.approx(0.007082199)
 
 
-def test_shared_pytest_split_durations(shared_timings: Path) -> None:
-    durations = load_durations(shared_timings / "BP2022-AP1__bp2022-ap1__.test_durations")
+def test_shared_pytest_split_durations(fixture_timings: Path) -> None:
+    durations = load_durations(fixture_timings / "BP2022-AP1__bp2022-ap1__.test_durations")
     assert len(durations.examples) == 460
     assert all(file_of_unit(unit) in durations.files for unit in durations.examples)
     assert math.isclose(sum(durations.files.values()), 938.699, abs_tol=1e-3)
@@ -421,8 +421,8 @@ def test_shared_pytest_split_durations(shared_timings: Path) -> None:
     assert durations.examples[example] == pytest.approx(2.282515499042347)
 
 
-def test_shared_parallel_runtime_log_with_concatenated_runs(shared_timings: Path) -> None:
-    path = shared_timings / "DFE-Digital__get-into-teaching-app__parallel_runtime_rspec.log"
+def test_shared_parallel_runtime_log_with_concatenated_runs(fixture_timings: Path) -> None:
+    path = fixture_timings / "DFE-Digital__get-into-teaching-app__parallel_runtime_rspec.log"
     lines = path.read_text().splitlines()
     assert any(line.startswith("Randomized with seed") for line in lines)  # junk lines
     durations = load_durations(path)
