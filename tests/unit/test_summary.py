@@ -79,6 +79,28 @@ def test_summary_predicts_nothing_without_timings(mixed: RunReport) -> None:
     assert any(line.startswith("Shards (no timings yet") for line in lines)
 
 
+def test_summary_compares_the_run_with_the_tests_back_to_back(mixed: RunReport) -> None:
+    """3.75 s of tests plus the least time a batch spent outside its tests (shard 1: none)."""
+    lines = summary_lines(mixed, framework="rspec", wall_seconds=1.25)
+    assert lines[-2] == "2 workers: 1.2 s; back to back these tests take ~4 s (3.0x)"
+    assert not any("back to back" in line
+                   for line in summary_lines(mixed, framework="rspec"))  # no wall time
+
+
+def test_back_to_back_adds_one_boot_and_ignores_crashed_batches() -> None:
+    """Outside their tests the batches spent 1.0 s and 0.4 s: one boot is the least, 0.4 s.
+    A batch killed at once spent no time in tests; it is neither a boot nor a worker."""
+    shard0 = result(0, ("spec/a_spec.rb",), suite(rspec_case("A", "spec/a_spec.rb", 10.0)),
+                    process=outcome(0, wall=11.0))
+    shard1 = result(1, ("spec/b_spec.rb",), suite(rspec_case("B", "spec/b_spec.rb", 12.0)),
+                    process=outcome(0, wall=12.4))
+    killed = result(2, ("spec/c_spec.rb",), None, process=outcome(None, sig=9, wall=0.1))
+    report = merge(["spec/a_spec.rb", "spec/b_spec.rb", "spec/c_spec.rb"],
+                   [shard0, shard1, killed])
+    lines = summary_lines(report, framework="rspec", wall_seconds=8.0)
+    assert "2 workers: 8.0 s; back to back these tests take ~22 s (2.8x)" in lines
+
+
 def test_summary_names_crashed_units_and_counts_errors_as_failed() -> None:
     crashed = result(0, ("spec/c_spec.rb",), None, process=outcome(None, sig=signal.SIGSEGV))
     lines = summary_lines(merge(["spec/c_spec.rb"], [crashed]), framework="rspec")
