@@ -90,8 +90,9 @@ def _counts_line(report: RunReport, wall_seconds: float | None) -> str:
 
 def _speedup_lines(report: RunReport, wall_seconds: float | None) -> list[str]:
     """This run's wall time against the same tests back to back in one process: their own
-    seconds plus one boot. The boot is the least time a batch spent outside its tests
-    (start, load, report), so the line understates the speed-up rather than overstating it.
+    seconds plus one boot, so that a user sees what the workers bought. One boot is the
+    cheapest start the run saw: the least time a batch that started its test process spent
+    outside its tests (any batch's if every one ran in a warm runner).
     """
     inside: dict[tuple[int, int, str], float] = {}  # (shard, attempt, worker) -> test seconds
     for case in report.cases:
@@ -100,9 +101,14 @@ def _speedup_lines(report: RunReport, wall_seconds: float | None) -> list[str]:
             inside[key] = inside.get(key, 0.0) + case.seconds
     if not wall_seconds or not inside:
         return []
-    outside = [result.outcome.wall_seconds - inside[key] for result in report.results
-               if (key := (result.shard_index, result.attempt, result.worker)) in inside]
-    serial = report.seconds + max(min(outside, default=0.0), 0.0)
+    booted: list[float] = []  # seconds outside tests of batches that started a process
+    reused: list[float] = []  # ... of batches run in a warm runner (shardrun/warm.py)
+    for result in report.results:
+        key = (result.shard_index, result.attempt, result.worker)
+        if key in inside:
+            outside = result.outcome.wall_seconds - inside[key]
+            (reused if result.warm else booted).append(outside)
+    serial = report.seconds + max(min(booted or reused or [0.0]), 0.0)
     workers = len({worker for _, _, worker in inside})
     return [f"{_plural(workers, 'worker')}: {wall_seconds:.1f} s; back to back these tests "
             f"take ~{serial:.0f} s ({serial / wall_seconds:.1f}x)"]

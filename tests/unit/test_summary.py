@@ -8,6 +8,7 @@ from tests/unit/conftest.py; merging is tested in test_report.py.
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 
 from support.junit_samples import (
     PYTEST_FAILURE,
@@ -88,17 +89,22 @@ def test_summary_compares_the_run_with_the_tests_back_to_back(mixed: RunReport) 
 
 
 def test_back_to_back_adds_one_boot_and_ignores_crashed_batches() -> None:
-    """Outside their tests the batches spent 1.0 s and 0.4 s: one boot is the least, 0.4 s.
-    A batch killed at once spent no time in tests; it is neither a boot nor a worker."""
+    """One boot: the least time outside its tests of a batch that started its process
+    (here 1.0 s), else of any batch (0.4 s). A batch killed at once ran no test: it is
+    neither a boot nor a worker."""
     shard0 = result(0, ("spec/a_spec.rb",), suite(rspec_case("A", "spec/a_spec.rb", 10.0)),
                     process=outcome(0, wall=11.0))
     shard1 = result(1, ("spec/b_spec.rb",), suite(rspec_case("B", "spec/b_spec.rb", 12.0)),
                     process=outcome(0, wall=12.4))
     killed = result(2, ("spec/c_spec.rb",), None, process=outcome(None, sig=9, wall=0.1))
-    report = merge(["spec/a_spec.rb", "spec/b_spec.rb", "spec/c_spec.rb"],
-                   [shard0, shard1, killed])
-    lines = summary_lines(report, framework="rspec", wall_seconds=8.0)
-    assert "2 workers: 8.0 s; back to back these tests take ~22 s (2.8x)" in lines
+    units = ["spec/a_spec.rb", "spec/b_spec.rb", "spec/c_spec.rb"]
+
+    booted = merge(units, [shard0, replace(shard1, warm=True), killed])
+    assert "2 workers: 8.0 s; back to back these tests take ~23 s (2.9x)" in summary_lines(
+        booted, framework="rspec", wall_seconds=8.0)
+    all_warm = merge(units, [replace(shard0, warm=True), replace(shard1, warm=True), killed])
+    assert "2 workers: 8.0 s; back to back these tests take ~22 s (2.8x)" in summary_lines(
+        all_warm, framework="rspec", wall_seconds=8.0)
 
 
 def test_summary_names_crashed_units_and_counts_errors_as_failed() -> None:
