@@ -2,7 +2,7 @@
 
 Why twice: the first run has no timings, so its plan can only balance file sizes, and a
 short file of slow browser-like tests fools it; that run records how long every file took,
-and the second run plans from those seconds. Each summary ends with the run's wall time
+and the second run plans from those seconds. Each summary closes with the run's wall time
 against the same tests back to back, which is the point of shardrun.
 
 Run it with the virtualenv's python (the Makefile does): shardrun must be importable, and
@@ -24,7 +24,8 @@ from shardrun.history import DEFAULT_HISTORY_PATH, History
 
 EXAMPLES = Path(__file__).resolve().parent
 # More workers than a small CI box has cores: the example tests sleep, as tests waiting on a
-# database or a browser do, so 4 workers finish in about a quarter of the time even on 2.
+# database or a browser do, so 4 workers finish ~3x sooner even on 2 cores (start-up is
+# the rest).
 WORKERS = 4
 TEST_PATHS = {"rspec": "spec", "pytest": "tests"}
 # The pytest example uses no plugins; the ones in this virtualenv (hypothesis, from
