@@ -113,7 +113,7 @@ def _speedup_lines(report: RunReport, wall_seconds: float | None) -> list[str]:
     """
     inside: dict[tuple[int, int, str], float] = {}  # (shard, attempt, worker) -> test seconds
     for case in report.cases:
-        if case.result_type != CRASH_ERROR_TYPE:
+        if case.origin in ("", "interrupted"):  # what a runner ran, not what shardrun made up
             key = (case.shard_index, case.attempt, case.worker)
             inside[key] = inside.get(key, 0.0) + case.seconds
     if not wall_seconds or not inside:
