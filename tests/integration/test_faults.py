@@ -11,6 +11,7 @@ worker and Redis faults in test_queue_mode.py.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
@@ -326,3 +327,45 @@ def test_a_flaky_example_second_in_a_split_files_batch_is_retried_by_its_id(
     flaky = [line for line in completed.stdout.splitlines() if line.startswith("Flaky")]
     assert flaky == ["Flaky (failed, then passed on attempt 2): spec/a_spec.rb:3 "
                      "a fails the first time"], completed.stdout
+
+
+# --- 6: the progress line and the summary count the same tests
+
+PROGRESS_SUITE = {
+    "tests/test_flaky.py": """
+        import os
+        from pathlib import Path
+
+        def test_fails_the_first_time():
+            marker = Path(os.environ["FLAKY_MARKER"])
+            first = not marker.exists()
+            marker.write_text("x")
+            assert not first
+
+        def test_passes():
+            pass
+    """,
+    "tests/test_broken.py": """
+        def test_always_fails():
+            assert 1 == 2
+
+        def test_passes():
+            pass
+    """,
+    **{f"tests/test_ok_{index}.py": "def test_ok():\n    pass\n" for index in range(4)},
+}
+
+
+def test_the_last_progress_line_counts_what_the_summary_counts(tmp_path: Path) -> None:
+    """Retries were counted as failures ("5 failed" against "2 failures") and as more
+    units (33 grew to 36): the last progress line now says what the summary says."""
+    root = write_pytest_suite(tmp_path / "suite", PROGRESS_SUITE)
+    env = clean_env(FLAKY_MARKER=str(tmp_path / "marker"))
+    completed, cases = run(root, tmp_path, "tests", "-w", "2", env=env)
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    progress = [line for line in completed.stdout.splitlines() if line.startswith("batch ")]
+    totals = {re.search(r"/(\d+) units", line)[1] for line in progress}  # type: ignore[index]
+    assert len(totals) == 1, completed.stdout  # the total never grows
+    [units] = totals
+    assert f"{units}/{units} units, {len(cases)} tests, 1 failed" in progress[-1], completed.stdout
+    assert f"{len(cases)} tests, 1 failure, 0 errors" in completed.stdout
