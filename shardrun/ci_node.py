@@ -36,6 +36,7 @@ from shardrun.coordinator import (
     batch_jobs,
     dispatch_plan,
     finish,
+    new_ledger,
     prepare,
     prewarm_for,
 )
@@ -182,7 +183,7 @@ def _lead(
     """Plan (or take over), watch, merge. None if the leadership passed to another node
     meanwhile: two nodes must never both merge and mark the run complete."""
     run = options.run
-    ledger = Ledger(run.max_attempts, run.retries, run.fail_fast)
+    ledger = new_ledger(run)
     meta = run_queue.meta()
     if meta is None:  # the first leader: plan, publish, enqueue
         # Batches for every worker of every node, not this node's (0 when coordinating only).

@@ -67,7 +67,10 @@ _EXECUTION_OPTIONS = (
                  show_default=True,
                  help="queue: batches pulled as workers free up; static: one job per shard."),
     click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
-                 help="Run a failed unit again this often; passing then marks it flaky."),
+                 help="Run a failed test again this often; passing then marks it flaky."),
+    click.option("--retry-budget", type=click.IntRange(min=0), default=None, metavar="N",
+                 help="Retry at most N failed tests per run (default: the larger of 5 and "
+                      "1% of the tests): many failures are deterministic, not flaky."),
     click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
                  help="Times a batch whose worker was lost is tried before it is reported."),
     click.option("--fail-fast", type=click.IntRange(min=1), is_flag=False, flag_value=1,

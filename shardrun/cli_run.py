@@ -30,11 +30,14 @@ def _run_options(
     request = PlanRequest(Path.cwd(), paths, settings["framework"], workers,
                           settings["timings"], settings["from_junit"])
     return RunOptions(
-        request, redis_url, settings["junit_out"], runner_args, settings["command_template"],
-        settings["timeout"], settings["mode"], settings["retries"], settings["max_attempts"],
-        settings["fail_fast"], settings["redis_timeout"], settings["lease_seconds"],
-        "fresh" if settings["process_per_batch"] else settings["runners"],
-        settings["runner_max_rss"],
+        request, redis_url=redis_url, junit_out=settings["junit_out"], runner_args=runner_args,
+        command_template=settings["command_template"], timeout_seconds=settings["timeout"],
+        mode=settings["mode"], retries=settings["retries"],
+        retry_budget=settings["retry_budget"], max_attempts=settings["max_attempts"],
+        fail_fast=settings["fail_fast"], redis_timeout=settings["redis_timeout"],
+        lease_seconds=settings["lease_seconds"],
+        runners="fresh" if settings["process_per_batch"] else settings["runners"],
+        runner_max_rss_mb=settings["runner_max_rss"],
     )
 
 

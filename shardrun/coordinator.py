@@ -11,7 +11,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,7 @@ class RunOptions:
     timeout_seconds: float | None = None
     mode: str = "queue"  # "queue": factoring batches from a queue; "static": one per shard
     retries: int = 1
+    retry_budget: int | None = None  # failed tests retried at most; None: ledger's default
     max_attempts: int = 3
     fail_fast: int | None = None
     redis_timeout: float = REDIS_TIMEOUT_SECONDS
@@ -151,7 +152,7 @@ def _run_on(
         with LocalWorkers(url, run_id, options.request.workers, root, log_dir,
                           prewarm_for(planned, options)) as workers:
             dispatched = dispatch_plan(planned, options)
-            ledger = Ledger(options.max_attempts, options.retries, options.fail_fast)
+            ledger = new_ledger(options)
             jobs = ledger.add(batch_jobs(run_id, dispatched, planned, options))
             publish = _publisher(run_queue, connection, run_id, planned, options)
             publish()
@@ -266,6 +267,7 @@ def finish(
     """Merge, write the JUnit, learn the timings, and pick the exit code."""
     units = [unit for shard in dispatched.shards for unit in shard.units]
     report = merge(units, watched.results, skipped_units(ledger, watched))
+    report = replace(report, notes=(*report.notes, *retry_notes(ledger)))
     junit_path = options.junit_out or options.request.root / ".shardrun" / "junit.xml"
     write_junit(report, junit_path)
     learn(planned.history, report)
@@ -277,6 +279,21 @@ def finish(
         exit_code = EXIT_INFRASTRUCTURE
     return RunOutcome(run_id, planned, dispatched, report, exit_code, junit_path,
                       watched.infrastructure_error, max(time.time() - started_at, 0.0))
+
+
+def new_ledger(options: RunOptions) -> Ledger:
+    return Ledger(options.max_attempts, options.retries, options.fail_fast, options.retry_budget)
+
+
+def retry_notes(ledger: Ledger) -> tuple[str, ...]:
+    """What the summary says when failures were left unretried, and why."""
+    count = len(ledger.not_retried)
+    if not count:
+        return ()
+    return (f"{count} failed test(s) were not retried: more failed than the retry budget "
+            f"({ledger.budget} tests; by default the larger of 5 and 1% of the tests), so "
+            "the failures look deterministic and a retry would only add their time again; "
+            "--retry-budget N raises it",)
 
 
 def skipped_units(ledger: Ledger, watched: WatchOutcome) -> dict[str, str]:

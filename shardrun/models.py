@@ -221,6 +221,9 @@ class ShardResult:
     error: str | None = None  # set when the worker could not even start the runner
     refused: bool = False  # the worker declined the batch (other commit); not a test outcome
     warm: bool = False  # ran in a warm runner an earlier batch started: it paid no boot
+    # Ran in the very process earlier batches ran in (`--runners reuse`), which may hold
+    # state they left: a failure here that passes in a fresh process is pollution.
+    reused_runner: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -54,6 +54,7 @@ class Attempt:
     shard_index: int
     system_out: str = ""
     system_err: str = ""
+    reused_runner: bool = False  # ran where earlier batches ran (`--runners reuse`)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ class CaseResult:
     system_err: str = ""
     flaky: bool = False  # failed in an earlier attempt, passed in the latest
     id: str = ""  # the id its framework selects it by (rspec example id, pytest node id)
+    # Failed only in a runner that earlier batches had used (`--runners reuse`) and passed
+    # in a fresh process: not flaky, but state an earlier batch left behind.
+    polluted: bool = False
     earlier: tuple[Attempt, ...] = ()
     origin: str = ""  # "" for a runner's result, else why shardrun made it (see above)
 
@@ -128,6 +132,10 @@ class RunReport:
         return tuple(case for case in self.cases if case.flaky)
 
     @property
+    def polluted(self) -> tuple[CaseResult, ...]:
+        return tuple(case for case in self.cases if case.polluted)
+
+    @property
     def missing(self) -> tuple[str, ...]:
         """Units no worker ever reported: the run cannot vouch for them (exit 3)."""
         return tuple(case.unit for case in self.cases if case.origin == NO_RESULT_ORIGIN)
@@ -153,6 +161,7 @@ class RunReport:
             "crashed_units": [case.unit for case in self.crashed],
             "unplanned_files": list(self.unplanned_files),
             "flaky": [case.id or f"{case.classname} {case.name}" for case in self.flaky],
+            "polluted": [case.id for case in self.polluted],
             "missing_units": list(self.missing),
         }
 
@@ -195,7 +204,8 @@ def merge(
               {case.unit for case in cases}),
         tuple(dict.fromkeys(case.file for case in cases if not case.unit)),
         _attempts(ordered),
-        tuple(dict.fromkeys(note for result in ordered for note in result.notes if note)),
+        tuple(dict.fromkeys(f"{note}; shardrun's own --fail-fast [N] stops the whole run"
+                            for result in ordered for note in result.notes if note)),
     )
 
 
@@ -212,16 +222,18 @@ def _final_case(
     result, final = (ran or list(runs))[-1]
     earlier = tuple(_attempt(run_result, test) for run_result, test in runs
                     if test is not final and test.failed)
-    flaky = final.outcome == "passed" and any(
-        test.failed and test.origin != NEVER_RAN for _, test in runs if test is not final)
+    failed_before = [run_result for run_result, test in ran if test is not final and test.failed]
+    passed_again = final.outcome == "passed" and bool(failed_before)
+    polluted = passed_again and not result.reused_runner and all(
+        run_result.reused_runner for run_result in failed_before)
     unit = index.unit_of(test_id) or (index.unit_of(final.unit) if final.unit else None)
     return CaseResult(
         name=final.name or test_id, classname=final.classname, file=final.file,
         unit=unit or "", seconds=final.seconds, outcome=final.outcome, message=final.message,
         line=_line_to_look_at(final), shard_index=result.shard_index, worker=result.worker,
         attempt=result.attempt, details=final.details, result_type=final.result_type,
-        system_out=final.stdout, system_err=final.stderr, flaky=flaky, id=test_id,
-        earlier=earlier, origin=final.origin,
+        system_out=final.stdout, system_err=final.stderr, flaky=passed_again and not polluted,
+        id=test_id, earlier=earlier, origin=final.origin, polluted=polluted,
     )
 
 
@@ -235,7 +247,8 @@ def _line_to_look_at(test: TestResult) -> int | None:
 
 def _attempt(result: ShardResult, test: TestResult) -> Attempt:
     return Attempt(test.outcome, test.message, test.details, test.result_type, test.seconds,
-                   result.attempt, result.worker, result.shard_index, test.stdout, test.stderr)
+                   result.attempt, result.worker, result.shard_index, test.stdout, test.stderr,
+                   result.reused_runner)
 
 
 def _never_ran(

@@ -165,6 +165,7 @@ def _report_fields(report: RunReport) -> dict[str, Any]:
         "skipped": report.skipped,
         "suite_seconds": round(report.seconds, _DIGITS),
         "flaky": flaky_tests(report),
+        "polluted": sorted(case_id(case) for case in getattr(report, "polluted", ())),
     }
 
 

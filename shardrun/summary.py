@@ -76,12 +76,14 @@ def summary_lines(report: RunReport, *, framework: str, slowest: int = 5,
     lines += _failure_lines(report)
     lines += [f"Flaky (failed, then passed on attempt {case.attempt}): {label_of(case)}"
               for case in report.flaky]
+    lines += [f"Polluted (failed in a runner earlier batches had used, passed in a fresh "
+              f"process: state an earlier batch left behind): {label_of(case)}"
+              for case in report.polluted]
     command = rerun_command(report, framework)
     lines += ["Rerun the failures:", f"  {command}"] if command else []
     lines += _shard_lines(report.results, timed) + _slowest_lines(report.cases, slowest)
     lines += [f"Not run: {case.id or case.unit}: {case.message}" for case in report.crashed]
-    lines += [f"Note: {note}; shardrun's own --fail-fast [N] stops the whole run"
-              for note in report.notes]
+    lines += [f"Note: {note}" for note in report.notes]
     if report.empty_units:
         lines.append("Ran with zero examples: " + ", ".join(report.empty_units))
     if report.unplanned_files:

@@ -220,7 +220,8 @@ def _run_runner(
     batch, warm = _run_in_server(job, runner, server_argv, context, env, log_path, on_poll)
     settled = reconcile(job.units, batch.events, batch.outcome,
                         timeout_seconds=job.timeout_seconds)
-    return _result(job, context, started, batch.outcome, settled, warm=warm)
+    result = _result(job, context, started, batch.outcome, settled, warm=warm)
+    return replace(result, reused_runner=warm and job.runners == Runners.REUSE.value)
 
 
 def _run_command(

@@ -369,3 +369,67 @@ def test_the_last_progress_line_counts_what_the_summary_counts(tmp_path: Path) -
     [units] = totals
     assert f"{units}/{units} units, {len(cases)} tests, 1 failed" in progress[-1], completed.stdout
     assert f"{len(cases)} tests, 1 failure, 0 errors" in completed.stdout
+
+
+# --- 7: retries that pay for themselves, and never erase a result (issue 25)
+
+
+def test_only_a_budget_of_deterministic_failures_is_retried(tmp_path: Path) -> None:
+    """12 of 20 files fail every time: 5 are retried (max(5, 1% of the tests)), the other
+    7 are not, the summary says so, and every failure is reported once."""
+    files = {f"tests/test_{index:02d}.py": (
+        "def test_x():\n    assert False, 'fails every time'\n" if index < 12
+        else "def test_x():\n    pass\n") for index in range(20)}
+    root = write_pytest_suite(tmp_path / "suite", files)
+    completed, cases = run(root, tmp_path, "tests", "-w", "2")
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert_each_once(cases)
+    assert sum(1 for _, _, outcome in cases if outcome == "failed") == 12
+    record = json.loads((tmp_path / "run-timings.json").read_text())["runs"][-1]
+    assert sum(1 for b in record["batches"] if b["attempt"] == 2) == 5
+    assert "Note: 7 failed test(s) were not retried: more failed than the retry budget (5 " \
+        "tests" in completed.stdout, completed.stdout
+
+
+POLLUTION = {
+    "tests/state.py": "leaked = []\n",
+    "tests/test_polluter.py": """
+        from tests import state
+
+        def test_leaves_state_behind():
+            state.leaked.append("x")
+    """,
+    "tests/test_victim.py": """
+        from tests import state
+
+        def test_needs_a_clean_module():
+            assert state.leaked == []
+    """,
+    "tests/__init__.py": "",
+}
+
+
+@pytest.mark.parametrize("runners", ["reuse", "fork"])
+def test_state_a_reused_runner_leaks_is_named_pollution_and_a_fork_has_none(
+    runners: str, tmp_path: Path
+) -> None:
+    """Timings put the polluter alone in the first batch and the victim in a later one on
+    the same worker: in a reused runner the victim fails, then passes in a fresh process
+    (polluted, not flaky); in a fork of the booted runner it passes at once."""
+    root = write_pytest_suite(tmp_path / "suite", POLLUTION)
+    timings = tmp_path / "knapsack.json"
+    timings.write_text(json.dumps({"tests/test_polluter.py": 10.0,
+                                   "tests/test_victim.py": 0.1}))
+    completed, cases = run(root, tmp_path, "tests/test_polluter.py", "tests/test_victim.py",
+                           "-w", "1", "--runners", runners, "--from-junit", str(timings))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert ("tests.test_victim", "test_needs_a_clean_module", "passed") in cases
+    lines = completed.stdout.splitlines()
+    polluted = [line for line in lines if line.startswith("Polluted")]
+    assert not any(line.startswith("Flaky") for line in lines), completed.stdout
+    if runners == "reuse":
+        assert polluted == ["Polluted (failed in a runner earlier batches had used, passed in "
+                            "a fresh process: state an earlier batch left behind): "
+                            "tests/test_victim.py::test_needs_a_clean_module"], completed.stdout
+    else:
+        assert polluted == []

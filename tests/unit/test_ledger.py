@@ -137,3 +137,31 @@ def test_queued_and_running_follow_every_status_change() -> None:
     assert ledger.queued() == ledger.running() == ledger.unfinished() == []
     assert ledger.complete and ledger.abandoned_units() == ["b.py"]
     assert ledger.next_batch_id() == 4
+
+
+def test_only_a_budget_of_failed_tests_is_retried_the_rest_are_noted() -> None:
+    """Dozens of tests failing the same way are deterministic: retrying them all doubled
+    their time on a real suite. By default at most max(5, 1% of the tests) are retried."""
+    ledger = Ledger(retries=1)
+    batch = ledger.add([job(0, *(f"t{i}.py" for i in range(20)))])[0]
+    failed = tuple(case(f"t{i}.py::x", f"t{i}.py") for i in range(8))
+    retries = ledger.finished(result(batch, exit_code=1, tests=failed))
+    assert ledger.budget == 5
+    assert [r.units for r in retries] == [(f"t{i}.py::x",) for i in range(5)]
+    assert ledger.not_retried == [f"t{i}.py::x" for i in range(5, 8)]
+
+
+def test_the_budget_grows_with_the_suite_and_can_be_set() -> None:
+    big = Ledger()
+    big.add([job(0, *(f"t{i}.py" for i in range(1000)))])
+    assert big.budget == 10  # 1% of 1,000 tests
+    assert Ledger(retry_budget=0).budget == 0
+
+
+def test_a_test_failing_in_a_reused_runner_is_retried_in_a_fresh_one() -> None:
+    ledger = Ledger(retries=1)
+    batch = ledger.add([job(0, "a.py")])[0]
+    polluted = replace(result(batch, exit_code=1, tests=(case("a.py::x", "a.py"),)),
+                       reused_runner=True)
+    [retry] = ledger.finished(polluted)
+    assert retry.fresh_runner and retry.units == ("a.py::x",)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -250,7 +251,8 @@ def test_runner_notes_are_reported_once() -> None:
     note = {"e": "note", "text": "the project's pytest options --maxfail=1 were ignored"}
     batches = [batch(i, [f"t{i}.py"], [note, ran(f"t{i}.py::a"), done(0)]) for i in range(3)]
     report = merge([f"t{i}.py" for i in range(3)], batches)
-    assert report.notes == ("the project's pytest options --maxfail=1 were ignored",)
+    assert report.notes == ("the project's pytest options --maxfail=1 were ignored; shardrun's "
+                            "own --fail-fast [N] stops the whole run",)
 
 
 # --- `command` batches: settled from their JUnit (accounting.reconcile_junit)
@@ -286,3 +288,20 @@ def test_a_command_killed_mid_run_marks_its_files_incomplete() -> None:
         (A, "passed"), (A, "error"), (B, "error")]
     assert report.cases[1].message.startswith("results may be incomplete: killed after")
     assert report.cases[2].message.startswith("never ran: killed after")
+
+
+def test_a_failure_only_in_a_reused_runner_is_pollution_not_flakiness() -> None:
+    """Flaky means failed, then passed under the same conditions: a test that failed in a
+    runner earlier batches had used and passed in a fresh process is named apart."""
+    node = "tests/test_v.py::test_victim"
+    first = replace(batch(0, ["tests/test_v.py"], [ran(node, "failed"), done(1)],
+                          ending=process(1)), reused_runner=True)
+    retry = batch(1, [node], [ran(node), done(0)], attempt=2)
+    report = merge(["tests/test_v.py"], [first, retry])
+    assert report.passed and not report.flaky
+    assert [case.id for case in report.polluted] == [node]
+    assert any(line.startswith("Polluted (failed in a runner earlier batches had used")
+               for line in summary_lines(report, framework="pytest"))
+    same_conditions = merge(["tests/test_v.py"], [replace(first, reused_runner=False), retry])
+    assert [case.id for case in same_conditions.flaky] == [node]
+    assert not same_conditions.polluted
