@@ -107,7 +107,8 @@ class Workers:
         self.processes = [
             subprocess.Popen(
                 [sys.executable, "-m", "shardrun", "worker", "--redis-url", url,
-                 "--run-id", run_id, "--worker-index", str(index), "--root", str(root)],
+                 "--run-id", run_id, "--worker-index", str(index), "--root", str(root),
+                 "--framework", "command", "--command", NOOP_TEMPLATE],
                 cwd=root, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             )
             for index, log in enumerate(self.logs, start=1)
@@ -142,8 +143,7 @@ def make_units(root: Path, count: int) -> list[str]:
 def noop_jobs(run_id: str, units: Sequence[str], first_index: int) -> list[ShardJob]:
     """One shard per unit; indexes (and so RQ job ids) distinct across the phases."""
     return [
-        ShardJob(run_id, first_index + offset, (unit,), "command", 0.0, 60.0,
-                 command_template=NOOP_TEMPLATE)
+        ShardJob(run_id, first_index + offset, (unit,), 0.0, 60.0)
         for offset, unit in enumerate(units)
     ]
 

@@ -74,7 +74,15 @@ from shardrun.coordinator import (
 )
 from shardrun.history import History
 from shardrun.ledger import Ledger
-from shardrun.models import Plan, ProcessOutcome, Shard, ShardJob, ShardResult, TestResult
+from shardrun.models import (
+    Plan,
+    ProcessOutcome,
+    RunSpec,
+    Shard,
+    ShardJob,
+    ShardResult,
+    TestResult,
+)
 from shardrun.process import kill_tree
 from shardrun.queue import RunQueue, connect, queue_name
 from shardrun.rq_worker import ShardrunWorker
@@ -154,7 +162,7 @@ def passing_tests(units: Sequence[str]) -> tuple[TestResult, ...]:
 
 
 def noop_execute(
-    job: ShardJob, context: shardrun_worker.WorkerContext,
+    job: ShardJob, context: shardrun_worker.WorkerContext, spec: RunSpec | str,
     on_poll: Callable[[], None] | None = None,
 ) -> ShardResult:
     """Stands in for `worker.execute`: the units are checked, no test process runs."""
@@ -183,7 +191,8 @@ def serve_workers(url: str, run_id: str, root: Path, threads: int, index: int) -
     """One worker process: `threads` RQ worker loops until the bench kills the process."""
     scratch = Path(tempfile.mkdtemp(prefix=f"shardrun-scale-w{index}-"))
     shardrun_worker.configure(
-        shardrun_worker.WorkerContext(root, index, root / ".shardrun" / "logs", scratch)
+        shardrun_worker.WorkerContext(root, index, root / ".shardrun" / "logs", scratch,
+                                      spec=RunSpec("command", NOOP_TEMPLATE))
     )
     shardrun_worker.execute = noop_execute
     loops = [

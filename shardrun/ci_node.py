@@ -39,14 +39,16 @@ from shardrun.coordinator import (
     new_ledger,
     prepare,
     prewarm_for,
+    run_spec,
 )
 from shardrun.errors import EXIT_INFRASTRUCTURE, InfrastructureError, ShardrunError
 from shardrun.junit_writer import write_junit
 from shardrun.ledger import Ledger
-from shardrun.models import Plan, Shard, ShardResult
+from shardrun.models import Plan, RunSpec, Shard, ShardResult
 from shardrun.planner import plan_shards
 from shardrun.pool import LocalWorkers
 from shardrun.report import RunReport, merge
+from shardrun.runspec import published, secret_from_environment
 from shardrun.summary import summary_lines
 from shardrun.warm import Prewarm, Runners
 from shardrun.watch import ProgressCallback, Watcher, WatchHooks, WatchOutcome
@@ -103,7 +105,8 @@ def run_node(options: CiOptions, on_progress: ProgressCallback | None = None) ->
         stored = run_queue.completion()
         if stored is not None:
             return _outcome_from(stored, "retry of a completed run", run_queue, set())
-        with _local_workers(options, run_id, prewarm_for(planned, options.run)) as workers:
+        with _local_workers(options, run_id, prewarm_for(planned, options.run),
+                            run_spec(planned, options.run)) as workers:
             return _take_part(options, planned, run_queue, workers, on_progress)
     finally:
         connection.close()
@@ -111,7 +114,7 @@ def run_node(options: CiOptions, on_progress: ProgressCallback | None = None) ->
 
 @contextlib.contextmanager
 def _local_workers(
-    options: CiOptions, run_id: str, prewarm: Prewarm | None
+    options: CiOptions, run_id: str, prewarm: Prewarm | None, spec: RunSpec
 ) -> Iterator[LocalWorkers | None]:
     count = options.run.request.workers
     if count < 1:
@@ -120,7 +123,7 @@ def _local_workers(
     root = options.run.request.root
     log_dir = root / ".shardrun" / "logs" / run_id
     with LocalWorkers(options.run.redis_url or "", run_id, count, root, log_dir,
-                      prewarm) as workers:
+                      prewarm, spec) as workers:
         yield workers
 
 
@@ -183,16 +186,18 @@ def _lead(
     """Plan (or take over), watch, merge. None if the leadership passed to another node
     meanwhile: two nodes must never both merge and mark the run complete."""
     run = options.run
-    ledger = new_ledger(run)
+    spec = run_spec(planned, run)
+    ledger = new_ledger(run, spec)
     meta = run_queue.meta()
     if meta is None:  # the first leader: plan, publish, enqueue
         # Batches for every worker of every node, not this node's (0 when coordinating only).
         fleet = replace(run.request, workers=plan_workers(options))
         dispatched = dispatch_plan(planned, replace(run, request=fleet))
-        jobs = ledger.add(batch_jobs(run_queue.run_id, dispatched, planned, run))
+        jobs = ledger.add(batch_jobs(run_queue.run_id, dispatched, run))
         run_queue.save_batches(jobs)
         meta = {"units": [u for shard in dispatched.shards for u in shard.units],
                 "framework": planned.suite.framework, "started_at": time.time(),
+                "spec": published(spec, secret_from_environment()),
                 "lower_bound": dispatched.lower_bound,
                 "predicted_makespan": dispatched.predicted_makespan}
         run_queue.publish_meta(meta)
@@ -301,11 +306,12 @@ def fallback(planned: PlannedSuite, options: CiOptions, reason: str) -> CiOutcom
                "union over all nodes is the whole suite.")
     results = []
     if units:
-        job = batch_jobs("fallback", replace(static, shards=(shard,)), planned, options.run)[0]
-        job = replace(job, runners=Runners.FRESH.value)  # one batch: nothing to keep warm
+        job = batch_jobs("fallback", replace(static, shards=(shard,)), options.run)[0]
+        # One batch: nothing to keep warm.
+        spec = replace(run_spec(planned, options.run), runners=Runners.FRESH.value)
         root = options.run.request.root
         worker_context = replace(default_context(root, 1), commit=None)
-        results.append(execute(job, worker_context))
+        results.append(execute(job, worker_context, spec))
     report = merge(list(units), results)
     junit = options.run.junit_out or options.run.request.root / ".shardrun" / "junit.xml"
     write_junit(report, junit)

@@ -30,13 +30,14 @@ from shardrun.errors import (
 from shardrun.history import History
 from shardrun.junit_writer import write_junit
 from shardrun.ledger import Ledger
-from shardrun.models import Plan, ShardJob
+from shardrun.models import Plan, RunSpec, ShardJob
 from shardrun.planner import plan_shards
 from shardrun.pool import LocalWorkers
 from shardrun.process import default_timeout, git_head
 from shardrun.report import RunReport, merge
 from shardrun.runlog import boot_seconds, record_run, warm_batch_seconds
 from shardrun.runners import Runner, get_runner
+from shardrun.runspec import published, secret_from_environment
 from shardrun.splitting import split_slow_files
 from shardrun.timings import Durations, file_of_unit, load_durations
 from shardrun.warm import Prewarm, Runners
@@ -146,15 +147,16 @@ def _run_on(
     run_queue = queue.RunQueue(connection, run_id, redis_timeout=options.redis_timeout)
     root = options.request.root
     log_dir = root / ".shardrun" / "logs" / run_id
+    spec = run_spec(planned, options)
     try:
         # Workers boot (import Python, connect, boot the suite in their runners) while
         # the coordinator splits and batches.
         with LocalWorkers(url, run_id, options.request.workers, root, log_dir,
-                          prewarm_for(planned, options)) as workers:
+                          prewarm_for(planned, options), spec) as workers:
             dispatched = dispatch_plan(planned, options)
-            ledger = new_ledger(options)
-            jobs = ledger.add(batch_jobs(run_id, dispatched, planned, options))
-            publish = _publisher(run_queue, connection, run_id, planned, options)
+            ledger = new_ledger(options, spec)
+            jobs = ledger.add(batch_jobs(run_id, dispatched, options))
+            publish = _publisher(run_queue, connection, run_id, planned, options, spec)
             publish()
             run_queue.enqueue(jobs)
             watched = Watcher(run_queue, ledger, workers, on_progress, publish).run()
@@ -165,11 +167,14 @@ def _run_on(
 
 def _publisher(
     run_queue: queue.RunQueue, connection: queue.Connection, run_id: str,
-    planned: PlannedSuite, options: RunOptions,
+    planned: PlannedSuite, options: RunOptions, spec: RunSpec,
 ) -> Callable[[], None]:
-    """Announce the run (again, after Redis lost it): its meta key and the run registry."""
+    """Announce the run (again, after Redis lost it): its meta key and the run registry.
+    The meta carries the run's settings, signed when SHARDRUN_SECRET is set, for workers
+    that have none of their own (runspec.py)."""
     meta = {"run_id": run_id, "framework": planned.suite.framework, "mode": options.mode,
-            "workers": options.request.workers}
+            "workers": options.request.workers,
+            "spec": published(spec, secret_from_environment())}
 
     def publish() -> None:
         run_queue.publish_meta(meta)
@@ -228,9 +233,7 @@ def batch_overhead(runs: Sequence[Mapping[str, Any]], framework: str, *, warm: b
     return boot_seconds(runs) or DEFAULT_BOOT_SECONDS[framework]
 
 
-def batch_jobs(
-    run_id: str, dispatched: Plan, planned: PlannedSuite, options: RunOptions
-) -> list[ShardJob]:
+def batch_jobs(run_id: str, dispatched: Plan, options: RunOptions) -> list[ShardJob]:
     """One job per non-empty shard or batch, longest first so the big ones start first."""
     shards = [shard for shard in dispatched.shards if shard.units]
     if options.mode == "static":
@@ -241,15 +244,10 @@ def batch_jobs(
             run_id=run_id,
             shard_index=shard.index,
             units=shard.units,
-            framework="command" if options.command_template else planned.suite.framework,
             predicted_seconds=shard.predicted_seconds,
             timeout_seconds=options.timeout_seconds or default_timeout(shard.predicted_seconds),
-            runner_args=options.runner_args,
-            command_template=options.command_template,
             commit=commit,
             lease_seconds=options.lease_seconds,
-            runners=options.runners,
-            runner_max_rss_mb=options.runner_max_rss_mb,
         )
         for shard in shards
     ]
@@ -266,7 +264,8 @@ def finish(
 ) -> RunOutcome:
     """Merge, write the JUnit, learn the timings, and pick the exit code."""
     units = [unit for shard in dispatched.shards for unit in shard.units]
-    report = merge(units, watched.results, skipped_units(ledger, watched))
+    report = merge(units, watched.results, skipped_units(ledger, watched),
+                   ledger.lost_reasons())
     report = replace(report, notes=(*report.notes, *retry_notes(ledger)))
     junit_path = options.junit_out or options.request.root / ".shardrun" / "junit.xml"
     write_junit(report, junit_path)
@@ -281,8 +280,19 @@ def finish(
                       watched.infrastructure_error, max(time.time() - started_at, 0.0))
 
 
-def new_ledger(options: RunOptions) -> Ledger:
-    return Ledger(options.max_attempts, options.retries, options.fail_fast, options.retry_budget)
+def new_ledger(options: RunOptions, spec: RunSpec) -> Ledger:
+    return Ledger(options.max_attempts, options.retries, options.fail_fast, options.retry_budget,
+                  framework=spec.framework)
+
+
+def run_spec(planned: PlannedSuite, options: RunOptions) -> RunSpec:
+    """How this run's batches are executed: what workers receive from their own side or,
+    signed, from the run's meta (runspec.py); never through a batch's payload."""
+    return RunSpec(
+        framework="command" if options.command_template else planned.suite.framework,
+        command_template=options.command_template, runner_args=options.runner_args,
+        runners=options.runners, runner_max_rss_mb=options.runner_max_rss_mb,
+    )
 
 
 def retry_notes(ledger: Ledger) -> tuple[str, ...]:

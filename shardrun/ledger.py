@@ -84,6 +84,7 @@ class Ledger:
     fail_fast: int | None = None
     # Failed tests retried in the run at most; None: default_retry_budget of the tests.
     retry_budget: int | None = None
+    framework: str = ""  # of the run's RunSpec: `command` batches retry whole units
     batches: dict[int, BatchEntry] = field(default_factory=dict)
     failures: int = 0
     retried_units: dict[str, int] = field(default_factory=dict)
@@ -91,6 +92,7 @@ class Ledger:
     not_retried: list[str] = field(default_factory=list)  # failed beyond the budget
     tests_seen: set[str] = field(default_factory=set)
     planned_units: int = 0  # of the first pass: what the default budget is a share of
+    refusals: dict[int, str] = field(default_factory=dict)  # batch id -> the last refusal
     _queued: set[int] = field(default_factory=set, init=False, repr=False)
     _running: set[int] = field(default_factory=set, init=False, repr=False)
     _next_id: int = field(default=0, init=False, repr=False)
@@ -152,7 +154,7 @@ class Ledger:
         if not self.accepts(result):
             return []  # a duplicate: the batch is already accounted for
         self._set(result.shard_index, BatchStatus.DONE)
-        failed = retry_units(result, self.batches[result.shard_index].job.framework)
+        failed = retry_units(result, self.framework)
         self.failures += len(failed)
         self.tests_seen.update(test.id for test in result.tests)
         if self.stopped:
@@ -227,10 +229,19 @@ class Ledger:
         self._set(batch_id, BatchStatus.QUEUED)
         return entry.job
 
-    def refused(self, batch_id: int) -> ShardJob | None:
-        """A worker declined the batch (another commit): try another, like a lost lease."""
+    def refused(self, batch_id: int, reason: str = "") -> ShardJob | None:
+        """A worker declined the batch (another commit, no trusted settings): try another,
+        like a lost lease; the reason is what the report says if no worker runs it."""
+        if reason:
+            self.refusals[batch_id] = reason
         self._set(batch_id, BatchStatus.RUNNING)
         return self.lost(batch_id)
+
+    def lost_reasons(self) -> dict[str, str]:
+        """Units of abandoned batches a worker refused -> the refusal, for the report."""
+        return {unit: self.refusals[batch_id] for batch_id, entry in self.batches.items()
+                if entry.status is BatchStatus.ABANDONED and batch_id in self.refusals
+                for unit in entry.job.units}
 
     def requeue_unfinished(self) -> list[ShardJob]:
         """Redis lost the queue: every open batch is queued again, attempts unchanged

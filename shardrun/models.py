@@ -88,44 +88,66 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class RunSpec:
+    """How a run's batches are executed: what a worker runs, as opposed to which tests.
+
+    Never taken from a batch's payload (DESIGN.md rule 12): whoever can write to Redis
+    could then run commands on every worker. A worker gets it from its own side (its
+    command line, or the environment of the `shardrun run`/`ci` that started it) or from
+    the run's published spec when that is signed with the shared secret (runspec.py).
+    """
+
+    framework: str  # "rspec" | "pytest" | "command"
+    command_template: str | None = None
+    runner_args: tuple[str, ...] = ()
+    # How the worker's runner runs batches (shardrun/warm.py): "fork" a child of a booted
+    # runner per batch, "reuse" one runner batch after batch, "fresh" a new process each.
+    runners: str = "fork"
+    # After a batch, a reused runner above this many MB of RSS is stopped; the next batch
+    # boots a fresh one (--runner-max-rss). None: never.
+    runner_max_rss_mb: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["runner_args"] = list(self.runner_args)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        spec = _from_dict(cls, data)
+        return replace(spec, runner_args=tuple(str(arg) for arg in spec.runner_args))
+
+
+@dataclass(frozen=True)
 class ShardJob:
-    """The payload a worker receives: which units to run, how, and for how long at most."""
+    """A batch's payload: which units to run, for how long at most. Data only: how to run
+    them is the RunSpec's, which no payload carries."""
 
     run_id: str
     shard_index: int
     units: tuple[str, ...]
-    framework: str  # "rspec" | "pytest" | "command"
     predicted_seconds: float
     timeout_seconds: float
     attempt: int = 1
-    runner_args: tuple[str, ...] = ()
-    command_template: str | None = None
     # A retry prefers another worker than the one it failed on (flaky vs broken machine).
     avoid_worker: str | None = None
     # The coordinator's `git rev-parse HEAD`; a worker on another commit refuses the batch.
     commit: str | None = None
     # The worker renews its lease this often x 3; a batch whose lease lapses is requeued.
     lease_seconds: float = 10.0
-    # How the worker's runner runs batches (shardrun/warm.py): "fork" a child of a booted
-    # runner per batch, "reuse" one runner batch after batch, "fresh" a new process each.
-    runners: str = "fork"
     # Tests of this batch never started in an earlier attempt (their runner stopped
-    # first): they get one more try, in a runner started for them.
+    # first), or failed in a reused runner: they run in a runner started for them.
     fresh_runner: bool = False
-    # After a batch, a warm runner above this many MB of RSS is stopped; the next batch
-    # boots a fresh one (--runner-max-rss). None: never.
-    runner_max_rss_mb: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["units"] = list(self.units)
-        data["runner_args"] = list(self.runner_args)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ShardJob:
         job = _from_dict(cls, data)
-        return replace(job, units=tuple(job.units), runner_args=tuple(job.runner_args))
+        return replace(job, units=tuple(job.units))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ where `ps` would show its password to every user of the machine.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -35,7 +36,9 @@ import psutil
 
 from shardrun.errors import InfrastructureError, InputError, file_error
 from shardrun.lifeline import die_with_parent
+from shardrun.models import RunSpec
 from shardrun.process import kill_tree
+from shardrun.runspec import SPEC_VARIABLE
 from shardrun.warm import Prewarm
 
 # Restarts allowed per worker slot before the run gives up on local workers: enough to
@@ -94,11 +97,12 @@ class LocalWorkers:
 
     def __init__(
         self, url: str, run_id: str, count: int, root: Path, log_dir: Path,
-        prewarm: Prewarm | None = None,
+        prewarm: Prewarm | None = None, spec: RunSpec | None = None,
     ):
         check_local_workers(count)
         self.url = url
         self.prewarm = prewarm  # each worker boots its runner as it starts
+        self.spec = spec  # how to run the batches: the workers' own settings (runspec.py)
         self.run_id = run_id
         self.count = count
         self.root = root
@@ -118,6 +122,8 @@ class LocalWorkers:
     def _spawn(self, index: int) -> subprocess.Popen[bytes]:
         log = self._open_log(index)
         env = {**os.environ, WORKER_TAG_VARIABLE: self._tag(index), REDIS_URL_VARIABLE: self.url}
+        if self.spec is not None:
+            env[SPEC_VARIABLE] = json.dumps(self.spec.to_dict())
         process = subprocess.Popen(
             self.argv(index), cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, env=env,

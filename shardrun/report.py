@@ -181,10 +181,12 @@ def merge(
     planned_units: Sequence[str],
     results: Sequence[ShardResult],
     skipped: Mapping[str, str] | None = None,
+    lost_reasons: Mapping[str, str] | None = None,
 ) -> RunReport:
     """Account for every planned unit and every test exactly once (see the module
     docstring). `skipped` maps units (or test ids) deliberately not run (fail-fast) to
-    the reason; they become skipped cases."""
+    the reason; they become skipped cases. `lost_reasons` says why a unit no worker ran
+    came back (e.g. every worker refused it)."""
     units = tuple(dict.fromkeys(planned_units))
     index = UnitIndex(units)
     ordered = sorted(results, key=_recency)
@@ -197,7 +199,8 @@ def merge(
     cases += _never_ran(ordered, cases, empty, index, skipped or {})
     accounted = {case.unit for case in cases} | empty
     cases += [_skipped_case(unit, (skipped or {})[unit]) if unit in (skipped or {})
-              else _lost_case(unit) for unit in units if unit not in accounted]
+              else _lost_case(unit, (lost_reasons or {}).get(unit))
+              for unit in units if unit not in accounted]
     return RunReport(
         _in_plan_order(cases, units), units, tuple(results),
         tuple(unit for unit in units if unit in empty and unit not in
@@ -300,11 +303,12 @@ def _skipped_case(item: str, reason: str, unit: str | None = None) -> CaseResult
     )
 
 
-def _lost_case(unit: str) -> CaseResult:
+def _lost_case(unit: str, reason: str | None = None) -> CaseResult:
     file = file_of_unit(unit)
     return CaseResult(
         name=unit, classname=file, file=file, unit=unit, seconds=0.0, outcome="error",
-        message=NO_RESULT, line=None, shard_index=-1, worker="", attempt=0,
+        message=f"{NO_RESULT} ({reason})" if reason else NO_RESULT, line=None,
+        shard_index=-1, worker="", attempt=0,
         result_type=CRASH_ERROR_TYPE, id=unit, origin=NO_RESULT_ORIGIN,
     )
 

@@ -141,7 +141,9 @@ class Watcher:
         if not self.ledger.accepts(result):
             return
         if result.refused:
-            self._requeue(self.ledger.refused(result.shard_index))
+            reason = f"refused by worker {result.worker}: {result.error}"
+            log.warning("batch %s %s", result.shard_index, reason)
+            self._requeue(self.ledger.refused(result.shard_index, reason))
             return
         followers = self.ledger.finished(result)
         self.hooks.accepted(result)

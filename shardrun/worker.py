@@ -26,9 +26,10 @@ from shardrun import queue, rq_worker
 from shardrun.accounting import Settled, reconcile, reconcile_junit
 from shardrun.errors import ShardrunError
 from shardrun.junit_reader import read_testcases
-from shardrun.models import ProcessOutcome, ShardJob, ShardResult, TestResult
+from shardrun.models import ProcessOutcome, RunSpec, ShardJob, ShardResult, TestResult
 from shardrun.process import git_head, run_process
 from shardrun.runners import Runner, get_runner, worker_env
+from shardrun.runspec import UntrustedSpec, verified
 from shardrun.timings import file_of_unit
 from shardrun.warm import BatchRun, Prewarm, RunnerPool, RunnerProcess, Runners
 
@@ -48,6 +49,10 @@ class WorkerContext:
     log_dir: Path
     tmp_dir: Path
     commit: str | None = None  # the checkout's HEAD; None when it is not a git checkout
+    # How to run batches, from this worker's own side (runspec.py); None: the run's
+    # published settings, if `secret` verifies them.
+    spec: RunSpec | None = None
+    secret: str | None = None
 
     @property
     def name(self) -> str:
@@ -127,11 +132,12 @@ def run_shard(payload: dict[str, Any]) -> dict[str, Any]:
     if job.avoid_worker == context.name and run_queue.workers_listening() > 1:
         run_queue.enqueue([replace(job, avoid_worker=None)], id_suffix="-elsewhere")
         return {"shard_index": job.shard_index, "deferred": True}
+    spec = trusted_spec(context, run_queue)
     lease = Lease(job, context.name)
     lease.hold()
     try:
         with _handing_back_on_signals():
-            result = execute(job, context, on_poll=lease.renew)
+            result = execute(job, context, spec, on_poll=lease.renew)
         run_queue.push_result(result)
     except Cancelled as cancelled:
         log.warning("stopping (%s): batch %s handed back unfinished", cancelled,
@@ -179,17 +185,34 @@ def _handing_back_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def trusted_spec(context: WorkerContext, run_queue: queue.RunQueue) -> RunSpec | str:
+    """The settings this worker may run the batch with, or why it has none (runspec.py):
+    never the payload's, which anyone who can write to Redis could have written."""
+    if context.spec is not None:
+        return context.spec
+    try:
+        return verified((run_queue.meta() or {}).get("spec"), context.secret)
+    except UntrustedSpec as error:
+        return str(error)
+
+
 def execute(
-    job: ShardJob, context: WorkerContext, on_poll: Callable[[], None] | None = None
+    job: ShardJob, context: WorkerContext, spec: RunSpec | str,
+    on_poll: Callable[[], None] | None = None,
 ) -> ShardResult:
+    """Run the batch with `spec`; a str instead is why the worker refuses it (as it
+    refuses a batch of another commit): the coordinator reports the reason."""
     started = time.time()
-    if job.commit and context.commit and job.commit != context.commit:
+    reason = spec if isinstance(spec, str) else None
+    if reason is None and job.commit and context.commit and job.commit != context.commit:
         reason = (f"worker checkout is at {context.commit[:12]}, the run at {job.commit[:12]}"
                   "; refusing the batch")
-        return replace(_failed_result(job, context, started, reason, retry=True), refused=True)
+    if reason is not None or isinstance(spec, str):
+        result = _failed_result(job, context, started, str(reason), retry=True)
+        return replace(result, refused=True)
     try:
         validate_units(job.units, context.root)
-        return _run_runner(job, context, started, on_poll)
+        return _run_runner(job, spec, context, started, on_poll)
     except ShardrunError as error:
         return _failed_result(job, context, started, str(error), retry=False)
     except Exception as error:  # the report must learn why, whatever it was
@@ -209,29 +232,31 @@ def validate_units(units: tuple[str, ...], root: Path) -> None:
 
 
 def _run_runner(
-    job: ShardJob, context: WorkerContext, started: float, on_poll: Callable[[], None] | None
+    job: ShardJob, spec: RunSpec, context: WorkerContext, started: float,
+    on_poll: Callable[[], None] | None,
 ) -> ShardResult:
-    runner = get_runner(job.framework, context.root, job.command_template)
+    runner = get_runner(spec.framework, context.root, spec.command_template)
     env = _runner_env(context)
     log_path = _log_dir(context, job.run_id) / f"shard-{job.shard_index}-attempt-{job.attempt}.log"
     server_argv = runner.server_argv()
     if server_argv is None:
-        return _run_command(job, runner, context, env, log_path, started, on_poll)
-    batch, warm = _run_in_server(job, runner, server_argv, context, env, log_path, on_poll)
+        return _run_command(job, spec, runner, context, env, log_path, started, on_poll)
+    batch, warm = _run_in_server(job, spec, runner, server_argv, context, env, log_path,
+                                 on_poll)
     settled = reconcile(job.units, batch.events, batch.outcome,
                         timeout_seconds=job.timeout_seconds)
     result = _result(job, context, started, batch.outcome, settled, warm=warm)
-    return replace(result, reused_runner=warm and job.runners == Runners.REUSE.value)
+    return replace(result, reused_runner=warm and spec.runners == Runners.REUSE.value)
 
 
 def _run_command(
-    job: ShardJob, runner: Runner, context: WorkerContext, env: dict[str, str],
+    job: ShardJob, spec: RunSpec, runner: Runner, context: WorkerContext, env: dict[str, str],
     log_path: Path, started: float, on_poll: Callable[[], None] | None,
 ) -> ShardResult:
     """A `--command` batch: one process, settled from the JUnit XML it leaves behind."""
     out_dir = Path(tempfile.mkdtemp(prefix=f"shard{job.shard_index}-", dir=context.tmp_dir))
     try:
-        invocation = runner.invocation(job.units, out_dir, job.runner_args)
+        invocation = runner.invocation(job.units, out_dir, spec.runner_args)
         outcome = run_process(
             invocation.argv, cwd=context.root, env=env, log_path=log_path,
             timeout_seconds=job.timeout_seconds, on_poll=on_poll,
@@ -319,13 +344,14 @@ def prewarm(context: WorkerContext, run_id: str, wanted: Prewarm) -> None:
 
 
 def _run_in_server(
-    job: ShardJob, runner: Runner, server_argv: tuple[str, ...], context: WorkerContext,
-    env: dict[str, str], log_path: Path, on_poll: Callable[[], None] | None,
+    job: ShardJob, spec: RunSpec, runner: Runner, server_argv: tuple[str, ...],
+    context: WorkerContext, env: dict[str, str], log_path: Path,
+    on_poll: Callable[[], None] | None,
 ) -> tuple[BatchRun, bool]:
     """The batch in this worker's runner (started if needed); True if it was warm."""
-    mode = Runners(job.runners)
-    args = runner.batch_arguments(job.units, job.runner_args)
-    key = _runner_key(job.run_id, job.framework, job.runner_args, context.root)
+    mode = Runners(spec.runners)
+    args = runner.batch_arguments(job.units, spec.runner_args)
+    key = _runner_key(job.run_id, spec.framework, spec.runner_args, context.root)
     if mode is Runners.FRESH:
         fresh = RunnerProcess(key, server_argv, context.root, env, log_path)
         try:
@@ -339,7 +365,7 @@ def _run_in_server(
     batch = process.run(args, log_path, fork=mode is Runners.FORK,
                         timeout_seconds=job.timeout_seconds, on_poll=on_poll)
     _runner_pool.discard_dead()
-    limit = job.runner_max_rss_mb
+    limit = spec.runner_max_rss_mb
     recycled = _runner_pool.recycle_above(None if limit is None else limit * 2**20)
     if recycled is not None:
         with log_path.open("a", encoding="utf-8") as batch_log:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -19,7 +20,10 @@ import click
 from shardrun import worker
 from shardrun.embedded import install_signal_handlers
 from shardrun.errors import InputError, ShardrunError
-from shardrun.warm import Prewarm
+from shardrun.models import RunSpec
+from shardrun.runners import RUNNER_NAMES
+from shardrun.runspec import SECRET_VARIABLE, own_spec_from_environment
+from shardrun.warm import Prewarm, Runners
 
 
 @click.command("worker")
@@ -37,11 +41,27 @@ from shardrun.warm import Prewarm
                                  "now, before the first batch arrives.")
 @click.option("--prewarm-arg", "prewarm_args", multiple=True, metavar="ARG",
               help="A runner argument of the run (what follows `--`), for --prewarm.")
+@click.option("--framework", type=click.Choice(RUNNER_NAMES), default=None,
+              help="Run batches with this framework (and --command, and the runner "
+                   "arguments after `--`), whatever the run publishes. Without it the "
+                   "worker runs the run's settings only when signed with SHARDRUN_SECRET.")
+@click.option("--command", "command_template", default=None, metavar="TEMPLATE",
+              help="With --framework command: the command template.")
+@click.option("--runners", type=click.Choice([mode.value for mode in Runners]),
+              default=Runners.FORK.value, show_default=True, help="With --framework.")
+@click.argument("runner_args", nargs=-1, type=click.UNPROCESSED)
 def worker_command(
     redis_url: str, run_id: str | None, burst: bool, worker_index: int, root: Path,
-    prewarm_framework: str | None, prewarm_args: tuple[str, ...],
+    prewarm_framework: str | None, prewarm_args: tuple[str, ...], framework: str | None,
+    command_template: str | None, runners: str, runner_args: tuple[str, ...],
 ) -> None:
-    """Pull shards from Redis and run them (what a container or CI node runs)."""
+    """Pull shards from Redis and run them (what a container or CI node runs).
+
+    What a batch runs comes from this worker's side, never from the batch: --framework
+    (and --command, -- ARGS), or the settings of the `shardrun run`/`ci` that started it,
+    or the run's published settings when signed with the SHARDRUN_SECRET it shares with
+    the coordinator.
+    """
     install_signal_handlers()
     # Read by click already; the tests this worker runs inherit its environment and have
     # no use for the Redis password (local workers get the URL only here, pool.py).
@@ -50,7 +70,15 @@ def worker_command(
     if prewarm_framework and not run_id:
         raise InputError("--prewarm needs --run-id: a warm runner serves one run; "
                          "add --run-id or drop --prewarm")
-    context = worker.default_context(root.resolve(), worker_index)
+    own = own_spec_from_environment()
+    if framework is not None:
+        own = RunSpec(framework, command_template, tuple(runner_args), runners)
+    elif command_template or runner_args:
+        raise InputError("--command and runner arguments need --framework: they are this "
+                         "worker's own settings; add --framework")
+    secret = os.environ.pop(SECRET_VARIABLE, None) or None  # not for the tests to read
+    context = replace(worker.default_context(root.resolve(), worker_index), spec=own,
+                      secret=secret)
     wanted = Prewarm(prewarm_framework, prewarm_args) if prewarm_framework else None
     worker.serve(redis_url, context, run_id, burst=burst, prewarm_runner=wanted)
 

@@ -44,7 +44,7 @@ ALICE_PASSWORD = "alice-s3cret"
 
 
 def shard_job(run_id: str, index: int = 0) -> ShardJob:
-    return ShardJob(run_id, index, (f"tests/test_{index}.py",), "pytest", 1.5, 60.0)
+    return ShardJob(run_id, index, (f"tests/test_{index}.py",), 1.5, 60.0)
 
 
 def shard_result(run_id: str, index: int = 0) -> ShardResult:

@@ -644,25 +644,28 @@ def test_slow_spec_file_is_split_across_workers(require_ruby: None, tmp_path: Pa
 # --- 5 and 8: what a real worker refuses
 
 
-def run_worker(url: str, root: Path, run_id: str) -> subprocess.CompletedProcess[str]:
-    """`python -m shardrun worker --burst` until the run's queue is empty."""
+def run_worker(
+    url: str, root: Path, run_id: str, *settings: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m shardrun worker --burst SETTINGS` until the run's queue is empty."""
     return subprocess.run(
         [sys.executable, "-m", "shardrun", "worker", "--redis-url", url, "--run-id", run_id,
-         "--burst", "--root", str(root)],
+         "--burst", "--root", str(root), *settings],
         cwd=root, env=clean_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, timeout=RUN_TIMEOUT_SECONDS, check=False,
     )
 
 
 def work_jobs(
-    url: str, root: Path, run_id: str, jobs: Sequence[ShardJob]
+    url: str, root: Path, run_id: str, jobs: Sequence[ShardJob], *settings: str
 ) -> tuple[list[ShardResult], str]:
-    """Enqueue `jobs`, let one burst worker serve them, and read one result per job."""
+    """Enqueue `jobs`, let one burst worker (its own SETTINGS) serve them, and read one
+    result per job."""
     connection = connect(url)
     run_queue = RunQueue(connection, run_id)
     try:
         run_queue.enqueue(jobs)
-        worker = run_worker(url, root, run_id)
+        worker = run_worker(url, root, run_id, *settings)
         assert worker.returncode == 0, worker.stdout
         results = [run_queue.wait_result(5) for _ in jobs]
         assert run_queue.wait_result(0.1) is None  # nothing else came back
@@ -683,11 +686,13 @@ def test_real_worker_refuses_hostile_units_and_runs_nothing(
     root = write_pytest_suite(tmp_path / "checkout", {"tests/test_ok.py": "def test_ok():\n"
                                                       "    pass\n"})
     marker = tmp_path / "ran"
-    template = f"touch {marker} {{files}} {{junit}}" if framework == "command" else None
-    jobs = [ShardJob(unique_id, index, (unit,), framework, 1.0, 60.0, command_template=template)
+    settings = ["--framework", framework]
+    if framework == "command":
+        settings += ["--command", f"touch {marker} {{files}} {{junit}}"]
+    jobs = [ShardJob(unique_id, index, (unit,), 1.0, 60.0)
             for index, unit in enumerate(HOSTILE_UNITS)]
 
-    results, output = work_jobs(private_redis, root, unique_id, jobs)
+    results, output = work_jobs(private_redis, root, unique_id, jobs, *settings)
 
     by_batch = {result.shard_index: result for result in results}
     for index, unit in enumerate(HOSTILE_UNITS):
@@ -709,10 +714,10 @@ def test_unit_named_like_a_shell_command_stays_one_literal_argument(
     junit = ('<testsuite name="s" tests="1"><testcase classname="c" name="literal" '
              'file="$(touch x)" time="0.1"/></testsuite>')
     root = write_files(tmp_path / "checkout", {"$(touch x)": junit})
-    job = ShardJob(unique_id, 0, ("$(touch x)",), "command", 1.0, 60.0,
-                   command_template="cp {files} {junit}")
+    job = ShardJob(unique_id, 0, ("$(touch x)",), 1.0, 60.0)
 
-    [result], output = work_jobs(private_redis, root, unique_id, [job])
+    [result], output = work_jobs(private_redis, root, unique_id, [job], "--framework",
+                                 "command", "--command", "cp {files} {junit}")
 
     assert result.error is None, output
     assert result.outcome.exit_code == 0, result.outcome.output_tail
@@ -743,10 +748,10 @@ def test_worker_at_another_commit_refuses_the_batch(
     marker = tmp_path / "ran"
     other_commit = "0" * 40
     assert git(root, "rev-parse", "HEAD") != other_commit
-    job = ShardJob(unique_id, 0, ("tests/test_ok.py",), "command", 1.0, 60.0,
-                   command_template=f"touch {marker} {{files}} {{junit}}", commit=other_commit)
+    job = ShardJob(unique_id, 0, ("tests/test_ok.py",), 1.0, 60.0, commit=other_commit)
 
-    [result], output = work_jobs(private_redis, root, unique_id, [job])
+    [result], output = work_jobs(private_redis, root, unique_id, [job], "--framework",
+                                 "command", "--command", f"touch {marker} {{files}} {{junit}}")
 
     assert result.refused, output
     assert result.error is not None

@@ -23,7 +23,7 @@ from rq import Callback, Queue, Webhook
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from shardrun.models import ShardJob, ShardResult
+from shardrun.models import RunSpec, ShardJob, ShardResult
 from shardrun.queue import JOB_FUNCTION, Connection, RunQueue, connect, queue_name, register_run
 from shardrun.worker import WorkerContext, execute
 
@@ -100,7 +100,7 @@ def test_worker_refuses_shardrun_jobs_that_carry_a_callback(
     rq_queue = Queue(queue_name(unique_id), connection=connection, serializer=JSONSerializer)
     # A payload whose unit is missing: run_shard returns normally (success callback), and
     # one that is not a dict makes it raise (failure callback).
-    payload = ShardJob(unique_id, 0, ("missing.py",), "pytest", 1.0, 60.0).to_dict()
+    payload = ShardJob(unique_id, 0, ("missing.py",), 1.0, 60.0).to_dict()
     job = rq_queue.enqueue_call(
         func=JOB_FUNCTION, kwargs={"payload": payload if hook == "on_success" else "x"},
         ttl=600, result_ttl=600, failure_ttl=600,
@@ -142,11 +142,11 @@ def test_worker_never_unpickles_job_data_and_keeps_serving(
     poisoned = rq_queue.enqueue_call(func=JOB_FUNCTION, kwargs={}, ttl=600, failure_ttl=600)
     pickled = pickle.dumps((JOB_FUNCTION, None, [], {"payload": _TouchesOnUnpickle(marker)}))
     connection.hset(poisoned.key, "data", zlib.compress(pickled))
-    good = ShardJob(unique_id, 1, ("ok.py",), "command", 1.0, 60.0,
-                    command_template="true {files} {junit}")
+    good = ShardJob(unique_id, 1, ("ok.py",), 1.0, 60.0)
     try:
         run_queue.enqueue([good])
-        worker = run_worker(redis_url, tmp_path, "--run-id", unique_id)
+        worker = run_worker(redis_url, tmp_path, "--run-id", unique_id, "--framework", "command",
+                            "--command", "true {files} {junit}")
         result = run_queue.wait_result(5)
 
         assert not marker.exists(), "the worker unpickled job data"
@@ -184,7 +184,7 @@ def test_worker_refuses_shardrun_jobs_that_carry_webhooks(
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
         connection = connect(redis_url)
         rq_queue = Queue(queue_name(unique_id), connection=connection, serializer=JSONSerializer)
-        payload = ShardJob(unique_id, 0, ("missing.py",), "pytest", 1.0, 60.0).to_dict()
+        payload = ShardJob(unique_id, 0, ("missing.py",), 1.0, 60.0).to_dict()
         job = rq_queue.enqueue_call(
             func=JOB_FUNCTION, kwargs={"payload": payload}, ttl=600, result_ttl=600,
             failure_ttl=600, webhooks=[Webhook(url, "finished"), Webhook(url, "failed")],
@@ -215,12 +215,10 @@ def test_execute_refuses_units_that_are_not_files_in_the_checkout(
     (root / "tests").mkdir(parents=True)
     (tmp_path / "outside.py").write_text("")
     marker = tmp_path / "ran"
-    job = ShardJob(
-        "run", 0, (unit,), "command", 1.0, 60.0, command_template=marking_template(marker)
-    )
+    job = ShardJob("run", 0, (unit,), 1.0, 60.0)
     context = WorkerContext(root, 1, tmp_path / "logs", tmp_path / "scratch")
 
-    result = execute(job, context)
+    result = execute(job, context, RunSpec("command", marking_template(marker)))
 
     assert result.error is not None
     assert repr(unit) in result.error
@@ -233,15 +231,13 @@ def test_run_shard_in_a_real_worker_reports_a_refused_unit_as_an_error(
 ) -> None:
     marker = tmp_path / "ran"
     (tmp_path / "ok.py").write_text("")
-    job = ShardJob(
-        unique_id, 0, ("ok.py", "../../etc/passwd"), "command", 1.0, 60.0,
-        command_template=marking_template(marker),
-    )
+    job = ShardJob(unique_id, 0, ("ok.py", "../../etc/passwd"), 1.0, 60.0)
     connection = connect(redis_url)
     run_queue = RunQueue(connection, unique_id)
     try:
         run_queue.enqueue([job])
-        worker = run_worker(redis_url, tmp_path, "--run-id", unique_id)
+        worker = run_worker(redis_url, tmp_path, "--run-id", unique_id, "--framework", "command",
+                            "--command", marking_template(marker))
         result = run_queue.wait_result(5)
 
         assert worker.returncode == 0, worker.stdout
@@ -268,10 +264,11 @@ def test_worker_without_run_id_serves_an_announced_run(
         (tmp_path / name).write_text(text)
     connection = connect(private_redis)
     run_queue = RunQueue(connection, unique_id)
-    run_queue.enqueue([ShardJob(unique_id, 0, ("test_small.py",), "pytest", 1.0, 120.0)])
+    run_queue.enqueue([ShardJob(unique_id, 0, ("test_small.py",), 1.0, 120.0)])
     register_run(connection, unique_id)
 
-    worker = run_worker(private_redis, tmp_path, env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    worker = run_worker(private_redis, tmp_path, "--framework", "pytest",
+                        env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
     result = run_queue.wait_result(5)
 
     assert worker.returncode == 0, worker.stdout

@@ -6,8 +6,8 @@ from shardrun.ledger import BatchStatus, Ledger, retry_units
 from shardrun.models import ProcessOutcome, ShardJob, ShardResult, TestResult
 
 
-def job(batch_id: int, *units: str, attempt: int = 1, framework: str = "pytest") -> ShardJob:
-    return ShardJob("run", batch_id, units, framework, float(len(units)), 60.0, attempt=attempt)
+def job(batch_id: int, *units: str, attempt: int = 1) -> ShardJob:
+    return ShardJob("run", batch_id, units, float(len(units)), 60.0, attempt=attempt)
 
 
 def result(batch: ShardJob, worker: str = "host:1", exit_code: int = 0,
@@ -67,9 +67,8 @@ def test_failed_tests_are_retried_once_by_their_own_id() -> None:
 def test_the_retry_of_a_split_spec_file_runs_the_example_that_failed() -> None:
     """Second example of a batch of a split file fails: the retry must run that example,
     not the batch's first unit (a flaky test was never detected that way)."""
-    ledger = Ledger(retries=1)
-    batch = ledger.add([job(0, "spec/a_spec.rb[1:1]", "spec/a_spec.rb[1:2]",
-                            framework="rspec")])[0]
+    ledger = Ledger(retries=1, framework="rspec")
+    batch = ledger.add([job(0, "spec/a_spec.rb[1:1]", "spec/a_spec.rb[1:2]")])[0]
     tests = (case("spec/a_spec.rb[1:1]", "spec/a_spec.rb[1:1]", "passed"),
              case("spec/a_spec.rb[1:2]", "spec/a_spec.rb[1:2]"))
     retries = ledger.finished(result(batch, exit_code=1, tests=tests))
@@ -78,7 +77,7 @@ def test_the_retry_of_a_split_spec_file_runs_the_example_that_failed() -> None:
 
 def test_a_command_batch_retries_the_unit_of_a_failed_testcase() -> None:
     """No command selects a JUnit testcase: the file it belongs to runs again."""
-    batch = job(0, "spec/a_spec.rb", framework="command")
+    batch = job(0, "spec/a_spec.rb")
     tests = (case("spec/a_spec.rb::spec.a_spec::fails", "spec/a_spec.rb"),)
     assert retry_units(result(batch, exit_code=1, tests=tests), "command") == ["spec/a_spec.rb"]
 
