@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import socket
 import time
@@ -42,11 +43,13 @@ from shardrun.coordinator import (
     run_spec,
 )
 from shardrun.errors import EXIT_INFRASTRUCTURE, InfrastructureError, ShardrunError
+from shardrun.history import History
 from shardrun.junit_writer import write_junit
 from shardrun.ledger import Ledger
 from shardrun.models import Plan, RunSpec, Shard, ShardResult
 from shardrun.planner import plan_shards
 from shardrun.pool import LocalWorkers
+from shardrun.process import committed_unchanged
 from shardrun.report import RunReport, merge
 from shardrun.runspec import published, secret_from_environment
 from shardrun.summary import summary_lines
@@ -293,17 +296,43 @@ def _outcome_from(
                      node_report, stored.get("infrastructure_error") or "")
 
 
+def alike_estimates(planned: PlannedSuite, options: CiOptions) -> tuple[dict[str, float], str]:
+    """Estimates every node of the build has alike, and where they come from.
+
+    Without Redis the nodes cannot agree on a plan, so each computes the same one from the
+    same inputs: the sorted file list and a timing file committed, unchanged, in the
+    checkout. A history restored from a CI cache or --from-junit files may differ per node
+    (then shares overlap and some files run nowhere), so they are left out: without a
+    committed timing file the split balances file sizes."""
+    root = options.run.request.root
+    timings = options.run.request.timings_path
+    path = timings if timings.is_absolute() else root / timings
+    if committed_unchanged(path, root):
+        history, source = History.load(path), f"{timings} as committed"
+    else:
+        history, source = History(path), "file sizes (no timing file committed in the checkout)"
+    return history.estimates(sorted(planned.suite.files), root), source
+
+
+def plan_digest(estimates: dict[str, float]) -> str:
+    """12 hex digits of the files and estimates a split was made from: equal on every node
+    when their splits agree."""
+    text = json.dumps(sorted((unit, round(seconds, 6)) for unit, seconds in estimates.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def fallback(planned: PlannedSuite, options: CiOptions, reason: str) -> CiOutcome:
-    """No Redis: run this node's share of the static split, in this process."""
+    """No Redis: run this node's share of a static split every node computes alike."""
     started = time.monotonic()
     context = options.context
-    # The split `shardrun plan --index I --total N` prints: one shard per node.
-    static = plan_shards(planned.estimates, context.node_total)
+    estimates, source = alike_estimates(planned, options)
+    static = plan_shards(estimates, context.node_total)
     shard = static.shards[context.node_index]
     units = shard.units
-    message = (f"Redis unreachable ({reason}); running this node's static share: shard "
-               f"{context.node_index} of {context.node_total} ({len(units)} files). The "
-               "union over all nodes is the whole suite.")
+    message = (f"{reason.rstrip('.')}. Running this node's static share instead: shard "
+               f"{context.node_index} of {context.node_total} (0-based; {len(units)} files), "
+               f"split from {source}, plan digest {plan_digest(estimates)}. Every node must "
+               "print the same digest: then the union over all nodes is the whole suite.")
     results = []
     if units:
         job = batch_jobs("fallback", replace(static, shards=(shard,)), options.run)[0]

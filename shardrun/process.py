@@ -509,3 +509,20 @@ def git_head(root: Path) -> str | None:
         return None
     head = completed.stdout.strip()
     return head if completed.returncode == 0 and head else None
+
+
+def committed_unchanged(path: Path, root: Path) -> bool:
+    """Whether `path` is tracked by the git checkout at `root` and has no local changes:
+    then every checkout of the same commit holds the same file."""
+    if shutil.which("git") is None or not path.is_file():
+        return False
+    for argv in (["ls-files", "--error-unmatch", "--", str(path)],
+                 ["diff", "--quiet", "HEAD", "--", str(path)]):
+        try:
+            completed = subprocess.run(["git", "-C", str(root), *argv], capture_output=True,
+                                       timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        if completed.returncode != 0:
+            return False
+    return True
