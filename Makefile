@@ -26,6 +26,7 @@ demo-pytest: $(BIN)/shardrun
 
 test: $(BIN)/shardrun
 	$(BIN)/ruff check .
+	$(BIN)/mypy --strict shardrun
 	$(BIN)/pytest
 
 bench: $(BIN)/shardrun

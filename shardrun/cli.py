@@ -35,7 +35,7 @@ class ShardrunClickError(click.ClickException):
 
     def __init__(self, error: ShardrunError):
         super().__init__(str(error))
-        self.exit_code = error.exit_code
+        self.exit_code = error.exit_code  # type: ignore[misc]  # click's is a class default
 
     def show(self, file: Any = None) -> None:
         click.echo(f"shardrun: error: {self.format_message()}", err=True)

@@ -9,6 +9,8 @@ code: no DTD, no entity expansion) and junitparser reads the tree.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import Any, cast
 from xml.etree.ElementTree import ParseError
 
 import defusedxml.ElementTree as safe_etree
@@ -40,7 +42,9 @@ def read_testcases(xml: str | None) -> tuple[list[TestResult], str | None]:
         return [], "no JUnit written"
     try:
         root = safe_etree.fromstring(xml, forbid_dtd=True)
-        return [_result_of(case) for suite in _SourceXml.fromroot(root) for case in suite], None
+        suites = _SourceXml.fromroot(cast(Any, root))
+        return [_result_of(case) for suite in suites
+                for case in cast(Iterable[_SourceCase], suite)], None
     except (ParseError, DefusedXmlException, JUnitXmlError, ValueError, TypeError) as exc:
         return [], f"malformed JUnit XML ({type(exc).__name__}: {exc})"
 

@@ -42,7 +42,7 @@ class _MergedXml(JUnitXml):
     def update_statistics(self) -> None:
         suites = list(self)
         for suite in suites:
-            suite.update_statistics()
+            suite.update_statistics()  # type: ignore[no-untyped-call]
         self.tests = sum(suite.tests for suite in suites)
         self.failures = sum(suite.failures for suite in suites)
         self.errors = sum(suite.errors for suite in suites)
@@ -74,9 +74,10 @@ def junit_xml(report: RunReport) -> str:
             for key, value in (("shard", shard_index), ("worker", worker), ("attempt", attempt)):
                 suite.add_property(key, _xml_text(str(value)))
         suite.add_testcases([_junit_case(case) for case in cases])
-        root.append(suite)  # not add_testsuite: it compares every pair of suites
+        root.append(suite)  # type: ignore[no-untyped-call]  # not add_testsuite: O(n^2)
     root.update_statistics()
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + root.tostring().decode("utf-8") + "\n"
+    text: bytes = root.tostring()  # type: ignore[no-untyped-call]
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + text.decode("utf-8") + "\n"
 
 
 def _junit_case(case: CaseResult) -> TestCase:

@@ -16,14 +16,17 @@ whose path is the module that collected it). A unit holds one or more tests.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 PLAN_FORMAT_VERSION = 1
 
 
-def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+_Data = TypeVar("_Data")
+
+
+def _from_dict(cls: type[_Data], data: dict[str, Any]) -> _Data:
     """Build `cls` from a dict, ignoring unknown keys so newer peers can add fields."""
-    names = {f.name for f in fields(cls)}
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
@@ -260,8 +263,8 @@ class ShardResult:
         return replace(
             result,
             units=tuple(result.units),
-            outcome=ProcessOutcome.from_dict(result.outcome),
-            tests=tuple(TestResult.from_dict(test) for test in result.tests),
+            outcome=ProcessOutcome.from_dict(data["outcome"]),
+            tests=tuple(TestResult.from_dict(test) for test in data.get("tests", ())),
             unrun=tuple(result.unrun),
             empty_units=tuple(result.empty_units),
             notes=tuple(result.notes),

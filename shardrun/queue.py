@@ -299,7 +299,7 @@ class RunQueue:
     @_retrying
     def stop_reason(self) -> str | None:
         reason = self.connection.get(self.key("stop"))
-        return reason.decode() if reason is not None else None
+        return _text(reason) if reason is not None else None
 
     @_retrying
     def workers_listening(self) -> int:
@@ -419,7 +419,12 @@ def unregister_run(connection: redis.Redis, run_id: str) -> None:
 def active_runs(connection: redis.Redis) -> list[str]:
     """Runs announced and not yet expired, oldest first."""
     members = connection.zrangebyscore(global_key("runs"), time.time(), "+inf")
-    return [member.decode() for member in members]
+    return [_text(member) for member in members]
+
+
+def _text(value: Any) -> str:
+    """A Redis reply as text (the connection returns bytes; decode_responses would not)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def queue_name(run_id: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from shardrun.models import ShardResult
@@ -194,11 +193,12 @@ def _versus(predicted: float, actual: float, timed: bool) -> str:
 
 
 def _slowest_lines(cases: Iterable[CaseResult], count: int) -> list[str]:
-    per_file: Counter[str] = Counter()
+    per_file: dict[str, float] = {}
     for case in cases:
         if case.file:
-            per_file[case.file] += case.seconds
-    ranked = [f"  {seconds:.1f} s  {file}" for file, seconds in per_file.most_common(count)]
+            per_file[case.file] = per_file.get(case.file, 0.0) + case.seconds
+    slowest = sorted(per_file.items(), key=lambda item: -item[1])[:count]
+    ranked = [f"  {seconds:.1f} s  {file}" for file, seconds in slowest]
     return ["Slowest files:", *ranked] if ranked and count > 0 else []
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from xml.etree.ElementTree import Element, ParseError
 
 import junitparser
@@ -221,11 +221,11 @@ def _parse_junit(xml: str | bytes, source: str, root: Path | None) -> Durations:
             f"{source}: not a JUnit report: the root element is <{element.tag}>, not"
             " <testsuites> or <testsuite>; pass the XML file your test runner wrote"
         )
-    report = _FileJUnitXml.fromroot(element)
+    report = _FileJUnitXml.fromroot(cast(Any, element))
     files: dict[str, float] = {}
     examples: dict[str, float] = {}
     for suite in report:
-        for case in suite:
+        for case in cast(Iterable[_FileTestCase], suite):
             path = testcase_file(case.classname, case.file, case.name, root=root)
             if path is None:
                 continue

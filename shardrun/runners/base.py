@@ -54,13 +54,13 @@ class Runner(Protocol):
         self, units: Sequence[str], extra_args: Sequence[str] = ()
     ) -> tuple[str, ...]:
         """The framework's own command line for `units`, as the server receives it."""
-        raise NotImplementedError(f"{self.name} runs commands, not a runner server")
+        raise _unsupported(self.name, "runs commands, not a runner server")
 
     def invocation(
         self, units: Sequence[str], out_dir: Path, extra_args: Sequence[str] = ()
     ) -> Invocation:
         """The argv that runs `units` and writes JUnit XML under `out_dir` (no server)."""
-        raise NotImplementedError(f"{self.name} runs in its runner server")
+        raise _unsupported(self.name, "runs in its runner server")
 
     def list_examples_argv(self, files: Sequence[str], out_dir: Path) -> tuple[str, ...] | None:
         """The argv that lists the example ids in `files`, or None if unsupported.
@@ -73,6 +73,12 @@ class Runner(Protocol):
         """Example ids from a `list_examples_argv` run (its stdout, and files in out_dir)."""
         return []
 
+
+
+def _unsupported(name: str, why: str) -> NotImplementedError:
+    """What a runner raises for the half of the protocol it does not implement (a
+    function, so type checkers do not take the defaults for abstract methods)."""
+    return NotImplementedError(f"{name} {why}")
 
 
 def checked_units(units: Sequence[str]) -> tuple[str, ...]:
