@@ -23,7 +23,8 @@ from shardrun.report import (
 )
 from shardrun.timings import file_of_unit
 
-_RERUN_PREFIX = {"rspec": "rspec", "pytest": "python -m pytest"}
+# Minitest has none: it selects tests by name, not by file and id on one command line.
+_RERUN_PREFIX = {"rspec": "rspec", "pytest": "python -m pytest", "cucumber": "cucumber"}
 # Ids rspec or pytest select a test by: a file, `file[1:2]`, `file.py::Class::test[param]`.
 _SELECTOR = re.compile(r"^[^:\[\]]+(?:\[[\d:]+\]|\.py::.+)?$")
 
