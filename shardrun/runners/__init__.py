@@ -7,6 +7,7 @@ from pathlib import Path
 from shardrun.errors import InputError
 from shardrun.runners.base import Invocation, Runner, worker_env
 from shardrun.runners.command import CommandRunner
+from shardrun.runners.cucumber import CucumberRunner
 from shardrun.runners.minitest import MinitestRunner
 from shardrun.runners.pytest import PytestRunner
 from shardrun.runners.rspec import RspecRunner
@@ -20,6 +21,7 @@ __all__ = [
     "RUNNER_NAMES",
     "SERVER_FRAMEWORKS",
     "CommandRunner",
+    "CucumberRunner",
     "Invocation",
     "MinitestRunner",
     "PytestRunner",
@@ -41,6 +43,8 @@ def get_runner(framework: str, root: Path, command_template: str | None = None) 
         return PytestRunner(root)
     if framework == "minitest":
         return MinitestRunner(root)
+    if framework == "cucumber":
+        return CucumberRunner(root)
     if framework == "command":
         if not command_template:
             raise InputError(
