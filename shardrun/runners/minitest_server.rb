@@ -80,9 +80,11 @@ module ShardrunMinitest
     result.passed? ? "passed" : "failed"
   end
 
-  # Test files loaded in this process: file => the runnable classes its load created. A
+  # Test files loaded in this process, and the file each runnable class belongs to. A
   # reused runner loads a file once (as pytest caches a module); a fork starts empty.
   @loaded = {}
+  @file_of_class = {}
+  @created_by = {}
 
   def self.setup
     %w[lib test].reverse_each do |dir|
@@ -103,24 +105,43 @@ module ShardrunMinitest
 
   def self.reset; end
 
-  # The runnable classes `file` defines; raises what its load raised.
+  # Loads `file` once (not again when another test file already required it); raises what
+  # its load raised. The classes its load created are its own unless Ruby knows better.
   def self.load_file(file)
-    return @loaded[file] if @loaded.key?(file)
+    return if @loaded[file]
 
+    path = File.expand_path(file)
     before = Minitest::Runnable.runnables.dup
     begin
-      load File.expand_path(file)
+      load path unless $LOADED_FEATURES.include?(path)
     ensure
-      created = Minitest::Runnable.runnables - before
+      (Minitest::Runnable.runnables - before).each { |klass| @created_by[klass] ||= file }
     end
-    @loaded[file] = created
+    $LOADED_FEATURES << path # a later `require_relative` of it must not load it twice
+    @loaded[file] = true
   end
 
-  # The tests of `file`, in the order Minitest lists them: {"Class#method" => test}.
+  # The file a class is written in: where its constant is defined (a file that requires
+  # another test file does not take that file's classes), else (a `describe` block) the
+  # file whose load created it.
+  def self.file_of(klass)
+    return @file_of_class[klass] if @file_of_class.key?(klass)
+
+    location = begin
+      Object.const_source_location(klass.name)
+    rescue NameError, TypeError
+      nil
+    end
+    known = location && !location.empty?
+    @file_of_class[klass] = known ? ShardrunServer.relative(location[0]) : @created_by[klass]
+  end
+
+  # The tests of `file`, sorted: {"Class#method" => test}.
   def self.tests_of(file)
+    load_file(file)
     tests = {}
-    load_file(file).each do |klass|
-      next if klass.name.nil?
+    Minitest::Runnable.runnables.each do |klass|
+      next if klass.name.nil? || file_of(klass) != file
 
       klass.runnable_methods.sort.each do |method|
         location = klass.instance_method(method).source_location rescue nil
