@@ -48,7 +48,9 @@ MAX_TAIL_PIECES = 8
 # Boot costs assumed before any run has measured one (seconds): a plain `rspec` or
 # `python -m pytest` process start on a small suite. Rails apps measure far more, which
 # the history then records.
-DEFAULT_BOOT_SECONDS: dict[str, float] = {"rspec": 0.5, "pytest": 0.5, "command": 0.5}
+DEFAULT_BOOT_SECONDS: dict[str, float] = {
+    "rspec": 0.5, "pytest": 0.5, "minitest": 0.5, "cucumber": 0.5, "command": 0.5,
+}
 # What a batch costs outside its tests in a warm runner (shardrun/warm.py) before a run
 # has measured it: dispatch through Redis plus one `RSpec::Core::Runner.run` or
 # `pytest.main` session (0.01-0.06 s measured on the bundled examples).

@@ -15,7 +15,7 @@ from shardrun.warm import Runners
 
 framework_option = click.option(
     "--framework", type=click.Choice(FRAMEWORKS), default=None,
-    help="Test framework (default: rspec if .rspec or spec/ exists, else pytest).",
+    help="Test framework (default: the one whose files the paths hold; several: exit 2).",
 )
 timings_option = click.option(
     "--timings", "timings", type=click.Path(dir_okay=False, path_type=Path),

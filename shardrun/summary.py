@@ -22,9 +22,11 @@ from shardrun.report import (
 )
 from shardrun.timings import file_of_unit
 
-_RERUN_PREFIX = {"rspec": "rspec", "pytest": "python -m pytest"}
-# Ids rspec or pytest select a test by: a file, `file[1:2]`, `file.py::Class::test[param]`.
-_SELECTOR = re.compile(r"^[^:\[\]]+(?:\[[\d:]+\]|\.py::.+)?$")
+# Minitest has none: it selects tests by name, not by file and id on one command line.
+_RERUN_PREFIX = {"rspec": "rspec", "pytest": "python -m pytest", "cucumber": "cucumber"}
+# Ids rspec, pytest or cucumber select a test by: a file, `file[1:2]`,
+# `file.py::Class::test[param]`, `file.feature:12` (a scenario).
+_SELECTOR = re.compile(r"^[^:\[\]]+(?:\[[\d:]+\]|\.py::.+|\.feature:\d+)?$")
 
 # Beyond this many batches the summary shows one line per worker instead of per batch.
 MAX_BATCH_LINES = 12

@@ -21,7 +21,7 @@ from shardrun import worker
 from shardrun.embedded import install_signal_handlers
 from shardrun.errors import InputError, ShardrunError
 from shardrun.models import RunSpec
-from shardrun.runners import RUNNER_NAMES
+from shardrun.runners import RUNNER_NAMES, SERVER_FRAMEWORKS
 from shardrun.runspec import SECRET_VARIABLE, own_spec_from_environment
 from shardrun.warm import Prewarm, Runners
 
@@ -36,7 +36,7 @@ from shardrun.warm import Prewarm, Runners
               help="1-based index: TEST_ENV_NUMBER is '' for 1, then '2', '3', ...")
 @click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=".", help="The project checkout the units are relative to.")
-@click.option("--prewarm", "prewarm_framework", type=click.Choice(["rspec", "pytest"]),
+@click.option("--prewarm", "prewarm_framework", type=click.Choice(SERVER_FRAMEWORKS),
               default=None, help="With --run-id: start the warm runner and boot the suite "
                                  "now, before the first batch arrives.")
 @click.option("--prewarm-arg", "prewarm_args", multiple=True, metavar="ARG",

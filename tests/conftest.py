@@ -39,6 +39,24 @@ def require_ruby() -> None:
 
 
 @pytest.fixture
+def require_minitest() -> None:
+    """Skip (fail in CI) unless `ruby` can load minitest (apt-get install ruby-minitest)."""
+    probe = subprocess.run(["ruby", "-e", "require 'minitest'"], capture_output=True,
+                           check=False) if shutil.which("ruby") else None
+    if probe is None or probe.returncode != 0:
+        missing("ruby/minitest not installed (apt-get install ruby ruby-minitest)")
+
+
+@pytest.fixture
+def require_cucumber() -> None:
+    """Skip (fail in CI) unless `cucumber` and its Ruby library are installed."""
+    probe = subprocess.run(["ruby", "-e", "require 'cucumber'"], capture_output=True,
+                           check=False) if shutil.which("ruby") else None
+    if not shutil.which("cucumber") or probe is None or probe.returncode != 0:
+        missing("cucumber not installed (apt-get install cucumber)")
+
+
+@pytest.fixture
 def redis_url() -> str:
     """The machine's Redis on 127.0.0.1:6379, for tests that neither stop nor fill it.
 

@@ -7,16 +7,23 @@ from pathlib import Path
 from shardrun.errors import InputError
 from shardrun.runners.base import Invocation, Runner, worker_env
 from shardrun.runners.command import CommandRunner
+from shardrun.runners.cucumber import CucumberRunner
+from shardrun.runners.minitest import MinitestRunner
 from shardrun.runners.pytest import PytestRunner
 from shardrun.runners.rspec import RspecRunner
 
 # The framework names the CLI offers (click.Choice) and ShardJob.framework carries.
-RUNNER_NAMES = ("rspec", "pytest", "command")
+RUNNER_NAMES = ("rspec", "pytest", "minitest", "cucumber", "command")
+# The frameworks whose runner is a server a worker can boot ahead (`worker --prewarm`).
+SERVER_FRAMEWORKS = ("rspec", "pytest", "minitest", "cucumber")
 
 __all__ = [
     "RUNNER_NAMES",
+    "SERVER_FRAMEWORKS",
     "CommandRunner",
+    "CucumberRunner",
     "Invocation",
+    "MinitestRunner",
     "PytestRunner",
     "RspecRunner",
     "Runner",
@@ -34,6 +41,10 @@ def get_runner(framework: str, root: Path, command_template: str | None = None) 
         return RspecRunner(root)
     if framework == "pytest":
         return PytestRunner(root)
+    if framework == "minitest":
+        return MinitestRunner(root)
+    if framework == "cucumber":
+        return CucumberRunner(root)
     if framework == "command":
         if not command_template:
             raise InputError(

@@ -161,3 +161,16 @@ def test_empty_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     code, _, err = invoke("plan")
     assert code == 2 and "no rspec test files under spec" in err
+
+
+def test_a_project_with_several_frameworks_exits_2_naming_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("spec/a_spec.rb", "test/b_test.rb"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = invoke("plan")
+    assert code == 2 and "rspec (1 files), minitest (1 files)" in err and "--framework" in err
+    code, out, _ = invoke("plan", "--framework", "minitest")
+    assert code == 0 and "1 minitest files" in out

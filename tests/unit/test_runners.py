@@ -17,6 +17,8 @@ from shardrun.errors import InputError
 from shardrun.runners import (
     RUNNER_NAMES,
     CommandRunner,
+    CucumberRunner,
+    MinitestRunner,
     PytestRunner,
     RspecRunner,
     get_runner,
@@ -50,11 +52,15 @@ def test_get_runner_returns_each_framework(tmp_path: Path) -> None:
     assert [runner.name for runner in runners] == list(RUNNER_NAMES)
     assert isinstance(runners[0], RspecRunner)
     assert isinstance(runners[1], PytestRunner)
-    assert isinstance(runners[2], CommandRunner)
+    assert isinstance(runners[2], MinitestRunner)
+    assert isinstance(runners[3], CucumberRunner)
+    assert isinstance(runners[4], CommandRunner)
 
 
 def test_get_runner_rejects_unknown_framework(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"unknown framework 'jest'.*rspec, pytest, command"):
+    with pytest.raises(
+        InputError, match=r"unknown framework 'jest'.*rspec, pytest, minitest, cucumber, command"
+    ):
         get_runner("jest", tmp_path)
 
 
@@ -272,3 +278,38 @@ def test_worker_env_follows_parallel_tests(tmp_path: Path, index: int, number: s
 def test_worker_env_is_one_based(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="1-based"):
         worker_env({}, 0, tmp_path)
+
+
+# --- minitest and cucumber ----------------------------------------------------------------
+
+
+def test_minitest_batch_puts_units_before_the_options_separator(tmp_path: Path) -> None:
+    runner = MinitestRunner(tmp_path)
+    args = runner.batch_arguments(["test/a_test.rb", "test/b_test.rb::B#test_c"], ["--seed", "1"])
+    assert args == ("test/a_test.rb", "test/b_test.rb::B#test_c", "--", "--seed", "1")
+    assert runner.server_argv() is not None and runner.server_argv()[-1].endswith(
+        "minitest_server.rb")
+
+
+def test_cucumber_batch_is_cucumbers_own_command_line(tmp_path: Path) -> None:
+    runner = CucumberRunner(tmp_path)
+    assert runner.batch_arguments(["features/a.feature:12"], ["--tags", "@fast"]) == (
+        "features/a.feature:12", "--tags", "@fast")
+
+
+@pytest.mark.parametrize("runner_class", [MinitestRunner, CucumberRunner])
+def test_a_listing_with_load_errors_is_an_input_error(
+    runner_class: type, tmp_path: Path
+) -> None:
+    """A file that fails to load is never split into zero tests."""
+    runner = runner_class(tmp_path)
+    listed = tmp_path / "out"
+    listed.mkdir()
+    argv = runner.list_examples_argv(["x"], listed)
+    (listed / argv[argv.index("--list") + 1].rsplit("/", 1)[-1]).write_text(
+        '{"tests": [], "errors": ["x: SyntaxError"]}')
+    with pytest.raises(InputError, match="SyntaxError"):
+        runner.parse_examples("", listed)
+    (listed / argv[argv.index("--list") + 1].rsplit("/", 1)[-1]).write_text(
+        '{"tests": ["a", "b"], "errors": []}')
+    assert runner.parse_examples("", listed) == ["a", "b"]
