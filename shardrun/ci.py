@@ -47,6 +47,10 @@ GITLAB_PARALLEL_SUFFIX = re.compile(r" [0-9]+/[0-9]+$")
 DIGITS = re.compile(r"[0-9]+")
 
 
+# What an explicit build id is namespaced by in run ids, instead of the provider.
+EXPLICIT_BUILD = "explicit"
+
+
 @dataclass(frozen=True)
 class CiContext:
     """Where this node stands: one step of one build, and its 0-based place among the nodes."""
@@ -55,21 +59,28 @@ class CiContext:
     build_id: str
     node_index: int
     node_total: int
+    # Given as --build-id or SHARDRUN_BUILD_ID: then the id alone names the build, whatever
+    # provider variables a node happens to see.
+    build_id_explicit: bool = False
 
     def run_id(self, suite_key: str) -> str:
         """A Redis-key-safe run id shared by exactly the nodes of this step running this suite.
 
         suite_key (built by the caller from the framework and paths) keeps two steps that
-        run different suites under one job name apart even when the build id cannot.
+        run different suites under one job name apart even when the build id cannot. An
+        explicit build id is the same build everywhere: one node that saw GITHUB_ACTIONS
+        and one that did not once started two builds for one SHARDRUN_BUILD_ID.
         """
-        material = "\0".join((self.provider, self.build_id, suite_key))
+        provider = EXPLICIT_BUILD if self.build_id_explicit else self.provider
+        material = "\0".join((provider, self.build_id, suite_key))
         digest = hashlib.sha256(material.encode("utf-8")).hexdigest()
         return RUN_ID_PREFIX + digest[:RUN_ID_HEX_DIGITS]
 
     def describe(self) -> str:
-        """One line for logs; the node number is 1-based, as CI web pages show it."""
+        """One line for logs, numbering nodes as --node-index and SHARDRUN_NODE_INDEX do."""
         label = PROVIDER_LABELS.get(self.provider, self.provider)
-        return f"{label} build {self.build_id}, node {self.node_index + 1} of {self.node_total}"
+        return (f"{label} build {self.build_id}, node {self.node_index} of {self.node_total} "
+                "(0-based)")
 
 
 @dataclass(frozen=True)
@@ -335,4 +346,5 @@ def detect(
         build_id=resolved_build_id,
         node_index=index.value,
         node_total=total.value,
+        build_id_explicit=build_id is not None or _text(environment, OVERRIDE_BUILD_ID) is not None,
     )

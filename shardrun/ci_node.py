@@ -288,12 +288,13 @@ def _outcome_from(
     stored: dict[str, Any], role: str, run_queue: queue.RunQueue, worker_pids: set[int]
 ) -> CiOutcome:
     node_report = None
+    meta = run_queue.meta() or {}
     if worker_pids:
-        meta = run_queue.meta() or {}
         merged = merge(list(meta.get("units", ())), run_queue.collected())
         node_report = _node_report(merged, worker_pids)
     return CiOutcome(int(stored["exit_code"]), role, tuple(stored.get("lines", ())), None,
-                     node_report, stored.get("infrastructure_error") or "")
+                     node_report, stored.get("infrastructure_error") or "",
+                     str(meta.get("framework", "")))
 
 
 def alike_estimates(planned: PlannedSuite, options: CiOptions) -> tuple[dict[str, float], str]:

@@ -53,7 +53,9 @@ def run(paths: tuple[str, ...], workers: int, redis_url: str | None, **settings:
     install_signal_handlers()
     options = _run_options(paths, workers, redis_url, settings)
     reporter = ProgressReporter(sys.stdout.isatty())
-    outcome = coordinator.run(options, reporter)
+    click.echo("shardrun run: finding the tests" + (f" under {' '.join(paths)}" if paths else ""))
+    outcome = coordinator.run(options, reporter,
+                              lambda line: click.echo(f"shardrun run: {printable(line)}"))
     reporter.close()
     _print_summary(summary_lines(outcome.report, framework=outcome.planned.suite.framework,
                                  wall_seconds=outcome.wall_seconds,
@@ -102,7 +104,26 @@ def ci_command(
     if outcome.report is not None:
         _github_output(outcome.report, outcome.framework)
         _print_problems(outcome.report, outcome.message if outcome.role == "leader" else None)
+    else:
+        _github_node_summary(outcome, context.describe())
     sys.exit(outcome.exit_code)
+
+
+def _github_node_summary(outcome: ci_node.CiOutcome, node: str) -> None:
+    """On GitHub Actions, a node that did not merge writes its own step summary too: the
+    run's verdict, this node's share, and where the merged report is."""
+    summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if os.environ.get("GITHUB_ACTIONS") != "true" or not summary_path:
+        return
+    verdict = "passed" if outcome.exit_code == 0 else "failed"
+    text = (f"### shardrun: {node}, {outcome.role}: the run {verdict}\n\n"
+            "The merged JUnit and the timing history are written by the node that led the "
+            "run (its step summary has every failure).\n\n")
+    if outcome.node_report is not None:
+        text += "This node's share:\n\n" + github_step_summary(outcome.node_report,
+                                                              outcome.framework)
+    with open(summary_path, "a", encoding="utf-8") as summary:
+        summary.write(text)
 
 
 def _print_summary(lines: list[str]) -> None:

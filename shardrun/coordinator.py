@@ -19,7 +19,7 @@ from shardrun import queue
 from shardrun.batching import DEFAULT_BOOT_SECONDS, DEFAULT_WARM_BATCH_SECONDS, queue_batches
 from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS
 from shardrun.discovery import Suite, discover
-from shardrun.embedded import EmbeddedRedis
+from shardrun.embedded import EmbeddedRedis, describe_redis_server
 from shardrun.errors import (
     EXIT_INFRASTRUCTURE,
     EXIT_OK,
@@ -128,14 +128,31 @@ def expand_globs(patterns: Sequence[str], root: Path) -> list[Path]:
     return paths
 
 
-def run(options: RunOptions, on_progress: ProgressCallback | None = None) -> RunOutcome:
-    """Run the suite on N local workers, on the given Redis or a private one."""
+def run(
+    options: RunOptions, on_progress: ProgressCallback | None = None,
+    announce: Callable[[str], None] = lambda line: None,
+) -> RunOutcome:
+    """Run the suite on N local workers, on the given Redis or a private one; `announce`
+    hears each step before it is taken, so a person sees the run start at once."""
     started_at = time.time()  # the run's time includes planning and the private Redis
     planned = prepare(options.request)
+    announce(planned_line(planned, options))
     if options.redis_url:
+        announce(f"Redis: {queue.redact(options.redis_url)}")
         return _run_on(options.redis_url, options, planned, on_progress, started_at)
     with EmbeddedRedis() as embedded:
+        announce(describe_redis_server(embedded.binary or "redis-server"))
         return _run_on(embedded.url, options, planned, on_progress, started_at)
+
+
+def planned_line(planned: PlannedSuite, options: RunOptions) -> str:
+    """What is about to run: the files, the framework, the workers, what it planned from."""
+    files = len(planned.suite.files)
+    timings = ("timings from earlier runs" if planned.timed
+               else "no timings yet, so file sizes")
+    return (f"{files} {planned.suite.framework} file{'s' if files != 1 else ''} on "
+            f"{options.request.workers} local worker{'s' if options.request.workers != 1 else ''}"
+            f" ({options.mode} mode, --runners {options.runners}); planned from {timings}")
 
 
 def _run_on(

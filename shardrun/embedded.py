@@ -134,6 +134,7 @@ class EmbeddedRedis:
     ) -> None:
         """`workdir` is where the server's temp dir is made (default: a short temp root)."""
         self._binary = binary
+        self.binary: str | None = None  # the redis-server started, once it is
         self._workdir = workdir
         self._startup_timeout = startup_timeout
         self._directory: Path | None = None
@@ -165,6 +166,7 @@ class EmbeddedRedis:
         binary = self._binary or find_redis_server()
         if binary is None:
             raise InfrastructureError(NO_SERVER_MESSAGE)
+        self.binary = binary
         atexit.register(self.stop)
         try:
             self._directory = _make_directory(self._workdir)

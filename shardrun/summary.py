@@ -135,7 +135,8 @@ def _speedup_lines(report: RunReport, wall_seconds: float | None) -> list[str]:
 
 
 def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+    plural = word + ("es" if word.endswith(("s", "ch", "sh", "x")) else "s")
+    return f"{count} {word}" if count == 1 else f"{count} {plural}"
 
 
 def _failure_lines(report: RunReport) -> list[str]:
@@ -176,7 +177,7 @@ def _worker_lines(results: Sequence[ShardResult], timed: bool) -> list[str]:
         entry[0] += 1
         entry[1] += result.predicted_seconds
         entry[2] += result.outcome.wall_seconds
-    lines = [f"  {worker}: {int(count)} batches, {_versus(predicted, actual, timed)}"
+    lines = [f"  {worker}: {_plural(int(count), 'batch')}, {_versus(predicted, actual, timed)}"
              for worker, (count, predicted, actual) in sorted(totals.items())]
     return [_heading("Workers", timed), *lines]
 

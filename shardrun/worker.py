@@ -139,6 +139,7 @@ def run_shard(payload: dict[str, Any]) -> dict[str, Any]:
         with _handing_back_on_signals():
             result = execute(job, context, spec, on_poll=lease.renew)
         run_queue.push_result(result)
+        log.info("%s", batch_line(result))
     except Cancelled as cancelled:
         log.warning("stopping (%s): batch %s handed back unfinished", cancelled,
                     job.shard_index)
@@ -147,6 +148,16 @@ def run_shard(payload: dict[str, Any]) -> dict[str, Any]:
     finally:
         lease.release()
     return {"shard_index": result.shard_index, "attempt": result.attempt}
+
+
+def batch_line(result: ShardResult) -> str:
+    """What a worker's log says of each batch it ran."""
+    failed = sum(1 for test in result.tests if test.failed)
+    how = "refused" if result.refused else (
+        f"{len(result.tests)} tests, {failed} failed" + (
+            f", {len(result.unrun)} never started" if result.unrun else ""))
+    return (f"run {result.run_id} batch {result.shard_index} attempt {result.attempt}: "
+            f"{len(result.units)} units in {result.outcome.wall_seconds:.1f} s: {how}")
 
 
 class Cancelled(BaseException):
@@ -402,6 +413,12 @@ def serve(
     The context's scratch directory (the tests' TMPDIR) goes when the worker stops.
     """
     configure(context)
+    settings = f"its own {context.spec.framework} settings" if context.spec else (
+        "the run's signed settings" if context.secret else "no settings: it will refuse "
+        "batches until given --framework or SHARDRUN_SECRET")
+    log.info("worker %s (index %d) in %s serving %s, with %s", context.name,
+             context.worker_index, context.root, f"run {run_id}" if run_id else
+             "every announced run", settings)
     try:
         if prewarm_runner is not None and run_id:
             prewarm(context, run_id, prewarm_runner)
@@ -422,10 +439,15 @@ def _serve_on(connection: queue.Connection, run_id: str | None, *, burst: bool) 
 
 
 def _serve_announced_runs(connection: queue.Connection, *, burst: bool) -> None:
+    idle = False
     while True:
         runs = queue.active_runs(connection)
         if runs:
+            idle = False
             rq_worker.work(connection, runs, burst=True)
+        elif not idle:
+            idle = True
+            log.info("idle: no run announced; looking again every %.0f s", IDLE_RECHECK_SECONDS)
         if burst:
             return
         time.sleep(IDLE_RECHECK_SECONDS)

@@ -726,7 +726,7 @@ def test_github_actions_leader_writes_step_summary_and_annotations(
     leader = assert_one_leader(finished)
     assert [node.returncode for node in finished] == [1, 1], explain(finished)
     for node in finished:
-        assert f"GitHub Actions build {run_id}/1/test, node {int(node.label) + 1} of 2" \
+        assert f"GitHub Actions build {run_id}/1/test, node {node.label} of 2 (0-based)" \
             in node.stdout, node.explain()
     # One annotation for the one failure, from the leader (two would show twice on GitHub).
     annotations = [line for node in finished for line in node.stdout.splitlines()
@@ -741,7 +741,12 @@ def test_github_actions_leader_writes_step_summary_and_annotations(
     assert f"`{FAILING_TEST}` | `{FAILING_FILE}:{FAILING_LINE}`" in summary, summary
     # The rerun command is the suite's own framework's, not another's.
     assert f"python -m pytest {FAILING_FILE}::{FAILING_TEST}" in summary, summary
-
+    # The follower writes its own: the verdict, its share, where the merged report is.
+    [follower] = [node for node in finished if node is not leader]
+    own = (tmp_path / f"step-summary-{follower.label}.md").read_text()
+    assert own.startswith(f"### shardrun: GitHub Actions build {run_id}/1/test, node "
+                          f"{follower.label} of 2 (0-based), follower: the run failed"), own
+    assert "merged JUnit" in own, own
 
 # --- 7: multi-host: nodes in network namespaces that reach Redis only over a veth
 

@@ -277,6 +277,10 @@ def test_worker_without_run_id_serves_an_announced_run(
     assert result.outcome.exit_code == 0, result.outcome.output_tail
     assert sorted((test.id, test.outcome) for test in result.tests) == [
         ("test_small.py::test_one", "passed"), ("test_small.py::test_two", "passed")]
+    # What a person tailing the worker's log sees: its start and each batch.
+    assert "serving every announced run, with its own pytest settings" in worker.stdout
+    assert f"run {unique_id} batch 0 attempt 1: 1 units in " in worker.stdout
+    assert ": 2 tests, 0 failed" in worker.stdout
     assert_every_key_of_the_run_expires(connection, unique_id)
     connection.close()
 

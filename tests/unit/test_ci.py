@@ -80,7 +80,7 @@ JENKINS = {
 def test_github_reads_run_attempt_and_job_and_needs_explicit_nodes() -> None:
     context = detect(GITHUB, node_index=2, node_total=3)
     assert context == CiContext("github", "9876543210/1/rspec", 2, 3)
-    assert context.describe() == "GitHub Actions build 9876543210/1/rspec, node 3 of 3"
+    assert context.describe() == "GitHub Actions build 9876543210/1/rspec, node 2 of 3 (0-based)"
 
 
 def test_github_takes_nodes_from_overrides() -> None:
@@ -114,7 +114,7 @@ def test_github_without_index_or_total_says_to_pass_node_index(extra: dict[str, 
 def test_gitlab_parallel_node_is_converted_to_zero_based() -> None:
     context = detect(gitlab("rspec", node=2, total=4))
     assert context == CiContext("gitlab", "123/rspec", 1, 4)
-    assert context.describe() == "GitLab CI build 123/rspec, node 2 of 4"
+    assert context.describe() == "GitLab CI build 123/rspec, node 1 of 4 (0-based)"
 
 
 def test_gitlab_parallel_nodes_of_one_job_share_the_build_id() -> None:
@@ -156,7 +156,7 @@ def test_gitlab_node_index_zero_is_rejected_as_one_based() -> None:
 def test_circleci_reads_zero_based_nodes() -> None:
     context = detect(circleci(node=3, total=4))
     assert context == CiContext("circleci", "6a3b2c1d-0000-4e5f-8a9b-abcdefabcdef/test", 3, 4)
-    assert context.describe().endswith("node 4 of 4")
+    assert context.describe().endswith("node 3 of 4 (0-based)")
 
 
 def test_circleci_jobs_of_one_workflow_differ() -> None:
@@ -208,12 +208,12 @@ def test_no_ci_without_build_id_says_what_to_set() -> None:
 def test_any_other_ci_works_through_overrides() -> None:
     env = {"SHARDRUN_BUILD_ID": "drone-512", "SHARDRUN_NODE_INDEX": "2", "SHARDRUN_NODE_TOTAL": "5"}
     context = detect(env)
-    assert context == CiContext("override", "drone-512", 2, 5)
-    assert context.describe() == "Custom CI build drone-512, node 3 of 5"
+    assert context == CiContext("override", "drone-512", 2, 5, True)
+    assert context.describe() == "Custom CI build drone-512, node 2 of 5 (0-based)"
 
 
 def test_build_id_alone_is_one_node() -> None:
-    assert detect({}, build_id="local-1") == CiContext("override", "local-1", 0, 1)
+    assert detect({}, build_id="local-1") == CiContext("override", "local-1", 0, 1, True)
 
 
 def test_detect_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,7 +242,7 @@ def test_overrides_beat_provider_variables() -> None:
         "SHARDRUN_NODE_INDEX": "0",
         "SHARDRUN_NODE_TOTAL": "2",
     }
-    assert detect(env) == CiContext("gitlab", "custom", 0, 2)
+    assert detect(env) == CiContext("gitlab", "custom", 0, 2, True)
 
 
 def test_each_override_stands_alone() -> None:
@@ -258,13 +258,13 @@ def test_cli_values_beat_overrides() -> None:
         "SHARDRUN_NODE_TOTAL": "2",
     }
     assert detect(env, build_id="from-cli", node_index=4, node_total=5) == CiContext(
-        "circleci", "from-cli", 4, 5
+        "circleci", "from-cli", 4, 5, True
     )
 
 
 def test_override_build_id_spares_missing_provider_variables() -> None:
     env = {"GITLAB_CI": "true", "SHARDRUN_BUILD_ID": "custom"}
-    assert detect(env) == CiContext("gitlab", "custom", 0, 1)
+    assert detect(env) == CiContext("gitlab", "custom", 0, 1, True)
 
 
 def test_blank_override_is_ignored_rather_than_shared_by_every_build() -> None:
@@ -363,3 +363,16 @@ def test_run_id_parts_cannot_run_together() -> None:
     assert CiContext("override", "a", 0, 1).run_id("bc") != CiContext(
         "override", "ab", 0, 1
     ).run_id("c")
+
+
+def test_an_explicit_build_id_is_the_same_build_whatever_provider_a_node_sees() -> None:
+    """The same SHARDRUN_BUILD_ID with and without GITHUB_ACTIONS set used to start two
+    builds, the second running the whole suite alone."""
+    plain = detect({"SHARDRUN_BUILD_ID": "b1", "SHARDRUN_NODE_INDEX": "0",
+                       "SHARDRUN_NODE_TOTAL": "2"})
+    github = detect({"SHARDRUN_BUILD_ID": "b1", "SHARDRUN_NODE_INDEX": "1",
+                        "SHARDRUN_NODE_TOTAL": "2", "GITHUB_ACTIONS": "true",
+                        "GITHUB_RUN_ID": "7", "GITHUB_RUN_ATTEMPT": "1", "GITHUB_JOB": "t"})
+    assert plain.run_id("suite") == github.run_id("suite")
+    assert detect({"SHARDRUN_NODE_INDEX": "0", "SHARDRUN_NODE_TOTAL": "2"},
+                     build_id="b1").run_id("suite") == plain.run_id("suite")
