@@ -413,19 +413,25 @@ def serve(
     The context's scratch directory (the tests' TMPDIR) goes when the worker stops.
     """
     configure(context)
-    settings = f"its own {context.spec.framework} settings" if context.spec else (
-        "the run's signed settings" if context.secret else "no settings: it will refuse "
-        "batches until given --framework or SHARDRUN_SECRET")
-    log.info("worker %s (index %d) in %s serving %s, with %s", context.name,
-             context.worker_index, context.root, f"run {run_id}" if run_id else
-             "every announced run", settings)
     try:
         if prewarm_runner is not None and run_id:
             prewarm(context, run_id, prewarm_runner)
-        _serve_on(queue.connect(url), run_id, burst=burst)
+        connection = queue.connect(url)
+        log.info("%s", _start_line(context, run_id))  # once Redis answered: no error came
+        _serve_on(connection, run_id, burst=burst)
     finally:
         _runner_pool.close()
         shutil.rmtree(context.tmp_dir, ignore_errors=True)
+
+
+def _start_line(context: WorkerContext, run_id: str | None) -> str:
+    """What a worker's log says as it starts serving: where, what, with which settings."""
+    settings = f"its own {context.spec.framework} settings" if context.spec else (
+        "the run's signed settings" if context.secret else "no settings: it will refuse "
+        "batches until given --framework or SHARDRUN_SECRET")
+    serving = f"run {run_id}" if run_id else "every announced run"
+    return (f"worker {context.name} (index {context.worker_index}) in {context.root} "
+            f"serving {serving}, with {settings}")
 
 
 def _serve_on(connection: queue.Connection, run_id: str | None, *, burst: bool) -> None:
