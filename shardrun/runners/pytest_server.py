@@ -20,7 +20,9 @@ turn a test it never finished into a pass. Events (`e` names the kind):
   {"e": "file_error", "file", "message", "details"}   a module failed to import
   {"e": "start", "id", "file", "line", "name", "classname"}
   {"e": "finish", "id", "outcome", "seconds", "message", "details", "type", "stdout",
-   "stderr"}                                   outcome: passed | failed | error | skipped
+   "stderr"}                                   outcome: passed | failed | error | skipped;
+                                               rspec_server.rb adds "name" (a one-liner
+                                               is named as it runs), which wins
   {"e": "note", "text"}                        e.g. the project's -x was overridden
   {"e": "abort", "reason"}                     the session was interrupted (Ctrl-C,
                                                pytest.exit(), an internal error)
