@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -230,11 +229,12 @@ def serial_argv(suite: Suite, prepared: Prepared, junit: Path) -> list[str]:
 
 def shardrun_argv(
     suite: Suite, prepared: Prepared, junit: Path, workers: int, runners: str, timings: Path,
-    seed_junit: Path,
+    seed_junit: Path | None,
 ) -> list[str]:
+    seed = ["--from-junit", str(seed_junit)] if seed_junit else []
     return [prepared.python, "-m", "shardrun", "run", *suite.paths, "--workers", str(workers),
             "--runners", runners, "--retries", "0", "--junit-out", str(junit),
-            "--timings", str(timings), "--from-junit", str(seed_junit)]
+            "--timings", str(timings), *seed]
 
 
 # --- the comparison
@@ -329,24 +329,24 @@ def measure_suite(
     scratch = Path(tempfile.mkdtemp(prefix=f"real-{suite.name}-"))
     print(f"{suite.name} {suite.version} in {prepared.root}, scratch {scratch}", flush=True)
     runs: list[dict[str, Any]] = []
-    seed = scratch / "serial-seed.xml"
+    serial = scratch / "serial.xml"
+    wall, code = timed(serial_argv(suite, prepared, serial), prepared.root, scratch / "serial.log")
+    print(f"serial: {wall:.1f} s, exit {code}", flush=True)
+    runs.append({"round": 0, "kind": "serial", "wall": wall, "exit": code,
+                 "testcases": len(list(ET.parse(serial).getroot().iter("testcase")))})
     for round_index in range(rounds):
-        serial = scratch / f"serial-{round_index}.xml"
-        wall, code = timed(serial_argv(suite, prepared, serial), prepared.root,
-                           scratch / f"serial-{round_index}.log")
-        print(f"round {round_index + 1} serial: {wall:.1f} s, exit {code}", flush=True)
-        runs.append({"round": round_index, "kind": "serial", "wall": wall, "exit": code,
-                     "testcases": len(list(ET.parse(serial).getroot().iter("testcase")))})
-        if round_index == 0:
-            shutil.copy(serial, seed)
         turn = round_index % len(modes)
         order = [*modes[turn:], *modes[:turn]]
         for count in workers:
             for mode in order:
                 name = f"n{count}-{mode}-{round_index}"
                 merged = scratch / f"{name}.xml"
-                argv = shardrun_argv(suite, prepared, merged, count, mode,
-                                     scratch / f"{name}-timings.json", seed)
+                # Each (N, mode) keeps its own history from round to round, as a CI cache
+                # would: round 1 plans from the serial JUnit alone, later rounds also from
+                # what that mode measured (per-file seconds, a batch's cost outside tests).
+                timings = scratch / f"timings-n{count}-{mode}.json"
+                argv = shardrun_argv(suite, prepared, merged, count, mode, timings,
+                                     None if timings.exists() else serial)
                 wall, code = timed(argv, prepared.root, scratch / f"{name}.log")
                 comparison = compare(serial, merged, suite.framework, prepared.root) if (
                     merged.is_file()) else {"equal": False, "error": "no merged JUnit"}
@@ -385,13 +385,17 @@ def default_ratios(runs: Sequence[dict[str, Any]], count: int) -> list[float]:
 
 def suite_section(result: dict[str, Any]) -> list[str]:
     runs = result["runs"]
-    serial = [run for run in runs if run["kind"] == "serial"]
+    serial = median_wall([run for run in runs if run["kind"] == "serial"])
+    testcases = next(run["testcases"] for run in runs if run["kind"] == "serial")
     versions = ", ".join(f"{name} {version}" for name, version in result["versions"].items())
+    rounds = 1 + max(run["round"] for run in runs)
     lines = [f"### {result['suite']} {result['version']} ({result['framework']})", "",
              f"{result['origin']}; {versions}. Serial: `{result['serial_command']}`, "
-             f"{serial[0]['testcases']} testcases, {median_wall(serial):.1f} s "
-             f"(median of {len(serial)}).", "",
-             "| N | runners | wall s (median) | runs | vs serial | same testcases and outcomes |",
+             f"{testcases} testcases, {serial:.1f} s. {rounds} rounds of shardrun; round 1 "
+             "plans from the serial JUnit alone (a first run), later rounds also from the "
+             "history that (N, mode) recorded.", "",
+             "| N | runners | round 1 s | later rounds s (median) | serial / later | "
+             "same testcases and outcomes as serial |",
              "|---:|:---|---:|---:|---:|:---|"]
     counts = sorted({run["workers"] for run in runs if run["kind"] == "shardrun"})
     for count in counts:
@@ -401,17 +405,25 @@ def suite_section(result: dict[str, Any]) -> list[str]:
             if not cell:
                 continue
             same = sum(bool(run["comparison"].get("equal")) for run in cell)
-            verdict = "yes" if same == len(cell) else f"**no** ({len(cell) - same} of {len(cell)})"
-            lines.append(f"| {count} | {mode} | {median_wall(cell):.1f} | {len(cell)} | "
-                         f"{median_wall(serial) / median_wall(cell):.2f}x | {verdict} |")
+            verdict = (f"yes ({same} of {same})" if same == len(cell)
+                       else f"**no** ({len(cell) - same} of {len(cell)} differ)")
+            first = [run for run in cell if run["round"] == 0]
+            later = [run for run in cell if run["round"] > 0]
+            first_s = f"{first[0]['wall']:.1f}" if first else "-"
+            later_s, speedup = ((f"{median_wall(later):.1f}", f"{serial / median_wall(later):.2f}x")
+                                if later else ("-", "-"))
+            lines.append(f"| {count} | {mode} | {first_s} | {later_s} | {speedup} | {verdict} |")
     lines.append("")
     for count in counts:
         ratios = default_ratios(runs, count)
-        if ratios:
-            verdict = "within 5 %" if statistics.median(ratios) <= WITHIN else "**not within 5 %**"
-            lines.append(f"- N = {count}: {DEFAULT_MODE} / fastest mode of the same round: "
-                         f"{', '.join(f'{ratio:.2f}' for ratio in ratios)} (median "
-                         f"{statistics.median(ratios):.2f}, {verdict})")
+        if not ratios:
+            continue
+        later = ratios[1:] or ratios
+        verdict = "within 5 %" if statistics.median(later) <= WITHIN else "**not within 5 %**"
+        lines.append(f"- N = {count}: {DEFAULT_MODE} / the fastest mode of the same round, "
+                     f"rounds 1..{len(ratios)}: {', '.join(f'{ratio:.2f}' for ratio in ratios)}; "
+                     f"median of the rounds with history {statistics.median(later):.2f} "
+                     f"({verdict})")
     elsewhere = max((run["comparison"].get("serial_file_elsewhere", 0) for run in runs
                      if run["kind"] == "shardrun"), default=0)
     if elsewhere:
@@ -421,18 +433,45 @@ def suite_section(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+# What the comparison found when it first ran, and where it was fixed: kept in the
+# section, since a run after the fixes shows only that the reports are now equal.
+FINDINGS = """\
+What the first runs found (before 6c0bd11 and 1113965), all naming and accounting in
+shardrun, none an order dependence of the suites:
+
+- networkx, every mode: 40 testcases missing, exit 0. A module that calls
+  `pytest.importorskip` at its top is skipped as it is collected; pytest's JUnit writes it
+  as one skipped testcase (classname `""`, its dotted path as the name), shardrun dropped
+  it as a unit that "ran with zero examples". Fixed in the pytest runner
+  (`EventsPlugin.collector_skipped`, `junit_names`). The 684 inherited test methods
+  (`class TestDiGraph(BaseDiGraphTester)`) were all there, under the module that
+  collected them (node ids, 0f3aa8d).
+- rspec-expectations: 621 of 2,370 examples renamed. Examples of a shared example group
+  written in `spec/support/` got that file as their classname; rspec_junit_formatter names
+  the spec file of the example's top-level group. Fixed in `rspec_server.rb`
+  (`ShardrunEventsFormatter#classname`).
+- addressable: 29 of 1,404 examples renamed. A one-liner (`its(:captures) { is_expected.to
+  == [...] }`) is named by the description RSpec generates as it runs; shardrun kept the
+  name from the example's start (`... captures `). Fixed: the runner sends the name again
+  when the example finishes (`#finish`), and `accounting._finished` prefers it.
+- addressable, not shardrun: 2 generated names hold an object address
+  (`#<Addressable::URI:0x23a0 ...>`) that differs with whatever the process allocated
+  before; compared as `0x...`.
+"""
+
+
 def render(results: Sequence[dict[str, Any]], commands: Sequence[str], machine: str) -> str:
     measured = " and ".join(f"`{command}`" for command in commands)
     commits = ", ".join(sorted({str(result.get("commit", "?")) for result in results}))
     lines = [f"Measured by {measured} (run from the repository root), {machine}, shardrun "
-             f"{commits}. Each round runs the serial suite, "
-             "then `shardrun run PATHS --workers N --runners MODE --retries 0 --junit-out ... "
-             "--timings <new file> --from-junit <round 1's serial JUnit>` for each N and "
-             "mode, the modes taking turns at each position from round to round; every "
-             "merged JUnit is compared with the same round's serial one by (collecting file, "
-             "classname, name) and outcome. Wall times are of the whole command, on a "
-             "2-core machine shared with other work. How to fetch and run each suite: "
-             "bench/README.md.", ""]
+             f"{commits}. The serial suite runs once, then each round "
+             "`shardrun run PATHS --workers N --runners MODE --retries 0 --junit-out ... "
+             "--timings <that N and mode's own file> [--from-junit <the serial JUnit>, in "
+             "round 1]` for each N and mode, the modes taking turns at each position from "
+             "round to round; every merged JUnit is compared with the serial one by "
+             "(collecting file, classname, name) and outcome. Wall times are of the whole "
+             "command, on a 2-core machine shared with other work. How to fetch and run "
+             "each suite: bench/README.md.", "", FINDINGS]
     for result in results:
         lines += [*suite_section(result), ""]
     return "\n".join(lines)
