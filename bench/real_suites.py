@@ -460,6 +460,28 @@ shardrun, none an order dependence of the suites:
 """
 
 
+# How to read the times of bench/results/real-suites-*.json (2026-12-07, 0567e5c): kept
+# with the numbers it reads; measure again and rewrite it when they change.
+READING = """\
+How to read the times. Every merged report equalled the serial run in every mode, N and
+round (66 runs). The times do not settle issue 24's other condition either way: the
+machine's load average stood at 5 to 7 on its 2 cores during the runs (other sessions'
+test suites), and at N = 2 the same 5,010 networkx tests took 65 to 84 s of test time
+(summed over the workers) from one shardrun run to the next, far more than the 5 % to be
+resolved; on the RSpec suites part
+of addressable's rounds and rspec-expectations' last round also overlapped this session's
+own integration tests. As measured, the default `fork` was not within 5 % of the fastest
+mode: its median ratio over the rounds with history was 1.10 (N = 2) and 1.08 (N = 4) on
+networkx, 1.16 and 1.19 on rspec-expectations, 1.00 and 1.19 on addressable. Of the 22
+(suite, N, round) cells `reuse` was the fastest in 12, `fork` in 6, `fresh` in 4 (on
+networkx 2 each). The RSpec suites run in 1 to 5 s serially, and shardrun is
+slower than serial on them in every mode: a private Redis, planning (with `rspec
+--dry-run` listings when a file is split) and the workers' start cost 2 to 3 s. Measure
+again on a quiet machine (`flock /tmp/shardrun-bench.lock`, more `--rounds`) before
+choosing the default from these numbers.
+"""
+
+
 def render(results: Sequence[dict[str, Any]], commands: Sequence[str], machine: str) -> str:
     measured = " and ".join(f"`{command}`" for command in commands)
     commits = ", ".join(sorted({str(result.get("commit", "?")) for result in results}))
@@ -474,7 +496,7 @@ def render(results: Sequence[dict[str, Any]], commands: Sequence[str], machine: 
              "each suite: bench/README.md.", "", FINDINGS]
     for result in results:
         lines += [*suite_section(result), ""]
-    return "\n".join(lines)
+    return "\n".join([*lines, READING])
 
 
 def git_commit() -> str:
