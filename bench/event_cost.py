@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     body = "\n".join([
-        HEADING, "", provenance("bench/event_cost.py", argv), "",
+        provenance("bench/event_cost.py", argv), "",
         f"{FILES} files of {TESTS} trivial tests, each run as the framework's plain command "
         "and as one batch in a fresh shardrun runner (events read and settled), interleaved, "
         f"median of {args.rounds}. The difference divided by the tests is what reporting "

@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{statistics.median(values) / base:.3f} |" for name, values in walls.items()]
     ratio = statistics.median(walls["default"]) / base
     body = "\n".join([
-        HEADING, "", provenance("bench/retry_budget.py", argv), "",
+        provenance("bench/retry_budget.py", argv), "",
         f"{FILES} pytest files of {TESTS} tests ({SLEEP} s each), {FAILING} of them with one "
         f"test that fails every time, `shardrun run -w {WORKERS}`, {args.rounds} interleaved "
         f"rounds after one run that records timings. Target: the default within "

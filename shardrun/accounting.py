@@ -161,7 +161,9 @@ def _finished(start: Mapping[str, Any], finish: Mapping[str, Any], index: UnitIn
         file=str(start.get("file") or file_of_unit(test_id)),
         outcome=outcome if outcome in OUTCOMES else "error",
         seconds=_seconds(finish.get("seconds")), line=_line(start.get("line")),
-        name=str(start.get("name") or test_id), classname=str(start.get("classname") or ""),
+        # The finish's name wins: RSpec names a one-liner only as it runs it.
+        name=str(finish.get("name") or start.get("name") or test_id),
+        classname=str(start.get("classname") or ""),
         message=str(finish.get("message") or ""), details=str(finish.get("details") or ""),
         result_type=str(finish.get("type") or ""), stdout=str(finish.get("stdout") or ""),
         stderr=str(finish.get("stderr") or ""),

@@ -20,7 +20,9 @@ turn a test it never finished into a pass. Events (`e` names the kind):
   {"e": "file_error", "file", "message", "details"}   a module failed to import
   {"e": "start", "id", "file", "line", "name", "classname"}
   {"e": "finish", "id", "outcome", "seconds", "message", "details", "type", "stdout",
-   "stderr"}                                   outcome: passed | failed | error | skipped
+   "stderr"}                                   outcome: passed | failed | error | skipped;
+                                               rspec_server.rb adds "name" (a one-liner
+                                               is named as it runs), which wins
   {"e": "note", "text"}                        e.g. the project's -x was overridden
   {"e": "abort", "reason"}                     the session was interrupted (Ctrl-C,
                                                pytest.exit(), an internal error)
@@ -124,6 +126,19 @@ class EventsPlugin:
             self.writer.emit({"e": "file_error", "file": self.test_id(report.nodeid).split("::")[0],
                               "message": "collection failed: " + _last_line(details),
                               "details": details})
+        elif report.skipped and report.nodeid:
+            self.collector_skipped(report)
+
+    def collector_skipped(self, report: Any) -> None:
+        """A module (or class) skipped as it was collected (`pytest.importorskip` at its
+        top) has no test, yet pytest's junitxml writes it as one skipped testcase: so is
+        it here, under the node id of the collector, or it would vanish from the merged
+        report as a unit that ran with zero tests."""
+        test_id = self.test_id(report.nodeid)
+        name, classname = junit_names(test_id)
+        self.writer.emit({"e": "start", "id": test_id, "file": test_id.split("::")[0],
+                          "line": None, "name": name, "classname": classname})
+        self.writer.emit({"e": "finish", "id": test_id, **outcome_of([report])})
 
     def pytest_collection_finish(self, session: Any) -> None:
         ids = [self.test_id(item.nodeid) for item in session.items]
@@ -166,12 +181,13 @@ class EventsPlugin:
 
 
 def junit_names(test_id: str) -> tuple[str, str]:
-    """(name, classname) as pytest's junitxml (xunit1) spells them for this node id."""
+    """(name, classname) as pytest's junitxml (xunit1) spells them for this node id; a
+    module's own id (a collector skipped) is the name, with an empty classname."""
     parts = test_id.split("::")
     path = parts[0]
     module = path[:-3] if path.endswith(".py") else path
-    classname = ".".join([module.replace("/", "."), *parts[1:-1]])
-    return parts[-1], classname
+    names = [module.replace("/", "."), *parts[1:]]
+    return names[-1], ".".join(names[:-1])
 
 
 def outcome_of(reports: Sequence[Any]) -> dict[str, Any]:

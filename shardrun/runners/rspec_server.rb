@@ -150,15 +150,21 @@ class ShardrunEventsFormatter
                  "details" => text)
   end
 
+  # The name again: a one-liner (`it { is_expected.to eq 2 }`, `its(:x)`) gets the
+  # description RSpec generates as it runs, so only now is it the name a serial run shows.
   def finish(example, outcome, extra = {})
     seconds = example.execution_result.run_time.to_f
     @events.emit({ "e" => "finish", "id" => Shardrun.test_id(example), "outcome" => outcome,
-                   "seconds" => seconds }.merge(extra))
+                   "seconds" => seconds, "name" => example.full_description }.merge(extra))
   end
 
-  # As rspec_junit_formatter spells it: the path of the file the example is written in.
+  # As rspec_junit_formatter spells it: the path of the file of the example's top-level
+  # group, the spec file that collected it (an example of a shared example group written
+  # in spec/support/ belongs to the spec file that includes the group).
   def classname(example)
-    example.metadata[:file_path].to_s.sub(%r{\.[^/]*\z}, "").tr("/", ".").gsub(/\A\.+|\.+\z/, "")
+    metadata = example.metadata[:example_group]
+    metadata = metadata[:parent_example_group] while metadata[:parent_example_group]
+    metadata[:file_path].to_s.sub(%r{\.[^/]*\z}, "").tr("/", ".").gsub(/\A\.+|\.+\z/, "")
   end
 end
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 
-from support.events import collected, done, process, ran, start
+from support.events import collected, done, finish, process, ran, start
 
 from shardrun.accounting import OUTSIDE_FILES_ID, reconcile, reconcile_junit
 from shardrun.models import TestResult
@@ -34,6 +34,15 @@ def test_a_clean_batch_reports_each_test_and_a_unit_without_tests_as_empty() -> 
     assert outcomes(settled) == {f"{A}[1:1]": (A, "passed"), f"{A}[1:2]": (A, "failed")}
     assert settled.empty_units == (B,)
     assert settled.unrun == ()
+
+
+def test_the_name_a_test_finishes_with_is_its_name() -> None:
+    """RSpec names a one-liner (`it { is_expected.to eq 2 }`) only as it runs it: the
+    start says "two ", the finish "two is expected to eq 2", as a serial run's JUnit."""
+    events = flat(collected(f"{A}[1:1]"), start(f"{A}[1:1]", name="two "),
+                  finish(f"{A}[1:1]", name="two is expected to eq 2"), done(0))
+    settled = reconcile([A], events, process(0))
+    assert [test.name for test in settled.tests] == ["two is expected to eq 2"]
 
 
 def test_a_test_killed_at_the_timeout_is_an_error_and_the_rest_go_back() -> None:
