@@ -10,49 +10,26 @@ a dry run in the same script.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shardrun.errors import InputError
-from shardrun.runners.base import Runner, checked_units
-from shardrun.runners.minitest import ruby_command
+from shardrun.runners.base import checked_units
+from shardrun.runners.ruby import RubyServerRunner
 
 SERVER_SCRIPT = Path(__file__).with_name("cucumber_server.rb")
 LIST_JSON_FILENAME = "cucumber-scenarios.json"
 
 
 @dataclass(frozen=True)
-class CucumberRunner(Runner):
+class CucumberRunner(RubyServerRunner):
     """Runs feature files or scenarios (features/a.feature:12) with Cucumber in `root`."""
 
-    root: Path
     name = "cucumber"
+    server_script = SERVER_SCRIPT
+    listing_name = LIST_JSON_FILENAME
 
     def batch_arguments(
         self, units: Sequence[str], extra_args: Sequence[str] = ()
     ) -> tuple[str, ...]:
         return (*checked_units(units), *extra_args)
-
-    def server_argv(self) -> tuple[str, ...] | None:
-        return (*ruby_command(self.root), str(SERVER_SCRIPT))
-
-    def list_examples_argv(self, files: Sequence[str], out_dir: Path) -> tuple[str, ...] | None:
-        return (*ruby_command(self.root), str(SERVER_SCRIPT), "--list",
-                str(out_dir / LIST_JSON_FILENAME), *checked_units(files))
-
-    def parse_examples(self, output: str, out_dir: Path) -> list[str]:
-        """Scenario ids from the dry run's JSON; a run that failed is an error, never a
-        feature split into zero scenarios."""
-        listing = out_dir / LIST_JSON_FILENAME
-        try:
-            report = json.loads(listing.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise InputError(
-                f"cucumber --dry-run wrote no readable {listing}: {output[-500:]}"
-            ) from None
-        if report.get("errors"):
-            detail = "; ".join(str(error) for error in report["errors"])[-500:]
-            raise InputError(f"cucumber could not list the scenarios: {detail}")
-        return [str(test_id) for test_id in report.get("tests", [])]

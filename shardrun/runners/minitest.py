@@ -11,14 +11,12 @@ loads the files in the same script and writes them as JSON.
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shardrun.errors import InputError
-from shardrun.runners.base import Runner, checked_units
+from shardrun.runners.base import checked_units
+from shardrun.runners.ruby import RubyServerRunner
 
 SERVER_SCRIPT = Path(__file__).with_name("minitest_server.rb")
 LIST_JSON_FILENAME = "minitest-tests.json"
@@ -26,44 +24,15 @@ LIST_JSON_FILENAME = "minitest-tests.json"
 OPTIONS_SEPARATOR = "--"
 
 
-def ruby_command(root: Path) -> tuple[str, ...]:
-    """`bundle exec ruby` when the project has a Gemfile and bundler is installed, as
-    RspecRunner.command() decides; plain `ruby` otherwise."""
-    if (root / "Gemfile").is_file() and shutil.which("bundle"):
-        return ("bundle", "exec", "ruby")
-    return ("ruby",)
-
-
 @dataclass(frozen=True)
-class MinitestRunner(Runner):
+class MinitestRunner(RubyServerRunner):
     """Runs test files or test ids (test/a_test.rb::ATest#test_b) with Minitest in `root`."""
 
-    root: Path
     name = "minitest"
+    server_script = SERVER_SCRIPT
+    listing_name = LIST_JSON_FILENAME
 
     def batch_arguments(
         self, units: Sequence[str], extra_args: Sequence[str] = ()
     ) -> tuple[str, ...]:
         return (*checked_units(units), OPTIONS_SEPARATOR, *extra_args)
-
-    def server_argv(self) -> tuple[str, ...] | None:
-        return (*ruby_command(self.root), str(SERVER_SCRIPT))
-
-    def list_examples_argv(self, files: Sequence[str], out_dir: Path) -> tuple[str, ...] | None:
-        return (*ruby_command(self.root), str(SERVER_SCRIPT), "--list",
-                str(out_dir / LIST_JSON_FILENAME), *checked_units(files))
-
-    def parse_examples(self, output: str, out_dir: Path) -> list[str]:
-        """Test ids from the listing's JSON; a file that fails to load is an error, never a
-        file split into zero tests."""
-        listing = out_dir / LIST_JSON_FILENAME
-        try:
-            report = json.loads(listing.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise InputError(
-                f"listing minitest tests wrote no readable {listing}: {output[-500:]}"
-            ) from None
-        if report.get("errors"):
-            detail = "; ".join(str(error) for error in report["errors"])[-500:]
-            raise InputError(f"minitest could not load the test files: {detail}")
-        return [str(test_id) for test_id in report.get("tests", [])]

@@ -327,22 +327,8 @@ def test_cucumber_ci_nodes_together_give_the_serial_run(
     and both nodes fail the build."""
     root = write_files(tmp_path / "suite", CUCUMBER_SERIAL)
     serial = cucumber_serial(root, tmp_path / "serial")
-    build = uuid.uuid4().hex
-    nodes = []
-    for index in range(2):
-        env = clean_ci_env(SHARDRUN_BUILD_ID=build, SHARDRUN_NODE_INDEX=str(index),
-                           SHARDRUN_NODE_TOTAL="2")
-        argv = [sys.executable, "-m", "shardrun", "ci", "features", "--redis-url", private_redis,
-                "--workers", "1", "--retries", "0",
-                "--junit-out", str(tmp_path / f"merged-{index}.xml"),
-                "--timings", str(tmp_path / "timings.json")]
-        nodes.append(subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
-    outputs = [node.communicate(timeout=RUN_TIMEOUT_SECONDS)[0] for node in nodes]
-    assert [node.returncode for node in nodes] == [1, 1], "\n".join(outputs)
-    merged = list(tmp_path.glob("merged-*.xml"))
-    assert len(merged) == 1, "\n".join(outputs)  # the leader's
-    assert_each_once(junit_cases(merged[0]), frozenset(serial))
+    merged = two_failing_ci_nodes(root, "features", private_redis, tmp_path)
+    assert_each_once(junit_cases(merged), frozenset(serial))
 
 
 @pytest.mark.usefixtures("require_minitest")
@@ -352,12 +338,19 @@ def test_minitest_ci_nodes_together_run_every_test_once(
     """Two `shardrun ci` nodes of one build on a Minitest suite: the leader's merged JUnit
     holds every test once with its outcome, and both nodes fail the build."""
     root = write_files(tmp_path / "suite", MINITEST_CLEAN)
+    merged = two_failing_ci_nodes(root, "test", private_redis, tmp_path)
+    assert_each_once(junit_cases(merged), frozenset(MINITEST_CLEAN_CASES))
+
+
+def two_failing_ci_nodes(root: Path, path: str, redis_url: str, tmp_path: Path) -> Path:
+    """Two `shardrun ci` nodes of one build on a suite with a failing test: both must fail
+    the build, and exactly one (the leader) writes the merged JUnit, which is returned."""
     build = uuid.uuid4().hex
     nodes = []
     for index in range(2):
         env = clean_ci_env(SHARDRUN_BUILD_ID=build, SHARDRUN_NODE_INDEX=str(index),
                            SHARDRUN_NODE_TOTAL="2")
-        argv = [sys.executable, "-m", "shardrun", "ci", "test", "--redis-url", private_redis,
+        argv = [sys.executable, "-m", "shardrun", "ci", path, "--redis-url", redis_url,
                 "--workers", "1", "--retries", "0",
                 "--junit-out", str(tmp_path / f"merged-{index}.xml"),
                 "--timings", str(tmp_path / "timings.json")]
@@ -367,4 +360,4 @@ def test_minitest_ci_nodes_together_run_every_test_once(
     assert [node.returncode for node in nodes] == [1, 1], "\n".join(outputs)
     merged = list(tmp_path.glob("merged-*.xml"))
     assert len(merged) == 1, "\n".join(outputs)  # the leader's
-    assert_each_once(junit_cases(merged[0]), frozenset(MINITEST_CLEAN_CASES))
+    return merged[0]
