@@ -1,7 +1,7 @@
 """Load the shared real-world timing files for the benchmarks.
 
 A small, self-contained parser of the three formats in ../shared/data/timings (see its
-README.md). It deliberately does not import `shardrun.timings`: the benchmarks measure the
+README.md). It deliberately does not import `shardrun.plan.timings`: the benchmarks measure the
 planner against the raw files, and must not change when the production loader does.
 
 It also holds the few helpers every bench script needs to rewrite its own section of

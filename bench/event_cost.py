@@ -25,9 +25,9 @@ from pathlib import Path
 
 from _datasets import provenance, publish
 
-from shardrun.accounting import reconcile
 from shardrun.runners import get_runner, worker_env
-from shardrun.warm import RunnerProcess
+from shardrun.work.accounting import reconcile
+from shardrun.work.warm import RunnerProcess
 
 HEADING = "## What per-test events cost"
 FILES = 20

@@ -33,7 +33,7 @@ from _datasets import (
 )
 
 from shardrun.models import Plan
-from shardrun.planner import (
+from shardrun.plan.planner import (
     consecutive_chunks,
     lower_bound,
     plain_lpt,

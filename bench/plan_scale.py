@@ -25,7 +25,7 @@ from pathlib import Path
 from _datasets import provenance, write_section
 
 from shardrun.models import Plan
-from shardrun.planner import plain_lpt, plan_shards
+from shardrun.plan.planner import plain_lpt, plan_shards
 
 HEADING = "## Planning at scale"
 SEED = 20240601

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from _datasets import HISTORY_DIR, load_history, provenance, publish, sum_by_file
 
-from shardrun.batching import queue_batches
-from shardrun.planner import plan_shards
-from shardrun.timings import load_durations
+from shardrun.plan.batching import queue_batches
+from shardrun.plan.planner import plan_shards
+from shardrun.plan.timings import load_durations
 
 SUITE_SECONDS = 60.0  # each step scaled so version k+1 takes this long in all
 BOOT_SECONDS = 0.25  # a pytest start on a small suite, as measured in bench/queue_modes.py

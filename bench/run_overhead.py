@@ -39,10 +39,10 @@ from pathlib import Path
 import psutil
 from _datasets import provenance, write_section
 
-from shardrun.embedded import EmbeddedRedis
 from shardrun.models import ShardJob, ShardResult
-from shardrun.process import kill_tree
 from shardrun.queue import RunQueue, connect
+from shardrun.run.embedded import EmbeddedRedis
+from shardrun.work.process import kill_tree
 
 HEADING = "## Run overhead"
 SHARDS = 200

@@ -62,18 +62,6 @@ from _datasets import provenance, write_section
 from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty
 
-from shardrun import worker as shardrun_worker
-from shardrun.coordinator import (
-    PlannedSuite,
-    PlanRequest,
-    RunOptions,
-    batch_jobs,
-    dispatch_plan,
-    finish,
-    prepare,
-)
-from shardrun.history import History
-from shardrun.ledger import Ledger
 from shardrun.models import (
     Plan,
     ProcessOutcome,
@@ -83,11 +71,23 @@ from shardrun.models import (
     ShardResult,
     TestResult,
 )
-from shardrun.process import kill_tree
+from shardrun.plan.history import History
+from shardrun.plan.timings import Durations
 from shardrun.queue import RunQueue, connect, queue_name
-from shardrun.rq_worker import ShardrunWorker
-from shardrun.timings import Durations
-from shardrun.watch import Watcher
+from shardrun.run.coordinator import (
+    PlannedSuite,
+    PlanRequest,
+    RunOptions,
+    batch_jobs,
+    dispatch_plan,
+    finish,
+    prepare,
+)
+from shardrun.run.ledger import Ledger
+from shardrun.run.watch import Watcher
+from shardrun.work import worker as shardrun_worker
+from shardrun.work.process import kill_tree
+from shardrun.work.rq_worker import ShardrunWorker
 
 HEADING = "## Scale: 200 workers x 20,000 units"
 WORKERS = 200
@@ -113,21 +113,21 @@ BACKLOG_SAMPLE_SECONDS = 0.25
 # Where the coordinator's time goes (--profile): (file, function, what it does).
 PROFILED_FUNCTIONS = (
     ("shardrun/queue.py", "enqueue", "`RunQueue.enqueue`: every job, one pipeline"),
-    ("shardrun/watch.py", "run", "`Watcher.run`: the whole watch, of which"),
-    ("shardrun/ledger.py", "complete", "- `Ledger.complete`: the loop's condition"),
+    ("shardrun/run/watch.py", "run", "`Watcher.run`: the whole watch, of which"),
+    ("shardrun/run/ledger.py", "complete", "- `Ledger.complete`: the loop's condition"),
     ("shardrun/queue.py", "wait_results",
      "- `RunQueue.wait_results`: BLPOP, then up to 255 waiting results in one read"),
-    ("shardrun/watch.py", "_accept", "- `Watcher._accept`: failed units, ledger, progress"),
-    ("shardrun/watch.py", "_check", "- `Watcher._check`, once a second, of which"),
-    ("shardrun/watch.py", "_off_queue",
+    ("shardrun/run/watch.py", "_accept", "- `Watcher._accept`: failed units, ledger, progress"),
+    ("shardrun/run/watch.py", "_check", "- `Watcher._check`, once a second, of which"),
+    ("shardrun/run/watch.py", "_off_queue",
      "-- `Watcher._off_queue`: LRANGE of the queue against the ledger's queued batches"),
     ("shardrun/queue.py", "started_batches",
      "-- `RunQueue.started_batches`: HMGET of the batches that left the queue"),
-    ("shardrun/watch.py", "_reclaim_lost_leases",
+    ("shardrun/run/watch.py", "_reclaim_lost_leases",
      "-- `Watcher._reclaim_lost_leases`: an EXISTS per running batch, when no result waits"),
-    ("shardrun/watch.py", "_reclaim_vanished",
+    ("shardrun/run/watch.py", "_reclaim_vanished",
      "-- `Watcher._reclaim_vanished`: batches off the queue that never started"),
-    ("shardrun/coordinator.py", "finish", "`finish`: merge, JUnit, history"),
+    ("shardrun/run/coordinator.py", "finish", "`finish`: merge, JUnit, history"),
 )
 MB = 1024.0 * 1024.0
 

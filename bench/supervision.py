@@ -31,10 +31,10 @@ from pathlib import Path
 import psutil
 from _datasets import provenance, publish
 
-from shardrun import process
-from shardrun.process import descendants, run_process
 from shardrun.runners import get_runner, worker_env
-from shardrun.warm import RunnerProcess
+from shardrun.work import process
+from shardrun.work.process import descendants, run_process
+from shardrun.work.warm import RunnerProcess
 
 HEADING = "## Supervising a running batch"
 SECONDS = 5.0
@@ -52,7 +52,7 @@ class Cost:
 
 @contextmanager
 def walking(walk: str) -> Iterator[None]:
-    """Make shardrun.process find descendants by `walk` ("proc" or "psutil")."""
+    """Make shardrun.work.process find descendants by `walk` ("proc" or "psutil")."""
     original = process._proc_children_readable
     if walk == "psutil":
         process._proc_children_readable = lambda: False  # type: ignore[assignment]

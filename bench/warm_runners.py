@@ -33,7 +33,7 @@ import psutil
 from _datasets import provenance, publish
 
 from shardrun.runners import Runner, get_runner, worker_env
-from shardrun.warm import BatchRun, RunnerProcess
+from shardrun.work.warm import BatchRun, RunnerProcess
 
 HEADING = "## Warm runners over many batches"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

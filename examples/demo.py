@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shardrun.embedded import describe_redis_server, find_redis_server
-from shardrun.history import DEFAULT_HISTORY_PATH, History
+from shardrun.plan.history import DEFAULT_HISTORY_PATH, History
+from shardrun.run.embedded import describe_redis_server, find_redis_server
 
 EXAMPLES = Path(__file__).resolve().parent
 # More workers than a small CI box has cores: the example tests sleep, as tests waiting on a

@@ -1,4 +1,4 @@
-from shardrun.cli import main
+from shardrun.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -103,7 +103,7 @@ class RunSpec:
     framework: str  # "rspec" | "pytest" | "command"
     command_template: str | None = None
     runner_args: tuple[str, ...] = ()
-    # How the worker's runner runs batches (shardrun/warm.py): "fork" a child of a booted
+    # How the worker's runner runs batches (shardrun/work/warm.py): "fork" a child of a booted
     # runner per batch, "reuse" one runner batch after batch, "fresh" a new process each.
     runners: str = "fork"
     # After a batch, a reused runner above this many MB of RSS is stopped; the next batch

@@ -27,7 +27,7 @@ from shardrun.errors import InfrastructureError, InputError
 from shardrun.models import ShardJob, ShardResult
 
 # The one callable a shardrun worker will execute (see rq_worker.ShardrunWorker).
-JOB_FUNCTION = "shardrun.worker.run_shard"
+JOB_FUNCTION = "shardrun.work.worker.run_shard"
 KEY_PREFIX = "shardrun"
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
 # RQ's own kill timer must never fire before shardrun's process timeout has killed the

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from shardrun.timings import file_of_unit
+from shardrun.plan.timings import file_of_unit
 
 
 def holds(unit: str, test_id: str) -> bool:

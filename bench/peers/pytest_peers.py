@@ -58,7 +58,7 @@ from pathlib import Path
 import psutil
 import suite
 
-from shardrun.planner import plan_shards
+from shardrun.plan.planner import plan_shards
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
 if str(BENCH_DIR) not in sys.path:  # bench/_datasets.py: the shared section writer

@@ -44,7 +44,7 @@ class Runner(Protocol):
     name: str  # "rspec" | "pytest" | "command"
 
     def server_argv(self) -> tuple[str, ...] | None:
-        """The argv of this framework's runner server (shardrun/warm.py), or None.
+        """The argv of this framework's runner server (shardrun/work/warm.py), or None.
 
         The server takes `batch_arguments` batch after batch and reports every test.
         """

@@ -1,6 +1,6 @@
 # shardrun's Cucumber runner: one Ruby process that runs the batches a worker sends it.
 #
-# Started by a shardrun worker (shardrun/warm.py) as `ruby cucumber_server.rb` in the
+# Started by a shardrun worker (shardrun/work/warm.py) as `ruby cucumber_server.rb` in the
 # project root. The prewarm requires Cucumber's libraries (Ruby, cucumber, gherkin: the
 # part every batch shares); each batch then runs in a child forked from that process (the
 # default) or in this process (`--runners reuse`), as rspec_server.rb does (ruby_server.rb

@@ -1,6 +1,6 @@
 # shardrun's Minitest runner: one Ruby process that runs the batches a worker sends it.
 #
-# Started by a shardrun worker (shardrun/warm.py) as `ruby minitest_server.rb`, in the
+# Started by a shardrun worker (shardrun/work/warm.py) as `ruby minitest_server.rb`, in the
 # project root. As `ruby -Itest` (and `bin/rails test`) do, `test/` and `lib/` go on the
 # load path; a prewarm request requires `test/test_helper.rb` (a Rails app's boot) before
 # the first batch exists. Each batch then runs in a child forked from that booted process

@@ -1,6 +1,6 @@
 """shardrun's pytest runner: one Python process that runs the batches a worker sends it.
 
-Started by a shardrun worker (shardrun/warm.py) as `python -m
+Started by a shardrun worker (shardrun/work/warm.py) as `python -m
 shardrun.runners.pytest_server`. It imports pytest once, and with a prewarm request the
 suite's conftest.py files and what they import (an app, a framework) before the first batch
 exists. Then each batch is one `pytest.main()` session, run one of two ways:

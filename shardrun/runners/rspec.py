@@ -20,7 +20,7 @@ from shardrun.errors import InputError
 from shardrun.runners.base import Runner, checked_units
 
 LIST_JSON_FILENAME = "rspec-examples.json"
-# The runner server (shardrun/warm.py) for RSpec, shipped as package data.
+# The runner server (shardrun/work/warm.py) for RSpec, shipped as package data.
 SERVER_SCRIPT = Path(__file__).with_name("rspec_server.rb")
 # The server's formatter that reports each example as it starts and finishes.
 EVENTS_FORMATTER = "ShardrunEventsFormatter"

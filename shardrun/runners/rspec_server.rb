@@ -1,6 +1,6 @@
 # shardrun's RSpec runner: one Ruby process that runs the batches a worker sends it.
 #
-# Started by a shardrun worker (shardrun/warm.py). It requires rspec-core once and, with
+# Started by a shardrun worker (shardrun/work/warm.py). It requires rspec-core once and, with
 # a prewarm request, the suite's own boot (`.rspec`'s `--require spec_helper` or
 # `rails_helper`: the app) before the first batch exists. Each batch then runs one of
 # two ways:

@@ -20,7 +20,8 @@ import pytest
 import redis
 from support.requirements import missing
 
-from shardrun.embedded import (
+from shardrun.errors import EXIT_INFRASTRUCTURE, InfrastructureError, InputError
+from shardrun.run.embedded import (
     MAX_SOCKET_PATH_BYTES,
     NO_SERVER_MESSAGE,
     SHORT_TEMP_ROOT,
@@ -28,7 +29,6 @@ from shardrun.embedded import (
     describe_redis_server,
     find_redis_server,
 )
-from shardrun.errors import EXIT_INFRASTRUCTURE, InfrastructureError, InputError
 
 # A failed start must not wait out startup_timeout: the dead process is noticed at once.
 QUICK_FAILURE_SECONDS = 2.0
@@ -36,7 +36,7 @@ CHILD_TIMEOUT_SECONDS = 30.0
 
 CHILD_UNDER_SIGTERM = """
 import sys, time
-from shardrun.embedded import EmbeddedRedis, install_signal_handlers
+from shardrun.run.embedded import EmbeddedRedis, install_signal_handlers
 install_signal_handlers()
 with EmbeddedRedis() as server:
     print(server.pid, server.directory, flush=True)

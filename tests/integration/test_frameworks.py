@@ -29,9 +29,9 @@ from support.runs import (
     shardrun,
 )
 
-from shardrun.accounting import reconcile
 from shardrun.runners import get_runner
-from shardrun.warm import RunnerProcess
+from shardrun.work.accounting import reconcile
+from shardrun.work.warm import RunnerProcess
 
 RUNNERS = ("fork", "reuse", "fresh")
 

@@ -105,7 +105,7 @@ def test_sigkilled_coordinator_takes_its_children_along(
     children = tree(run.pid)
     reaper.extend(children)
     names = " ".join(" ".join(child.cmdline()) for child in children)
-    assert "redis-server" in names and "shardrun.worker_cli" in names
+    assert "redis-server" in names and "shardrun.cli.worker" in names
     killed_at = time.monotonic()
     run.kill()
     run.communicate()
@@ -144,7 +144,7 @@ def test_local_workers_do_not_show_the_redis_password(
     command_lines = [" ".join(child.cmdline()) for child in tree(run.pid)]
     stdout, stderr = run.communicate(timeout=RUN_TIMEOUT_SECONDS)
     assert run.returncode == 0, stdout + stderr
-    assert any("shardrun.worker_cli" in line for line in command_lines)
+    assert any("shardrun.cli.worker" in line for line in command_lines)
     assert not [line for line in command_lines if "s3cret-pw" in line]
     # ...and the tests the workers run do not inherit it either
     assert [path.read_text() for path in evidence.iterdir()] == ["", ""]

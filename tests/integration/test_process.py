@@ -21,7 +21,7 @@ import pytest
 
 from shardrun.errors import InputError
 from shardrun.models import ProcessOutcome
-from shardrun.process import (
+from shardrun.work.process import (
     KILL_GRACE_SECONDS,
     TIMEOUT_MARGIN_SECONDS,
     _proc_children_readable,

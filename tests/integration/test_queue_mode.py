@@ -45,8 +45,8 @@ from support.runs import (
 
 from shardrun.errors import InfrastructureError
 from shardrun.models import ShardJob, ShardResult
+from shardrun.plan.timings import file_of_unit
 from shardrun.queue import RunQueue, connect
-from shardrun.timings import file_of_unit
 
 # Bounds for waiting on something a run does (a file written by an inner test): they only
 # turn a hang into a failure, a passing run needs a fraction of them.
@@ -62,7 +62,7 @@ REDIS_TIMEOUT = ("--redis-timeout", "10")
 # A run whose Redis is gone for good with --redis-timeout 2 ends in about that long, plus
 # stopping the workers and writing the report; generous for a loaded CI machine.
 REDIS_GONE_BUDGET_SECONDS = 30.0
-WORKER_COMMAND = ["-m", "shardrun.worker_cli"]  # argv[1:3] of a local `shardrun worker`
+WORKER_COMMAND = ["-m", "shardrun.cli.worker"]  # argv[1:3] of a local `shardrun worker`
 
 # --- suites
 

@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from shardrun.accounting import reconcile
-from shardrun.junit_writer import junit_xml
 from shardrun.models import ShardResult
-from shardrun.report import RunReport, merge
+from shardrun.report.junit_writer import junit_xml
+from shardrun.report.merge import RunReport, merge
+from shardrun.report.summary import rerun_command
 from shardrun.runners import get_runner
-from shardrun.summary import rerun_command
-from shardrun.warm import RunnerProcess
+from shardrun.work.accounting import reconcile
+from shardrun.work.warm import RunnerProcess
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "junit-shardrun.xsd"
 RUN_TIMEOUT = 120  # seconds; these suites take well under one

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from shardrun.accounting import reconcile, reconcile_junit
-from shardrun.junit_reader import read_testcases
 from shardrun.models import ProcessOutcome, TestResult
+from shardrun.report.junit_reader import read_testcases
 from shardrun.runners import Runner, get_runner, worker_env
-from shardrun.warm import RunnerProcess
+from shardrun.work.accounting import reconcile, reconcile_junit
+from shardrun.work.warm import RunnerProcess
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FAIL_SWITCH = "SHARDRUN_EXAMPLE_FAIL"

@@ -2,7 +2,7 @@
 
 Nothing in these tests is hand-written JUnit: each test runs the tiny suites under
 tests/fixtures/suites/ (copied to tmp_path, so the runs leave no caches in the tree) and
-checks that shardrun.timings reads what the tool wrote. Totals are checked against an
+checks that shardrun.plan.timings reads what the tool wrote. Totals are checked against an
 independent reading of the same file (stdlib ElementTree / json), not against constants.
 """
 
@@ -18,8 +18,8 @@ from xml.etree import ElementTree
 
 import pytest
 
-from shardrun.history import History
-from shardrun.timings import normalize_path, parse_rspec_json, read_junit
+from shardrun.plan.history import History
+from shardrun.plan.timings import normalize_path, parse_rspec_json, read_junit
 
 SUITES = Path(__file__).resolve().parent.parent / "fixtures" / "suites"
 SLEEP_SECONDS = 0.05  # every example in the fixture suites sleeps this long

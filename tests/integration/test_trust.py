@@ -18,10 +18,10 @@ from rq.serializers import JSONSerializer
 from support.files import write_pytest_suite
 from support.runs import RUN_TIMEOUT_SECONDS, clean_env
 
-from shardrun.ledger import Ledger
 from shardrun.models import RunSpec, ShardJob, ShardResult
 from shardrun.queue import JOB_FUNCTION, RunQueue, connect
-from shardrun.report import merge
+from shardrun.report.merge import merge
+from shardrun.run.ledger import Ledger
 from shardrun.runspec import published
 
 SUITE = {

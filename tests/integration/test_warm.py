@@ -1,4 +1,4 @@
-"""Runner processes (shardrun/warm.py) with real rspec and pytest: fork and reuse modes.
+"""Runner processes (shardrun/work/warm.py) with real rspec and pytest: fork and reuse modes.
 
 Each suite's boot (spec_helper.rb, conftest.py) appends its pid to BOOT_LOG, so a test
 can count how often the suite booted. Batches are run the way a worker runs them: the
@@ -19,10 +19,10 @@ import pytest
 from support.files import write_files, write_pytest_suite
 from support.runs import clean_env, is_alive, run_options, shardrun
 
-from shardrun.accounting import reconcile
 from shardrun.runners import get_runner, worker_env
 from shardrun.runners.base import Runner
-from shardrun.warm import BatchRun, RunnerPool, RunnerProcess
+from shardrun.work.accounting import reconcile
+from shardrun.work.warm import BatchRun, RunnerPool, RunnerProcess
 
 BATCH_TIMEOUT = 120.0  # generous: only the hang test is meant to reach its timeout
 

@@ -25,7 +25,7 @@ from rq.serializers import JSONSerializer
 
 from shardrun.models import RunSpec, ShardJob, ShardResult
 from shardrun.queue import JOB_FUNCTION, Connection, RunQueue, connect, queue_name, register_run
-from shardrun.worker import WorkerContext, execute
+from shardrun.work.worker import WorkerContext, execute
 
 # A burst worker with one tiny job exits in about a second; this only bounds a hang.
 WORKER_TIMEOUT_SECONDS = 60
@@ -295,20 +295,20 @@ def assert_every_key_of_the_run_expires(connection: Connection, run_id: str) -> 
 
 def test_the_local_workers_entry_point_imports_only_the_workers_code() -> None:
     """`shardrun run` starts N of these on the test cores: no coordinator, planner,
-    dashboard or report code may ride along (shardrun.worker_cli's reason to exist)."""
-    probe = ("import sys, shardrun.worker_cli; "
+    dashboard or report code may ride along (shardrun.cli.worker's reason to exist)."""
+    probe = ("import sys, shardrun.cli.worker; "
              "print(' '.join(sorted(m for m in sys.modules if m.startswith('shardrun'))))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True).stdout.split()
-    assert "shardrun.worker" in loaded
-    heavy = {"shardrun.cli", "shardrun.coordinator", "shardrun.planner", "shardrun.dashboard",
-             "shardrun.report", "shardrun.history"}
+    assert "shardrun.work.worker" in loaded
+    heavy = {"shardrun.cli.main", "shardrun.run.coordinator", "shardrun.plan.planner",
+             "shardrun.report.dashboard", "shardrun.report.merge", "shardrun.plan.history"}
     assert heavy.isdisjoint(loaded), sorted(heavy & set(loaded))
 
 
 def test_the_local_workers_entry_point_fails_in_one_line() -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "shardrun.worker_cli", "--redis-url", "redis://127.0.0.1:1/0",
+        [sys.executable, "-m", "shardrun.cli.worker", "--redis-url", "redis://127.0.0.1:1/0",
          "--burst"],
         capture_output=True, text=True, timeout=WORKER_TIMEOUT_SECONDS, check=False,
     )
@@ -320,7 +320,7 @@ def test_the_local_workers_entry_point_fails_in_one_line() -> None:
 
 def test_prewarm_without_a_run_id_is_refused_in_one_line(tmp_path: Path) -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "shardrun.worker_cli", "--redis-url", "redis://127.0.0.1:1/0",
+        [sys.executable, "-m", "shardrun.cli.worker", "--redis-url", "redis://127.0.0.1:1/0",
          "--root", str(tmp_path), "--prewarm", "pytest"],
         capture_output=True, text=True, timeout=WORKER_TIMEOUT_SECONDS, check=False,
     )
@@ -337,7 +337,7 @@ def test_a_worker_holds_no_pubsub_connection_and_stops_at_once(
     wait up to a second for a join, at the end of every local run."""
     connection = connect(private_redis)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "shardrun.worker_cli", "--redis-url", private_redis,
+        [sys.executable, "-m", "shardrun.cli.worker", "--redis-url", private_redis,
          "--run-id", unique_id, "--root", str(tmp_path)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shardrun.accounting import reconcile
 from shardrun.models import ProcessOutcome, ShardResult
-from shardrun.timings import file_of_unit
+from shardrun.plan.timings import file_of_unit
+from shardrun.work.accounting import reconcile
 
 Event = dict[str, Any]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
-from shardrun.accounting import reconcile_junit
-from shardrun.junit_reader import read_testcases
 from shardrun.models import ProcessOutcome, ShardResult
+from shardrun.report.junit_reader import read_testcases
+from shardrun.work.accounting import reconcile_junit
 
 RSPEC_FAILURE = ('<failure message="expected: 2 got: 1" type="RSpec::Expectations::'
                  'ExpectationNotMetError">Failure/Error: expect(1).to eq(2)\n'

@@ -24,7 +24,7 @@ import psutil
 RUN_TIMEOUT_SECONDS = 180
 JUNIT_OUTCOMES = {"failure": "failed", "error": "error", "skipped": "skipped"}
 OUTER_RUN_PREFIXES = ("PYTEST_", "SHARDRUN_")
-# Variables through which a CI provider announces itself (shardrun/ci.py); the outer run
+# Variables through which a CI provider announces itself (shardrun/run/ci_env.py); the outer run
 # may be in a CI, inner `shardrun ci` nodes must see only what a test gives them.
 CI_PROVIDER_PREFIXES = ("GITHUB_", "GITLAB_", "CI_", "CIRCLE", "BUILDKITE", "JENKINS_")
 CI_PROVIDER_NAMES = ("CI", "BUILD_TAG")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from support.events import batch, collected, done, process, ran
 
-from shardrun.report import RunReport, merge
+from shardrun.report.merge import RunReport, merge
 
 RSPEC_DETAILS = ("Failure/Error: expect(1).to eq(2)\n  expected: 2\n       got: 1\n"
                  "./spec/a_spec.rb:12:in `block (2 levels)'")

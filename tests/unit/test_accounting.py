@@ -10,8 +10,8 @@ import signal
 
 from support.events import collected, done, finish, process, ran, start
 
-from shardrun.accounting import OUTSIDE_FILES_ID, reconcile, reconcile_junit
 from shardrun.models import TestResult
+from shardrun.work.accounting import OUTSIDE_FILES_ID, reconcile, reconcile_junit
 
 A, B, C = "spec/a_spec.rb", "spec/b_spec.rb", "spec/c_spec.rb"
 

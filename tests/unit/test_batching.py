@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shardrun.batching import (
+from shardrun.plan.batching import (
     MAX_TAIL_PIECES,
     TAIL_OVERHEAD_SHARE,
     min_batch_seconds,
@@ -14,7 +14,7 @@ from shardrun.batching import (
     simulate,
     units_to_split,
 )
-from shardrun.planner import plan_shards
+from shardrun.plan.planner import plan_shards
 
 estimates_strategy = st.dictionaries(
     st.text("abcdefghij/_", min_size=1, max_size=8),

@@ -1,4 +1,4 @@
-"""shardrun.ci: provider detection, precedence of CLI values and SHARDRUN_* overrides,
+"""shardrun.run.ci_env: provider detection, precedence of CLI values and SHARDRUN_* overrides,
 validation, and run ids.
 
 The env dicts mirror what each CI really sets for a parallel test step (only the variables
@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from shardrun.ci import CiContext, detect
 from shardrun.errors import InputError
+from shardrun.run.ci_env import CiContext, detect
 
 GITHUB = {
     "CI": "true",

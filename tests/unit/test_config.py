@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from shardrun.cli import cli
+from shardrun.cli.main import cli
 from shardrun.config import load_project_settings
 from shardrun.errors import InputError
 

@@ -1,4 +1,4 @@
-"""shardrun.dashboard: file rows (trend, drift), slowest and drifting files, the capacity
+"""shardrun.report.dashboard: file rows (trend, drift), slowest and drifting files, the capacity
 model, the JSON export against its documented schema, the HTML page, and the CLI commands.
 
 The export is checked against docs/dashboard.schema.json by a small validator of the JSON
@@ -18,9 +18,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from shardrun import dashboard
-from shardrun.cli import cli
-from shardrun.dashboard import (
+from shardrun.cli.main import cli
+from shardrun.models import Plan, ProcessOutcome, Shard, ShardResult, TestResult
+from shardrun.plan.history import History
+from shardrun.plan.timings import Durations
+from shardrun.report import dashboard
+from shardrun.report.dashboard import (
     DASHBOARD_VERSION,
     FileRow,
     capacity,
@@ -33,11 +36,8 @@ from shardrun.dashboard import (
     trend,
     worker_counts,
 )
-from shardrun.history import History
-from shardrun.models import Plan, ProcessOutcome, Shard, ShardResult, TestResult
-from shardrun.report import merge
-from shardrun.runlog import boot_seconds, build_run_record
-from shardrun.timings import Durations
+from shardrun.report.merge import merge
+from shardrun.report.runlog import boot_seconds, build_run_record
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SCHEMA = json.loads((DOCS / "dashboard.schema.json").read_text(encoding="utf-8"))

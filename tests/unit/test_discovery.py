@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from shardrun.discovery import detect_framework, discover
 from shardrun.errors import InputError
+from shardrun.plan.discovery import detect_framework, discover
 
 
 def touch(root: Path, *names: str) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 from support.files import write
 
 from shardrun.config import click_default_map
-from shardrun.history import History
-from shardrun.imports import describe, match_to_root
-from shardrun.planner import plan_shards
-from shardrun.terminal import printable
-from shardrun.timings import Durations, is_project_key
+from shardrun.plan.history import History
+from shardrun.plan.imports import describe, match_to_root
+from shardrun.plan.planner import plan_shards
+from shardrun.plan.timings import Durations, is_project_key
+from shardrun.report.terminal import printable
 
 
 def test_printable_escapes_every_control_character() -> None:

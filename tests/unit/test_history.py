@@ -1,4 +1,4 @@
-"""shardrun.history: recording samples, the history file (save, load, corrupt, newer),
+"""shardrun.plan.history: recording samples, the history file (save, load, corrupt, newer),
 and estimates for units with and without history.
 
 Durations are built inline here; parsing the files they come from is tested in
@@ -19,14 +19,14 @@ from hypothesis import strategies as st
 from support.files import write
 
 from shardrun.errors import InputError
-from shardrun.history import (
+from shardrun.plan.history import (
     DEFAULT_HISTORY_PATH,
     DEFAULT_SECONDS_PER_BYTE,
     FALLBACK_SECONDS,
     SAMPLES_KEPT,
     History,
 )
-from shardrun.timings import Durations
+from shardrun.plan.timings import Durations
 
 # ---------------------------------------------------------------- history: record, estimate
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shardrun.ledger import BatchStatus, Ledger, retry_units
 from shardrun.models import ProcessOutcome, ShardJob, ShardResult, TestResult
+from shardrun.run.ledger import BatchStatus, Ledger, retry_units
 
 
 def job(batch_id: int, *units: str, attempt: int = 1) -> ShardJob:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from shardrun.errors import InputError
 from shardrun.models import Plan
-from shardrun.planner import (
+from shardrun.plan.planner import (
     consecutive_chunks,
     lower_bound,
     plain_lpt,

@@ -17,9 +17,9 @@ from lxml import etree
 from support.events import batch, collected, done, process, ran, start
 from support.junit_samples import outcome, result, rspec_case, suite
 
-from shardrun.junit_writer import junit_xml, write_junit
-from shardrun.report import NO_RESULT, RunReport, merge
-from shardrun.summary import rerun_command, summary_lines
+from shardrun.report.junit_writer import junit_xml, write_junit
+from shardrun.report.merge import NO_RESULT, RunReport, merge
+from shardrun.report.summary import rerun_command, summary_lines
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "junit-shardrun.xsd"
 A, B = "spec/a_spec.rb", "spec/b_spec.rb"

@@ -1,4 +1,4 @@
-"""shardrun.runlog: run records built from a plan, shard results and the merged report; and
+"""shardrun.report.runlog: run records built from a plan, shard results and the merged report; and
 the history's "runs" section that keeps them (add_run, runs, the cap, slimming old runs).
 
 Results are built from small JUnit texts (as a worker settles a `command` batch) so the
@@ -16,12 +16,11 @@ from typing import cast
 
 import pytest
 
-from shardrun.accounting import reconcile_junit
-from shardrun.history import RUNS_KEPT, RUNS_WITH_UNITS, History
-from shardrun.junit_reader import read_testcases
 from shardrun.models import Plan, ProcessOutcome, Shard, ShardResult
-from shardrun.report import CaseResult, RunReport, merge
-from shardrun.runlog import (
+from shardrun.plan.history import RUNS_KEPT, RUNS_WITH_UNITS, History
+from shardrun.report.junit_reader import read_testcases
+from shardrun.report.merge import CaseResult, RunReport, merge
+from shardrun.report.runlog import (
     RUN_RECORD_VERSION,
     batch_outcome,
     build_run_record,
@@ -31,6 +30,7 @@ from shardrun.runlog import (
     record_run,
     warm_batch_seconds,
 )
+from shardrun.work.accounting import reconcile_junit
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

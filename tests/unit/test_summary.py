@@ -1,4 +1,4 @@
-"""shardrun.summary: the terminal summary and the command that reruns the failures.
+"""shardrun.report.summary: the terminal summary and the command that reruns the failures.
 
 Batches come from runner events (support.events) or, for `command` batches, small JUnit
 texts (support.junit_samples), like test_report.py's, and the `mixed` report from
@@ -21,8 +21,8 @@ from support.junit_samples import (
     suite,
 )
 
-from shardrun.report import RunReport, merge
-from shardrun.summary import (
+from shardrun.report.merge import RunReport, merge
+from shardrun.report.summary import (
     github_annotations,
     github_step_summary,
     rerun_command,

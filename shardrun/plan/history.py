@@ -27,7 +27,7 @@ from typing import Any
 
 from shardrun.errors import InputError, ShardrunError
 from shardrun.files import locked, read_regular_bytes, write_text
-from shardrun.timings import (
+from shardrun.plan.timings import (
     MAX_SAMPLE_SECONDS,
     Durations,
     file_of_unit,

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shardrun.models import FAILED_OUTCOMES, ShardResult, TestResult
-from shardrun.timings import file_of_unit
+from shardrun.plan.timings import file_of_unit
 from shardrun.units import UnitIndex, holds
 
 __all__ = ["FAILED_OUTCOMES", "Attempt", "CaseResult", "RunReport", "merge"]

@@ -10,19 +10,21 @@ from typing import Any
 
 import click
 
-from shardrun import cli_run, coordinator, dashboard
-from shardrun.cli_options import framework_option, from_junit_option, timings_option, workers_option
+from shardrun.cli import run as cli_run
+from shardrun.cli.options import framework_option, from_junit_option, timings_option, workers_option
+from shardrun.cli.worker import worker_command
 from shardrun.config import (
     click_default_map,
     load_project_settings,
 )
-from shardrun.coordinator import PlannedSuite, PlanRequest
 from shardrun.errors import EXIT_USAGE, ShardrunError, file_error
-from shardrun.history import History
-from shardrun.imports import describe, match_to_root
-from shardrun.terminal import printable
-from shardrun.timings import load_durations
-from shardrun.worker_cli import worker_command
+from shardrun.plan.history import History
+from shardrun.plan.imports import describe, match_to_root
+from shardrun.plan.timings import load_durations
+from shardrun.report import dashboard
+from shardrun.report.terminal import printable
+from shardrun.run import coordinator
+from shardrun.run.coordinator import PlannedSuite, PlanRequest
 
 # How many file names a shard line shows before "...".
 FILES_SHOWN_PER_SHARD = 3

@@ -24,7 +24,7 @@ from typing import Any
 from junitparser import Attr, Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
 
 from shardrun.files import write_text
-from shardrun.report import Attempt, CaseResult, RunReport
+from shardrun.report.merge import Attempt, CaseResult, RunReport
 
 # XML 1.0 forbids most control characters; test output (ANSI colours) is full of them.
 _NOT_XML_CHARACTERS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

@@ -14,13 +14,13 @@ import shlex
 from collections.abc import Iterable, Sequence
 
 from shardrun.models import ShardResult
-from shardrun.report import (
+from shardrun.plan.timings import file_of_unit
+from shardrun.report.merge import (
     FAILED_OUTCOMES,
     CaseResult,
     RunReport,
     latest_per_shard,
 )
-from shardrun.timings import file_of_unit
 
 # Minitest has none: it selects tests by name, not by file and id on one command line.
 _RERUN_PREFIX = {"rspec": "rspec", "pytest": "python -m pytest", "cucumber": "cucumber"}
@@ -122,7 +122,7 @@ def _speedup_lines(report: RunReport, wall_seconds: float | None) -> list[str]:
     if not wall_seconds or not inside:
         return []
     booted: list[float] = []  # seconds outside tests of batches that started a process
-    reused: list[float] = []  # ... of batches run in a warm runner (shardrun/warm.py)
+    reused: list[float] = []  # ... of batches run in a warm runner (shardrun/work/warm.py)
     for result in report.results:
         key = (result.shard_index, result.attempt, result.worker)
         if key in inside:

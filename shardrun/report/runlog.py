@@ -16,10 +16,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from shardrun.history import History
 from shardrun.models import Plan, ShardResult
-from shardrun.report import CaseResult, RunReport
-from shardrun.timings import file_of_unit
+from shardrun.plan.history import History
+from shardrun.plan.timings import file_of_unit
+from shardrun.report.merge import CaseResult, RunReport
 
 RUN_RECORD_VERSION = 1
 # Runs whose measured boot overhead feeds the cost model (their median): recent enough to
@@ -233,7 +233,7 @@ def boot_seconds(runs: Sequence[Mapping[str, Any]]) -> float:
 
 
 def warm_batch_seconds(runs: Sequence[Mapping[str, Any]]) -> float:
-    """Median cost outside testcases of a batch in a warm runner (shardrun/warm.py), or 0.
+    """Median cost outside testcases of a batch in a warm runner (shardrun/work/warm.py), or 0.
 
     What every batch after a worker's first costs: queue mode's batch sizes follow it."""
     return _recent_median(runs, "warm_seconds_per_batch")

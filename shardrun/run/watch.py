@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 from shardrun.config import WAIT_SLICE_SECONDS
 from shardrun.errors import ShardrunError
-from shardrun.ledger import Ledger
 from shardrun.models import FAILED_OUTCOMES, ShardJob, ShardResult
-from shardrun.pool import LocalWorkers
 from shardrun.queue import RunQueue
+from shardrun.run.ledger import Ledger
+from shardrun.run.pool import LocalWorkers
 
 log = logging.getLogger(__name__)
 # How often the loop checks leases, the queue and the workers while results flow.

@@ -18,7 +18,7 @@ from defusedxml import DefusedXmlException
 from junitparser import Attr, Error, Failure, JUnitXml, JUnitXmlError, Skipped, TestCase, TestSuite
 
 from shardrun.models import TestResult
-from shardrun.timings import testcase_file
+from shardrun.plan.timings import testcase_file
 
 
 class _SourceCase(TestCase):

@@ -16,10 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shardrun import queue
-from shardrun.batching import DEFAULT_BOOT_SECONDS, DEFAULT_WARM_BATCH_SECONDS, queue_batches
 from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS
-from shardrun.discovery import Suite, discover
-from shardrun.embedded import EmbeddedRedis, describe_redis_server
 from shardrun.errors import (
     EXIT_INFRASTRUCTURE,
     EXIT_OK,
@@ -27,21 +24,24 @@ from shardrun.errors import (
     InputError,
     ShardrunError,
 )
-from shardrun.history import History
-from shardrun.junit_writer import write_junit
-from shardrun.ledger import Ledger
 from shardrun.models import Plan, RunSpec, ShardJob
-from shardrun.planner import plan_shards
-from shardrun.pool import LocalWorkers
-from shardrun.process import default_timeout, git_head
-from shardrun.report import RunReport, merge
-from shardrun.runlog import boot_seconds, record_run, warm_batch_seconds
+from shardrun.plan.batching import DEFAULT_BOOT_SECONDS, DEFAULT_WARM_BATCH_SECONDS, queue_batches
+from shardrun.plan.discovery import Suite, discover
+from shardrun.plan.history import History
+from shardrun.plan.planner import plan_shards
+from shardrun.plan.splitting import split_slow_files
+from shardrun.plan.timings import Durations, file_of_unit, load_durations
+from shardrun.report.junit_writer import write_junit
+from shardrun.report.merge import RunReport, merge
+from shardrun.report.runlog import boot_seconds, record_run, warm_batch_seconds
+from shardrun.run.embedded import EmbeddedRedis, describe_redis_server
+from shardrun.run.ledger import Ledger
+from shardrun.run.pool import LocalWorkers
+from shardrun.run.watch import ProgressCallback, Watcher, WatchOutcome
 from shardrun.runners import Runner, get_runner
 from shardrun.runspec import published, secret_from_environment
-from shardrun.splitting import split_slow_files
-from shardrun.timings import Durations, file_of_unit, load_durations
-from shardrun.warm import Prewarm, Runners
-from shardrun.watch import ProgressCallback, Watcher, WatchOutcome
+from shardrun.work.process import default_timeout, git_head
+from shardrun.work.warm import Prewarm, Runners
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class RunOptions:
     fail_fast: int | None = None
     redis_timeout: float = REDIS_TIMEOUT_SECONDS
     lease_seconds: float = DEFAULT_LEASE_SECONDS
-    runners: str = Runners.FORK.value  # how runners run batches (shardrun/warm.py)
+    runners: str = Runners.FORK.value  # how runners run batches (shardrun/work/warm.py)
     runner_max_rss_mb: int | None = None  # restart a warm runner above this RSS
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shardrun.models import OUTCOMES, ProcessOutcome, TestResult
-from shardrun.timings import file_of_unit
+from shardrun.plan.timings import file_of_unit
 from shardrun.units import UnitIndex
 
 # rspec and pytest exit 1 when tests failed; 0 and pytest's 5 (nothing collected) are

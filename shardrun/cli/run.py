@@ -13,14 +13,15 @@ from typing import Any
 
 import click
 
-from shardrun import ci, ci_node, coordinator
-from shardrun.cli_options import RunnerArgsCommand, execution_options
-from shardrun.coordinator import PlanRequest, RunOptions
-from shardrun.embedded import install_signal_handlers
-from shardrun.report import RunReport
-from shardrun.summary import github_annotations, github_step_summary, summary_lines
-from shardrun.terminal import printable
-from shardrun.watch import Progress
+from shardrun.cli.options import RunnerArgsCommand, execution_options
+from shardrun.report.merge import RunReport
+from shardrun.report.summary import github_annotations, github_step_summary, summary_lines
+from shardrun.report.terminal import printable
+from shardrun.run import ci_env as ci
+from shardrun.run import ci_node, coordinator
+from shardrun.run.coordinator import PlanRequest, RunOptions
+from shardrun.run.embedded import install_signal_handlers
+from shardrun.run.watch import Progress
 
 
 def _run_options(

@@ -30,8 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from shardrun import queue
-from shardrun.ci import CiContext
-from shardrun.coordinator import (
+from shardrun.errors import EXIT_INFRASTRUCTURE, InfrastructureError, ShardrunError
+from shardrun.models import Plan, RunSpec, Shard, ShardResult
+from shardrun.plan.history import History
+from shardrun.plan.planner import plan_shards
+from shardrun.report.junit_writer import write_junit
+from shardrun.report.merge import RunReport, merge
+from shardrun.report.summary import summary_lines
+from shardrun.run.ci_env import CiContext
+from shardrun.run.coordinator import (
     PlannedSuite,
     RunOptions,
     batch_jobs,
@@ -42,20 +49,13 @@ from shardrun.coordinator import (
     prewarm_for,
     run_spec,
 )
-from shardrun.errors import EXIT_INFRASTRUCTURE, InfrastructureError, ShardrunError
-from shardrun.history import History
-from shardrun.junit_writer import write_junit
-from shardrun.ledger import Ledger
-from shardrun.models import Plan, RunSpec, Shard, ShardResult
-from shardrun.planner import plan_shards
-from shardrun.pool import LocalWorkers
-from shardrun.process import committed_unchanged
-from shardrun.report import RunReport, merge
+from shardrun.run.ledger import Ledger
+from shardrun.run.pool import LocalWorkers
+from shardrun.run.watch import ProgressCallback, Watcher, WatchHooks, WatchOutcome
 from shardrun.runspec import published, secret_from_environment
-from shardrun.summary import summary_lines
-from shardrun.warm import Prewarm, Runners
-from shardrun.watch import ProgressCallback, Watcher, WatchHooks, WatchOutcome
-from shardrun.worker import default_context, execute
+from shardrun.work.process import committed_unchanged
+from shardrun.work.warm import Prewarm, Runners
+from shardrun.work.worker import default_context, execute
 
 # How long a follower waits, at most, between checks that the leader is still alive.
 FOLLOWER_CHECK_SECONDS = 1.0

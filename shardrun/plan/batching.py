@@ -26,7 +26,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from shardrun.models import Plan, Shard
-from shardrun.planner import plan_shards
+from shardrun.plan.planner import plan_shards
 
 # A batch shorter than this many boots spends over 20% of its time starting up.
 MIN_BATCH_BOOTS = 4.0
@@ -51,7 +51,7 @@ MAX_TAIL_PIECES = 8
 DEFAULT_BOOT_SECONDS: dict[str, float] = {
     "rspec": 0.5, "pytest": 0.5, "minitest": 0.5, "cucumber": 0.5, "command": 0.5,
 }
-# What a batch costs outside its tests in a warm runner (shardrun/warm.py) before a run
+# What a batch costs outside its tests in a warm runner (shardrun/work/warm.py) before a run
 # has measured it: dispatch through Redis plus one `RSpec::Core::Runner.run` or
 # `pytest.main` session (0.01-0.06 s measured on the bundled examples).
 DEFAULT_WARM_BATCH_SECONDS = 0.05

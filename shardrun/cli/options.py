@@ -9,9 +9,9 @@ from typing import Any
 import click
 
 from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS
-from shardrun.discovery import FRAMEWORKS
-from shardrun.history import DEFAULT_HISTORY_PATH
-from shardrun.warm import Runners
+from shardrun.plan.discovery import FRAMEWORKS
+from shardrun.plan.history import DEFAULT_HISTORY_PATH
+from shardrun.work.warm import Runners
 
 framework_option = click.option(
     "--framework", type=click.Choice(FRAMEWORKS), default=None,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shardrun.timings import Durations, file_of_unit, is_absolute_key, is_project_key
+from shardrun.plan.timings import Durations, file_of_unit, is_absolute_key, is_project_key
 
 
 @dataclass

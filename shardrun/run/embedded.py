@@ -40,7 +40,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 from shardrun.errors import InfrastructureError, InputError
-from shardrun.lifeline import die_with_parent
+from shardrun.work.lifeline import die_with_parent
 
 NO_SERVER_MESSAGE = (
     "no redis-server found: install it (apt-get install redis-server, or pip install "

@@ -35,11 +35,11 @@ from typing import IO
 import psutil
 
 from shardrun.errors import InfrastructureError, InputError, file_error
-from shardrun.lifeline import die_with_parent
 from shardrun.models import RunSpec
-from shardrun.process import kill_tree
 from shardrun.runspec import SPEC_VARIABLE
-from shardrun.warm import Prewarm
+from shardrun.work.lifeline import die_with_parent
+from shardrun.work.process import kill_tree
+from shardrun.work.warm import Prewarm
 
 # Restarts allowed per worker slot before the run gives up on local workers: enough to
 # ride out a few crashes (OOM kills, a Redis restart), not a crash loop.
@@ -93,7 +93,7 @@ def check_local_workers(count: int) -> None:
 
 class LocalWorkers:
     """N `shardrun worker` processes serving one run (through `python -m
-    shardrun.worker_cli`, which spares each the rest of the CLI's imports)."""
+    shardrun.cli.worker`, which spares each the rest of the CLI's imports)."""
 
     def __init__(
         self, url: str, run_id: str, count: int, root: Path, log_dir: Path,
@@ -149,7 +149,7 @@ class LocalWorkers:
 
     def argv(self, index: int) -> list[str]:
         return [
-            sys.executable, "-m", "shardrun.worker_cli",  # the Redis URL is in the environment
+            sys.executable, "-m", "shardrun.cli.worker",  # the Redis URL is in the environment
             "--run-id", self.run_id, "--worker-index", str(index), "--root", str(self.root),
             *(self.prewarm.worker_arguments() if self.prewarm else ()),
         ]

@@ -22,16 +22,17 @@ from pathlib import Path, PurePosixPath
 from types import FrameType
 from typing import Any
 
-from shardrun import queue, rq_worker
-from shardrun.accounting import Settled, reconcile, reconcile_junit
+from shardrun import queue
 from shardrun.errors import ShardrunError
-from shardrun.junit_reader import read_testcases
 from shardrun.models import ProcessOutcome, RunSpec, ShardJob, ShardResult, TestResult
-from shardrun.process import git_head, run_process
+from shardrun.plan.timings import file_of_unit
+from shardrun.report.junit_reader import read_testcases
 from shardrun.runners import Runner, get_runner, worker_env
 from shardrun.runspec import UntrustedSpec, verified
-from shardrun.timings import file_of_unit
-from shardrun.warm import BatchRun, Prewarm, RunnerPool, RunnerProcess, Runners
+from shardrun.work import rq_worker
+from shardrun.work.accounting import Settled, reconcile, reconcile_junit
+from shardrun.work.process import git_head, run_process
+from shardrun.work.warm import BatchRun, Prewarm, RunnerPool, RunnerProcess, Runners
 
 log = logging.getLogger(__name__)
 # The signals that stop a worker: a batch running when one arrives goes back to the queue.

@@ -30,8 +30,8 @@ from typing import IO, Any
 import psutil
 
 from shardrun.errors import InputError
-from shardrun.lifeline import die_with_parent
 from shardrun.models import ProcessOutcome
+from shardrun.work.lifeline import die_with_parent
 
 # A shard's timeout is 3x its prediction plus a minute: predictions come from earlier runs
 # on possibly faster or less loaded machines, so a slow but healthy shard must not be

@@ -17,12 +17,12 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from shardrun.batching import units_to_split
 from shardrun.errors import ShardrunError
-from shardrun.history import History
-from shardrun.process import run_process
+from shardrun.plan.batching import units_to_split
+from shardrun.plan.history import History
+from shardrun.plan.timings import file_of_unit
 from shardrun.runners.base import Runner
-from shardrun.timings import file_of_unit
+from shardrun.work.process import run_process
 
 log = logging.getLogger(__name__)
 # Listing examples boots the framework once; a suite that cannot list in this long is

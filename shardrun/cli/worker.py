@@ -3,7 +3,7 @@
 `shardrun run` starts its N local workers beside the tests, on the same cores. Through
 the whole CLI each of them imported the coordinator, planner, dashboard and report code
 it never uses (0.36 s against 0.26 s of imports per process, times N, before the first
-batch can start), so the pool runs `python -m shardrun.worker_cli` instead. `shardrun
+batch can start), so the pool runs `python -m shardrun.cli.worker` instead. `shardrun
 worker` is this same command, registered in cli.py.
 """
 
@@ -17,13 +17,13 @@ from pathlib import Path
 
 import click
 
-from shardrun import worker
-from shardrun.embedded import install_signal_handlers
 from shardrun.errors import InputError, ShardrunError
 from shardrun.models import RunSpec
+from shardrun.run.embedded import install_signal_handlers
 from shardrun.runners import RUNNER_NAMES, SERVER_FRAMEWORKS
 from shardrun.runspec import SECRET_VARIABLE, own_spec_from_environment
-from shardrun.warm import Prewarm, Runners
+from shardrun.work import worker
+from shardrun.work.warm import Prewarm, Runners
 
 
 @click.command("worker")

@@ -40,7 +40,7 @@ from typing import Any
 import psutil
 
 from shardrun.models import ProcessOutcome
-from shardrun.process import (
+from shardrun.work.process import (
     KILL_GRACE_SECONDS,
     TreeMonitor,
     kill_tree,

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from shardrun.files import write_text
-from shardrun.history import History
-from shardrun.planner import plan_shards
-from shardrun.runlog import boot_seconds, flaky_counts
+from shardrun.plan.history import History
+from shardrun.plan.planner import plan_shards
+from shardrun.report.runlog import boot_seconds, flaky_counts
 
 DASHBOARD_VERSION = 1
 # Run records in an export by default: a month of daily runs fits, and the trend chart
@@ -223,7 +223,7 @@ def export_json(data: Mapping[str, Any]) -> str:
 
 def render_html(data: Mapping[str, Any]) -> str:
     """The page with the export embedded as JSON that no `</script>` inside can end early."""
-    template = resources.files("shardrun").joinpath(_TEMPLATE).read_text(encoding="utf-8")
+    template = resources.files("shardrun.report").joinpath(_TEMPLATE).read_text(encoding="utf-8")
     payload = (json.dumps(data, separators=(",", ":"))
                .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
     return template.replace(_DATA_MARKER, payload, 1)

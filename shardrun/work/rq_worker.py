@@ -29,7 +29,7 @@ class ShardrunWorker(SimpleWorker):
     """An RQ worker that runs shardrun's job function and nothing else.
 
     SimpleWorker (no fork per job) keeps dispatch overhead in milliseconds; the test
-    process tree is isolated by shardrun.process instead.
+    process tree is isolated by shardrun.work.process instead.
     """
 
     def subscribe(self) -> None:
