@@ -234,7 +234,7 @@ def shardrun_argv(
     seed = ["--from-junit", str(seed_junit)] if seed_junit else []
     return [prepared.python, "-m", "shardrun", "run", *suite.paths, "--workers", str(workers),
             "--runners", runners, "--retries", "0", "--junit-out", str(junit),
-            "--timings", str(timings), *seed]
+            "--timings", str(timings), "--python", prepared.python, *seed]
 
 
 # --- the comparison

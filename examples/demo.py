@@ -30,7 +30,9 @@ WORKERS = 4
 TEST_PATHS = {"rspec": "spec", "pytest": "tests"}
 # The pytest example uses no plugins; the ones in this virtualenv (hypothesis, from
 # shardrun's own dev extra) would add ~0.7 s of imports to every worker's pytest start.
-EXAMPLE_ENV = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+# VIRTUAL_ENV: the Makefile's virtualenv is the example's environment (it has pytest), as
+# if activated; shardrun runs the pytest example under it (shardrun/runners/interpreter.py).
+EXAMPLE_ENV = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "VIRTUAL_ENV": sys.prefix}
 RUN_HEADINGS = (
     "run 1 of 2: no timings yet, so the plan can only balance file sizes",
     "run 2 of 2: planned from the seconds run 1 recorded",

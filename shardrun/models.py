@@ -109,6 +109,9 @@ class RunSpec:
     # After a batch, a reused runner above this many MB of RSS is stopped; the next batch
     # boots a fresh one (--runner-max-rss). None: never.
     runner_max_rss_mb: int | None = None
+    # pytest: the interpreter given with --python. None: each worker runs the project's
+    # interpreter as it finds it on its own machine (runners/interpreter.py).
+    python: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

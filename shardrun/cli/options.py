@@ -91,6 +91,9 @@ _EXECUTION_OPTIONS = (
     click.option("--runner-max-rss", type=click.IntRange(min=1), default=None, metavar="MB",
                  help="Restart a worker's warm runner after a batch leaves it above MB of "
                       "memory, for suites whose code leaks (default: never)."),
+    click.option("--python", default=None, metavar="PATH",
+                 help="pytest: the Python that runs the tests (default: the active "
+                      "virtualenv, else the project's .venv, else python3 on PATH)."),
     timings_option,
     from_junit_option,
     framework_option,

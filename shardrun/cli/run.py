@@ -38,7 +38,7 @@ def _run_options(
         fail_fast=settings["fail_fast"], redis_timeout=settings["redis_timeout"],
         lease_seconds=settings["lease_seconds"],
         runners="fresh" if settings["process_per_batch"] else settings["runners"],
-        runner_max_rss_mb=settings["runner_max_rss"],
+        runner_max_rss_mb=settings["runner_max_rss"], python=settings["python"],
     )
 
 

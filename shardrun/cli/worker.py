@@ -49,11 +49,15 @@ from shardrun.work.warm import Prewarm, Runners
               help="With --framework command: the command template.")
 @click.option("--runners", type=click.Choice([mode.value for mode in Runners]),
               default=Runners.FORK.value, show_default=True, help="With --framework.")
+@click.option("--python", default=None, metavar="PATH",
+              help="With --framework pytest: the Python that runs the tests (default: the "
+                   "active virtualenv, else --root's .venv, else python3 on PATH).")
 @click.argument("runner_args", nargs=-1, type=click.UNPROCESSED)
 def worker_command(
     redis_url: str, run_id: str | None, burst: bool, worker_index: int, root: Path,
     prewarm_framework: str | None, prewarm_args: tuple[str, ...], framework: str | None,
-    command_template: str | None, runners: str, runner_args: tuple[str, ...],
+    command_template: str | None, runners: str, python: str | None,
+    runner_args: tuple[str, ...],
 ) -> None:
     """Pull shards from Redis and run them (what a container or CI node runs).
 
@@ -72,10 +76,10 @@ def worker_command(
                          "add --run-id or drop --prewarm")
     own = own_spec_from_environment()
     if framework is not None:
-        own = RunSpec(framework, command_template, tuple(runner_args), runners)
-    elif command_template or runner_args:
-        raise InputError("--command and runner arguments need --framework: they are this "
-                         "worker's own settings; add --framework")
+        own = RunSpec(framework, command_template, tuple(runner_args), runners, python=python)
+    elif command_template or runner_args or python:
+        raise InputError("--command, --python and runner arguments need --framework: they "
+                         "are this worker's own settings; add --framework")
     secret = os.environ.pop(SECRET_VARIABLE, None) or None  # not for the tests to read
     context = replace(worker.default_context(root.resolve(), worker_index), spec=own,
                       secret=secret)

@@ -37,8 +37,10 @@ from shardrun.report.runlog import boot_seconds, record_run, warm_batch_seconds
 from shardrun.run.embedded import EmbeddedRedis, describe_redis_server
 from shardrun.run.ledger import Ledger
 from shardrun.run.pool import LocalWorkers
+from shardrun.run.project_python import project_interpreter
 from shardrun.run.watch import ProgressCallback, Watcher, WatchOutcome
 from shardrun.runners import Runner, get_runner
+from shardrun.runners.interpreter import Interpreter
 from shardrun.runspec import published, secret_from_environment
 from shardrun.work.process import default_timeout, git_head
 from shardrun.work.warm import Prewarm, Runners
@@ -84,6 +86,7 @@ class RunOptions:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     runners: str = Runners.FORK.value  # how runners run batches (shardrun/work/warm.py)
     runner_max_rss_mb: int | None = None  # restart a warm runner above this RSS
+    python: str | None = None  # pytest's interpreter (--python); None: the project's
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,7 @@ def run(
     hears each step before it is taken, so a person sees the run start at once."""
     started_at = time.time()  # the run's time includes planning and the private Redis
     planned = prepare(options.request)
-    announce(planned_line(planned, options))
+    announce(planned_line(planned, options, checked_interpreter(planned, options)))
     if options.redis_url:
         announce(f"Redis: {queue.redact(options.redis_url)}")
         return _run_on(options.redis_url, options, planned, on_progress, started_at)
@@ -145,14 +148,25 @@ def run(
         return _run_on(embedded.url, options, planned, on_progress, started_at)
 
 
-def planned_line(planned: PlannedSuite, options: RunOptions) -> str:
-    """What is about to run: the files, the framework, the workers, what it planned from."""
+def planned_line(
+    planned: PlannedSuite, options: RunOptions, interpreter: Interpreter | None = None
+) -> str:
+    """What is about to run: the files, the framework, the workers, what it planned from,
+    and for pytest which Python runs the tests."""
     files = len(planned.suite.files)
     timings = ("timings from earlier runs" if planned.timed
                else "no timings yet, so file sizes")
+    python = f" under {interpreter.describe()}" if interpreter else ""
     return (f"{files} {planned.suite.framework} file{'s' if files != 1 else ''} on "
             f"{options.request.workers} local worker{'s' if options.request.workers != 1 else ''}"
-            f" ({options.mode} mode, --runners {options.runners}); planned from {timings}")
+            f" ({options.mode} mode, --runners {options.runners}){python}; planned from {timings}")
+
+
+def checked_interpreter(planned: PlannedSuite, options: RunOptions) -> Interpreter | None:
+    """For a pytest run, the project's interpreter, checked before any worker uses it."""
+    if planned.suite.framework != "pytest" or options.command_template:
+        return None
+    return project_interpreter(options.python, options.request.root)
 
 
 def _run_on(
@@ -212,7 +226,7 @@ def dispatch_plan(planned: PlannedSuite, options: RunOptions) -> Plan:
         return planned.plan
     framework = "command" if options.command_template else planned.suite.framework
     root, workers = options.request.root, options.request.workers
-    runner = get_runner(framework, root, options.command_template)
+    runner = get_runner(framework, root, options.command_template, options.python)
     boot = batch_overhead(planned.history.runs(), framework, warm=_warm(runner, options))
     if not planned.timed:
         # No timings yet: estimates are file sizes, not seconds, so a boot cost in seconds
@@ -309,6 +323,7 @@ def run_spec(planned: PlannedSuite, options: RunOptions) -> RunSpec:
         framework="command" if options.command_template else planned.suite.framework,
         command_template=options.command_template, runner_args=options.runner_args,
         runners=options.runners, runner_max_rss_mb=options.runner_max_rss_mb,
+        python=options.python,
     )
 
 

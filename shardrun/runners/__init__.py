@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from shardrun.errors import InputError
 from shardrun.runners.base import Invocation, Runner, worker_env
 from shardrun.runners.command import CommandRunner
 from shardrun.runners.cucumber import CucumberRunner
+from shardrun.runners.interpreter import find_python
 from shardrun.runners.minitest import MinitestRunner
 from shardrun.runners.pytest import PytestRunner
 from shardrun.runners.rspec import RspecRunner
@@ -32,15 +34,19 @@ __all__ = [
 ]
 
 
-def get_runner(framework: str, root: Path, command_template: str | None = None) -> Runner:
+def get_runner(
+    framework: str, root: Path, command_template: str | None = None, python: str | None = None
+) -> Runner:
     """The runner for `framework` in project `root`; InputError for anything unknown.
 
-    `command_template` is required by, and only used for, the "command" framework.
+    `command_template` is required by, and only used for, the "command" framework;
+    `python` (--python) by pytest, which otherwise runs under the project's interpreter
+    as runners/interpreter.py finds it in this process's environment.
     """
     if framework == "rspec":
         return RspecRunner(root)
     if framework == "pytest":
-        return PytestRunner(root)
+        return PytestRunner(root, find_python(python, root, os.environ).path)
     if framework == "minitest":
         return MinitestRunner(root)
     if framework == "cucumber":

@@ -247,7 +247,7 @@ def _run_runner(
     job: ShardJob, spec: RunSpec, context: WorkerContext, started: float,
     on_poll: Callable[[], None] | None,
 ) -> ShardResult:
-    runner = get_runner(spec.framework, context.root, spec.command_template)
+    runner = get_runner(spec.framework, context.root, spec.command_template, spec.python)
     env = _runner_env(context)
     log_path = _log_dir(context, job.run_id) / f"shard-{job.shard_index}-attempt-{job.attempt}.log"
     server_argv = runner.server_argv()
@@ -345,7 +345,8 @@ def prewarm(context: WorkerContext, run_id: str, wanted: Prewarm) -> None:
     that cannot prewarm still runs its batches, starting the runner with the first.
     """
     try:
-        server_argv = get_runner(wanted.framework, context.root).server_argv()
+        python = context.spec.python if context.spec else None
+        server_argv = get_runner(wanted.framework, context.root, python=python).server_argv()
         if server_argv is None:
             return
         key = _runner_key(run_id, wanted.framework, wanted.runner_args, context.root)

@@ -54,6 +54,9 @@ def _environment_without(
         if not key.startswith(prefixes) and key not in names
     }
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    # Inner pytest runs use the project's interpreter (shardrun/runners/interpreter.py):
+    # python3 on PATH unless a virtualenv is active. This one, as if it were activated.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(extra)
     return env
 
