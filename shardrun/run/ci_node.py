@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import socket
 import time
@@ -32,7 +31,6 @@ from typing import Any
 from shardrun import queue
 from shardrun.errors import EXIT_INFRASTRUCTURE, InfrastructureError, ShardrunError
 from shardrun.models import Plan, RunSpec, Shard, ShardResult
-from shardrun.plan.history import History
 from shardrun.plan.planner import plan_shards
 from shardrun.report.junit_writer import write_junit
 from shardrun.report.merge import RunReport, merge
@@ -51,9 +49,9 @@ from shardrun.run.coordinator import (
 )
 from shardrun.run.ledger import Ledger
 from shardrun.run.pool import LocalWorkers
+from shardrun.run.shared_split import plan_digest, shared_estimates
 from shardrun.run.watch import ProgressCallback, Watcher, WatchHooks, WatchOutcome
 from shardrun.runspec import published, secret_from_environment
-from shardrun.work.process import committed_unchanged
 from shardrun.work.warm import Prewarm, Runners
 from shardrun.work.worker import default_context, execute
 
@@ -298,28 +296,10 @@ def _outcome_from(
 
 
 def alike_estimates(planned: PlannedSuite, options: CiOptions) -> tuple[dict[str, float], str]:
-    """Estimates every node of the build has alike, and where they come from.
-
-    Without Redis the nodes cannot agree on a plan, so each computes the same one from the
-    same inputs: the sorted file list and a timing file committed, unchanged, in the
-    checkout. A history restored from a CI cache or --from-junit files may differ per node
-    (then shares overlap and some files run nowhere), so they are left out: without a
-    committed timing file the split balances file sizes."""
-    root = options.run.request.root
-    timings = options.run.request.timings_path
-    path = timings if timings.is_absolute() else root / timings
-    if committed_unchanged(path, root):
-        history, source = History.load(path), f"{timings} as committed"
-    else:
-        history, source = History(path), "file sizes (no timing file committed in the checkout)"
-    return history.estimates(sorted(planned.suite.files), root), source
-
-
-def plan_digest(estimates: dict[str, float]) -> str:
-    """12 hex digits of the files and estimates a split was made from: equal on every node
-    when their splits agree."""
-    text = json.dumps(sorted((unit, round(seconds, 6)) for unit, seconds in estimates.items()))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    """Estimates every node of the build has alike, and where they come from (without
+    Redis the nodes cannot agree on a plan, so each computes the same one: shared_split)."""
+    request = options.run.request
+    return shared_estimates(planned.suite.files, request.timings_path, request.root)
 
 
 def fallback(planned: PlannedSuite, options: CiOptions, reason: str) -> CiOutcome:
