@@ -588,15 +588,38 @@ def test_image_installs_shardrun_from_the_build_context(framework: str) -> None:
     assert readme is None or readme.group(1) in copied, "pyproject's readme must be copied too"
 
 
-@pytest.mark.parametrize("framework", sorted(DOCKERFILES))
-def test_image_finds_shardrun_in_its_virtualenv(framework: str) -> None:
-    """The entrypoint's `exec shardrun` resolves through PATH to the venv pip installed into."""
-    instructions = parse_dockerfile(DOCKERFILES[framework])
+def shardrun_venv(instructions: list[Instruction]) -> str:
     venvs = [words[words.index("venv") + 1] for words in run_segments(instructions)
              if words[:3] in (["python3", "-m", "venv"], ["python", "-m", "venv"])]
     assert len(venvs) == 1, "one `python -m venv DIR` expected"
+    return venvs[0]
+
+
+@pytest.mark.parametrize("framework", sorted(DOCKERFILES))
+def test_image_finds_shardrun_in_its_virtualenv(framework: str) -> None:
+    """The entrypoint's `exec shardrun` resolves through PATH to the venv pip installed into:
+    its bin first on PATH, or its `shardrun` linked into a directory on PATH (pipx's way)."""
+    instructions = parse_dockerfile(DOCKERFILES[framework])
+    venv = shardrun_venv(instructions)
     path = image_env(instructions)["PATH"].split(":")
-    assert path[0] == f"{venvs[0]}/bin", "the virtualenv's bin must come first on PATH"
+    links = [PurePosixPath(words[3]).parent.as_posix() for words in run_segments(instructions)
+             if words[:3] == ["ln", "-s", f"{venv}/bin/shardrun"]]
+    assert path[0] == f"{venv}/bin" or any(link in path for link in links), (
+        "the virtualenv's bin must come first on PATH, or its shardrun be linked onto PATH")
+
+
+def test_pytest_image_runs_the_tests_in_the_images_python_not_shardrun_s() -> None:
+    """shardrun picks the active virtualenv, else python3 on PATH (runners/interpreter.py):
+    neither may be shardrun's own, and pytest goes into the image's Python."""
+    instructions = parse_dockerfile(DOCKERFILES["pytest"])
+    venv = shardrun_venv(instructions)
+    env = image_env(instructions)
+    assert env.get("VIRTUAL_ENV") in (None, ""), "an active virtualenv would be picked first"
+    assert f"{venv}/bin" not in env["PATH"].split(":")
+    image_pip = [words for words in run_segments(instructions)
+                 if words[:4] in (["python", "-m", "pip", "install"],
+                                  ["python3", "-m", "pip", "install"])]
+    assert any(word.startswith("pytest") for words in image_pip for word in words)
 
 
 def test_rspec_image_has_ruby_rspec_and_the_junit_formatter() -> None:
