@@ -337,7 +337,8 @@ def static_plan_actual(prepared: Prepared, workers: int) -> float:
 def run_once(prepared: Prepared, workers: int, mode: str) -> Sample:
     history = prepared.root / HISTORY
     history.write_text(prepared.pristine)
-    argv = shardrun("run", "tests", "--workers", str(workers), "--mode", mode)
+    argv = shardrun("run", "tests", "--workers", str(workers), "--mode", mode,
+                    "--python", sys.executable)
     started, started_epoch = time.monotonic(), time.time()
     run(argv, prepared.root)
     wall, ended_epoch = time.monotonic() - started, time.time()

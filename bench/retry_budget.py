@@ -53,7 +53,8 @@ def run(root: Path, scratch: Path, extra: Sequence[str]) -> tuple[float, int]:
     started = time.monotonic()
     completed = subprocess.run(
         [sys.executable, "-m", "shardrun", "run", "tests", "-w", str(WORKERS),
-         "--junit-out", str(scratch / "junit.xml"), "--timings", str(timings), *extra],
+         "--python", sys.executable, "--junit-out", str(scratch / "junit.xml"),
+         "--timings", str(timings), *extra],
         cwd=root, env=env, capture_output=True, text=True, check=False)
     wall = time.monotonic() - started
     if completed.returncode != 1 or not re.search(rf"\b{FAILING} failed\b", completed.stdout):

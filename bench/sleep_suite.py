@@ -173,7 +173,8 @@ def measure(root: Path, workers: int, boot: float, repeats: int, pristine: str) 
     for _ in range(repeats):
         history.write_text(pristine)
         started, started_epoch = time.monotonic(), time.time()
-        argv = shardrun("run", "tests", "--workers", str(workers), "--mode", "static")
+        argv = shardrun("run", "tests", "--workers", str(workers), "--mode", "static",
+                        "--python", sys.executable)
         completed = run(argv, root)
         walls.append(time.monotonic() - started)
         ended_epoch = time.time()

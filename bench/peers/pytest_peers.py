@@ -135,8 +135,9 @@ def xdist(dist: str) -> Callable[[int], Launch]:
 
 def shardrun(mode: str) -> Callable[[int], Launch]:
     def launch(workers: int) -> Launch:
-        return [(["-m", "shardrun", "run", "tests", "--workers", str(workers), "--mode", mode],
-                 {})]
+        # --python: the peers' own interpreter, whatever python3 on PATH is (issue 20).
+        return [(["-m", "shardrun", "run", "tests", "--workers", str(workers), "--mode", mode,
+                  "--python", sys.executable], {})]
     return launch
 
 

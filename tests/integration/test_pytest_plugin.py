@@ -18,6 +18,7 @@ import pytest
 
 from shardrun.plan.history import History
 from shardrun.plan.timings import Durations
+from shardrun.pytest_plugin import _parsers, session
 
 pytest_plugins = ["pytester"]
 
@@ -101,6 +102,31 @@ def test_bad_input_is_one_line_and_exit_2(
     assert result.ret == 2, result.stdout.str() + result.stderr.str()
     result.stderr.fnmatch_lines([message])
     assert "Traceback" not in result.stderr.str()
+
+
+def test_the_shardrun_command_line_from_pytests_own_parser(
+    pytester: pytest.Pytester, session_env: str
+) -> None:
+    """How pytest read the command line decides what is a path: `-k tests` keeps its
+    value, the path `tests` goes to shardrun, and shardrun's own options reach no batch."""
+    pytester.mkpydir("tests")
+    config = pytester.parseconfig("--shardrun", "-n", "3", "-k", "tests", "tests", "-x",
+                                  "--junitxml=out.xml", "--shardrun-timings", "t.json",
+                                  "-p", "no:randomly", "--basetemp=/tmp/shared")
+    argv = session.shardrun_argv(config, _parsers[config.pluginmanager])
+    assert argv == ["run", "tests", "--framework", "pytest", "--python", sys.executable,
+                    "--workers", "3", "--junit-out", "out.xml", "--fail-fast", "1",
+                    "--timings", "t.json",
+                    "--", "-k", "tests", "-x", "-p", "no:randomly", "--numprocesses=0"]
+
+
+def test_without_paths_shardrun_plans_pytests_testpaths(
+    pytester: pytest.Pytester, session_env: str
+) -> None:
+    pytester.mkpydir("tests")
+    pytester.makeini("[pytest]\ntestpaths = tests\n")
+    config = pytester.parseconfig("--shardrun")
+    assert session.session_paths(config) == ["tests"]
 
 
 def make_suite(pytester: pytest.Pytester) -> None:
