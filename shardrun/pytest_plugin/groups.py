@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from shardrun.plan.planner import plan_shards
+from shardrun.plan.timings import file_of_unit
 from shardrun.pytest_plugin.record import timings_path
-from shardrun.run.shared_split import plan_digest, shared_estimates
+from shardrun.run.shared_split import SIZES_SOURCE, plan_digest, shared_estimates
 
 
 @dataclass
@@ -54,7 +55,10 @@ class GroupSelection:
     ) -> None:
         """After -k/-m and the other plugins: keep this group's files' tests."""
         files = {item: file_of(item) for item in items}
-        estimates, source = shared_estimates(set(files.values()), self.timings, self.root)
+        # Relative to the rootdir when inside it: the header shows what is committed.
+        timings = (self.timings.relative_to(self.root) if self.timings.is_relative_to(self.root)
+                   else self.timings)
+        estimates, source = shared_estimates(set(files.values()), timings, self.root)
         share = plan_shards(estimates, self.groups).shards[self.group - 1]
         kept = set(share.units)
         selected = [item for item in items if files[item] in kept]
@@ -62,11 +66,12 @@ class GroupSelection:
         if deselected:
             config.hook.pytest_deselected(items=deselected)
             items[:] = selected
-        total = sum(estimates.values())
+        seconds = ("" if source == SIZES_SOURCE else
+                   f", {share.predicted_seconds:.1f} s of {sum(estimates.values()):.1f} s")
         self.lines = [
             f"shardrun: group {self.group} of {self.groups}: {len(kept)} of {len(estimates)} "
-            f"files, {share.predicted_seconds:.1f} of {total:.1f} estimated; split from "
-            f"{source}, plan digest {plan_digest(estimates)} (the same in every group)"
+            f"files{seconds}; split from {source}, plan digest {plan_digest(estimates)} "
+            "(the same in every group)"
         ]
 
     def pytest_report_collectionfinish(self) -> list[str]:
@@ -75,4 +80,4 @@ class GroupSelection:
 
 def file_of(item: pytest.Item) -> str:
     """The test file of an item, as its node id names it (relative to the rootdir)."""
-    return item.nodeid.split("::", 1)[0]
+    return file_of_unit(item.nodeid)

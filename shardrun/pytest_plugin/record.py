@@ -19,7 +19,7 @@ import pytest
 
 from shardrun.errors import ShardrunError
 from shardrun.plan.history import DEFAULT_HISTORY_PATH, History
-from shardrun.plan.timings import Durations
+from shardrun.plan.timings import Durations, file_of_unit
 
 
 def timings_path(config: pytest.Config) -> Path:
@@ -44,7 +44,7 @@ class DurationRecorder:
         return cls(config.rootpath, timings_path(config))
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
-        self.partial_files.update(item.nodeid.split("::", 1)[0] for item in items)
+        self.partial_files.update(file_of_unit(item.nodeid) for item in items)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.seconds[report.nodeid] += float(report.duration or 0.0)
@@ -76,6 +76,6 @@ def durations_of(seconds: dict[str, float], partial_files: set[str]) -> Duration
     """Per test and per whole file (a file some of whose tests did not run is left out)."""
     files: dict[str, float] = defaultdict(float)
     for test, value in seconds.items():
-        files[test.split("::", 1)[0]] += value
+        files[file_of_unit(test)] += value
     whole = {file: value for file, value in files.items() if file not in partial_files}
     return Durations(whole, dict(seconds), "pytest --shardrun-record")

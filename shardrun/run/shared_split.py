@@ -19,6 +19,9 @@ from pathlib import Path
 from shardrun.plan.history import History
 from shardrun.work.process import committed_unchanged
 
+# Where the estimates come from without a committed timing file (they are not seconds).
+SIZES_SOURCE = "file sizes (no timing file committed in the checkout)"
+
 
 def shared_estimates(
     files: Iterable[str], timings: Path, root: Path
@@ -28,7 +31,7 @@ def shared_estimates(
     if committed_unchanged(path, root):
         history, source = History.load(path), f"{timings} as committed"
     else:
-        history, source = History(path), "file sizes (no timing file committed in the checkout)"
+        history, source = History(path), SIZES_SOURCE
     return history.estimates(sorted(files), root), source
 
 

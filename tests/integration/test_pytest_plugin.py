@@ -151,7 +151,7 @@ def test_groups_partition_the_suite(pytester: pytest.Pytester, session_env: str)
     assert sorted(test for group in groups for test in group) == sorted(everything)
     result = pytester.runpytest_inprocess("--shardrun-group", "2", "--shardrun-groups", "3")
     result.stdout.fnmatch_lines([
-        "shardrun: group 2 of 3: * of 7 files, *; split from file sizes (no timing file "
+        "shardrun: group 2 of 3: * of 7 files; split from file sizes (no timing file "
         "committed in the checkout), plan digest *",
     ])
     result.assert_outcomes(passed=len(groups[1]), deselected=len(everything) - len(groups[1]))
@@ -178,6 +178,9 @@ def test_groups_follow_the_committed_history_and_agree_under_xdist(
                                            "--shardrun-groups", "2")
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=len(alone[0]))
+    result = pytester.runpytest_inprocess("--shardrun-group", "1", "--shardrun-groups", "2")
+    result.stdout.fnmatch_lines(["shardrun: group 1 of 2: * files, * s of 16.0 s; split from "
+                                 ".shardrun/timings.json as committed, plan digest *"])
 
 
 def test_bad_group_numbers_are_pytest_usage_errors(
