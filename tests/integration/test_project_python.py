@@ -109,3 +109,14 @@ def test_an_environment_without_pytest_is_one_line_and_exit_2(
     assert completed.stderr == (f"shardrun: error: {python} (the active virtualenv) cannot "
                                 "import pytest; install pytest (and the project's "
                                 "dependencies) there, or pass --python PATH\n")
+
+
+def test_a_workers_python_is_one_of_its_own_settings(tmp_path: Path) -> None:
+    """`shardrun worker --python` goes with --framework, as --command does: a worker
+    without settings of its own takes the run's, signed."""
+    completed = run_command([sys.executable, "-m", "shardrun", "worker", "--redis-url",
+                             "redis://127.0.0.1:1/0", "--python", sys.executable], tmp_path)
+    assert completed.returncode == 2, completed.stdout + completed.stderr
+    assert completed.stderr == ("shardrun: error: --command, --python and runner arguments "
+                                "need --framework: they are this worker's own settings; add "
+                                "--framework\n")
