@@ -18,13 +18,12 @@ from shardrun.config import (
     load_project_settings,
 )
 from shardrun.errors import EXIT_USAGE, ShardrunError, file_error
+from shardrun.plan.gather import PlannedSuite, PlanRequest, prepare
 from shardrun.plan.history import History
 from shardrun.plan.imports import describe, match_to_root
 from shardrun.plan.timings import load_durations
 from shardrun.report import dashboard
 from shardrun.report.terminal import printable
-from shardrun.run import coordinator
-from shardrun.run.coordinator import PlannedSuite, PlanRequest
 
 # How many file names a shard line shows before "...".
 FILES_SHOWN_PER_SHARD = 3
@@ -117,7 +116,7 @@ def plan(
     if index is not None and index >= shards:
         raise click.BadParameter(f"must be below the shard count {shards}", param_hint="--index")
     request = PlanRequest(Path.cwd(), paths, framework, shards, timings, from_junit)
-    planned = coordinator.prepare(request)
+    planned = prepare(request)
     if index is not None:
         for unit in planned.plan.shards[index].units:
             click.echo(printable(unit))

@@ -14,13 +14,15 @@ from typing import Any
 import click
 
 from shardrun.cli.options import RunnerArgsCommand, execution_options
+from shardrun.models import Mode
+from shardrun.plan.gather import PlanRequest
 from shardrun.report.merge import RunReport
 from shardrun.report.summary import github_annotations, github_step_summary, summary_lines
 from shardrun.report.terminal import printable
 from shardrun.run import ci_env as ci
 from shardrun.run import ci_node, coordinator
-from shardrun.run.coordinator import PlanRequest, RunOptions
 from shardrun.run.embedded import install_signal_handlers
+from shardrun.run.options import RunOptions
 from shardrun.run.watch import Progress
 
 
@@ -33,7 +35,7 @@ def _run_options(
     return RunOptions(
         request, redis_url=redis_url, junit_out=settings["junit_out"], runner_args=runner_args,
         command_template=settings["command_template"], timeout_seconds=settings["timeout"],
-        mode=settings["mode"], retries=settings["retries"],
+        mode=Mode(settings["mode"]), retries=settings["retries"],
         retry_budget=settings["retry_budget"], max_attempts=settings["max_attempts"],
         fail_fast=settings["fail_fast"], redis_timeout=settings["redis_timeout"],
         lease_seconds=settings["lease_seconds"],
