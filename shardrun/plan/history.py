@@ -18,7 +18,6 @@ import math
 import os
 import statistics
 import time
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,6 +26,7 @@ from typing import Any
 
 from shardrun.errors import InputError, ShardrunError
 from shardrun.files import locked, read_regular_bytes, write_text
+from shardrun.plan.estimate import Known, estimate_units, sizes_needed
 from shardrun.plan.timings import (
     MAX_SAMPLE_SECONDS,
     Durations,
@@ -40,11 +40,6 @@ HISTORY_VERSION = 1
 # Samples kept per unit: about two weeks of daily CI runs. Their median ignores up to four
 # outlier runs (cold cache, noisy neighbour) yet follows a real change within ~5 runs.
 SAMPLES_KEPT = 10
-# Seconds per byte of test source when no file under the root has history. Only ratios
-# matter for balancing; 1e-4 s/byte makes a typical 5 KB spec file take 0.5 s.
-DEFAULT_SECONDS_PER_BYTE = 1e-4
-# Seconds for a unit that neither the history nor the file system knows.
-FALLBACK_SECONDS = 1.0
 _HISTORY_SECTIONS = ("version", "files", "examples")
 # Run records kept in the "runs" section (runlog.py, docs/dashboard.md): about two weeks of
 # a few CI runs a day, enough for the dashboard's trend charts.
@@ -133,8 +128,16 @@ class History:
         return stats.estimate if stats else None
 
     def estimates(self, units: Sequence[str], root: Path) -> dict[str, float]:
-        """Seconds for every unit (keys as given), guessing unknown ones (docs/timings.md)."""
-        return _Estimator(self, units, root).run()
+        """Seconds for every unit (keys as given), guessing unknown ones (docs/timings.md):
+        gathers the file sizes the pure rule (plan/estimate.py) needs, then applies it."""
+        known = self.known()
+        sizes = {path: _size(root / path) for path in sizes_needed(units, known)}
+        return estimate_units(units, known, sizes)
+
+    def known(self) -> Known:
+        """Every timed file's and example's estimate, for the pure estimator."""
+        return Known({key: stats.estimate for key, stats in self._files.items()},
+                     {key: stats.estimate for key, stats in self._examples.items()})
 
     def files(self) -> dict[str, FileStats]:
         return dict(self._files)
@@ -234,56 +237,6 @@ def _parse(path: Path, raw: bytes) -> History | str:
 def _clamped(seconds: float) -> float:
     """A recorded sample: negatives (clock skew) are 0, so a median cannot go below 0."""
     return max(float(seconds), 0.0)
-
-
-class _Estimator:
-    """The unknown-unit rule of docs/timings.md, computed once per `estimates` call."""
-
-    def __init__(self, history: History, units: Sequence[str], root: Path) -> None:
-        self.history = history
-        self.root = root
-        self.units = {unit: normalize_unit(unit) for unit in units}
-        self.examples_requested: dict[str, int] = defaultdict(int)
-        for unit in self.units.values():
-            if file_of_unit(unit) != unit:
-                self.examples_requested[file_of_unit(unit)] += 1
-        self.known_examples: dict[str, list[float]] = defaultdict(list)
-        for example, stats in history.examples().items():
-            self.known_examples[file_of_unit(example)].append(stats.estimate)
-        known_files = [stats.estimate for stats in history.files().values()]
-        self.fallback = statistics.median(known_files) if known_files else FALLBACK_SECONDS
-        self.seconds_per_byte = self._seconds_per_byte()
-
-    def _seconds_per_byte(self) -> float:
-        """Median rate over timed files still on disk: robust to one odd (fixture-heavy) file."""
-        rates = []
-        for path, stats in self.history.files().items():
-            size = _size(self.root / path)
-            if size:
-                rates.append(stats.estimate / size)
-        return statistics.median(rates) if rates else DEFAULT_SECONDS_PER_BYTE
-
-    def file_seconds(self, path: str) -> float:
-        known = self.history.estimate(path)
-        if known is not None:
-            return known
-        size = _size(self.root / path)
-        return self.fallback if size is None else size * self.seconds_per_byte
-
-    def unit_seconds(self, unit: str) -> float:
-        known = self.history.estimate(unit)
-        if known is not None:
-            return known
-        path = file_of_unit(unit)
-        if path == unit:
-            return self.file_seconds(path)
-        siblings = self.known_examples.get(path)
-        if siblings:
-            return statistics.median(siblings)
-        return self.file_seconds(path) / max(self.examples_requested[path], 1)
-
-    def run(self) -> dict[str, float]:
-        return {unit: self.unit_seconds(key) for unit, key in self.units.items()}
 
 
 def _without_units(run: dict[str, Any]) -> dict[str, Any]:

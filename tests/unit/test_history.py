@@ -19,13 +19,8 @@ from hypothesis import strategies as st
 from support.files import write
 
 from shardrun.errors import InputError
-from shardrun.plan.history import (
-    DEFAULT_HISTORY_PATH,
-    DEFAULT_SECONDS_PER_BYTE,
-    FALLBACK_SECONDS,
-    SAMPLES_KEPT,
-    History,
-)
+from shardrun.plan.estimate import DEFAULT_SECONDS_PER_BYTE, FALLBACK_SECONDS
+from shardrun.plan.history import DEFAULT_HISTORY_PATH, SAMPLES_KEPT, History
 from shardrun.plan.timings import Durations
 
 # ---------------------------------------------------------------- history: record, estimate
