@@ -27,6 +27,7 @@ from typing import Any
 from shardrun.errors import InputError, ShardrunError
 from shardrun.files import locked, read_regular_bytes, write_text
 from shardrun.plan.estimate import Known, estimate_units, sizes_needed
+from shardrun.plan.setup_cost import without_setup
 from shardrun.plan.timings import (
     MAX_SAMPLE_SECONDS,
     Durations,
@@ -86,6 +87,7 @@ class History:
         # What this process added since load, replayed onto the file's newest content when
         # saving, so concurrent runs in one checkout all reach the history (see `save`).
         self._journal: list[tuple[dict[str, float], dict[str, float], float]] = []
+        self._setup_journal: list[tuple[float, float]] = []
         self._new_runs: list[dict[str, Any]] = []
 
     @classmethod
@@ -106,6 +108,10 @@ class History:
         them is returned. Negative seconds (a clock that stepped back) count as 0.
         """
         at = time.time() if at is None else at
+        durations, setup = without_setup(durations)
+        if setup is not None:
+            self._record_setup(setup, at)
+            self._setup_journal.append((setup, at))
         kept: list[dict[str, float]] = [{}, {}]
         for target, measured, accepted in (
             (self._files, durations.files, kept[0]),
@@ -138,6 +144,21 @@ class History:
         """Every timed file's and example's estimate, for the pure estimator."""
         return Known({key: stats.estimate for key, stats in self._files.items()},
                      {key: stats.estimate for key, stats in self._examples.items()})
+
+    def setup_seconds(self) -> float | None:
+        """A runner's set-up (plan/setup_cost.py): the median of the kept samples."""
+        section = self.extra.get("setup")
+        samples = section.get("samples") if isinstance(section, dict) else None
+        if not isinstance(samples, list) or not samples or not all(map(_is_sample, samples)):
+            return None
+        return FileStats.from_samples(samples, None).estimate
+
+    def _record_setup(self, seconds: float, at: float) -> None:
+        section = self.extra.get("setup")
+        old = section.get("samples") if isinstance(section, dict) else None
+        samples = [s for s in old if _is_sample(s)] if isinstance(old, list) else []
+        kept = FileStats.from_samples([*samples, _clamped(seconds)], at)
+        self.extra["setup"] = {"samples": list(kept.samples), "updated_at": at}
 
     def files(self) -> dict[str, FileStats]:
         return dict(self._files)
@@ -173,7 +194,8 @@ class History:
             write_text(self.path, merged._to_json(), "timing history")
         self._files, self._examples = merged._files, merged._examples
         self.extra = merged.extra
-        self._journal, self._new_runs = [], []  # saved: a later save must not add them again
+        # saved: a later save must not add them again
+        self._journal, self._setup_journal, self._new_runs = [], [], []
 
     def _merged_with_file(self) -> History:
         """The file's current content plus what this process recorded; self if no file.
@@ -190,6 +212,8 @@ class History:
             return self
         for files, examples, at in self._journal:
             current.record(Durations(files, examples, "merge"), at)
+        for setup, at in self._setup_journal:
+            current._record_setup(setup, at)
         for run in self._new_runs:
             current.add_run(run)
         return current

@@ -18,6 +18,7 @@ from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS
 from shardrun.models import Mode, Plan, RunSpec, ShardJob
 from shardrun.plan.batching import DEFAULT_BOOT_SECONDS, DEFAULT_WARM_BATCH_SECONDS, queue_batches
 from shardrun.plan.gather import PlannedSuite, PlanRequest
+from shardrun.plan.history import History
 from shardrun.plan.splitting import split_slow_files
 from shardrun.report.merge import RunReport
 from shardrun.report.runlog import boot_seconds, warm_batch_seconds
@@ -76,8 +77,12 @@ def planned_line(planned: PlannedSuite, options: RunOptions) -> str:
     files = len(planned.suite.files)
     timings = ("timings from earlier runs" if planned.timed
                else "no timings yet, so file sizes")
+    setup = planned.history.setup_seconds()
+    if setup is not None and planned.timed:
+        timings += f" (a runner's set-up of {setup:.1f} s kept apart from its first tests)"
+    workers = options.worker_processes
     return (f"{files} {planned.suite.framework} file{'s' if files != 1 else ''} on "
-            f"{options.worker_processes} local worker{'s' if options.worker_processes != 1 else ''}"
+            f"{workers} local worker{'s' if workers != 1 else ''}"
             f" ({options.mode} mode, --runners {options.runners}); planned from {timings}")
 
 
@@ -89,6 +94,7 @@ def dispatch_plan(planned: PlannedSuite, options: RunOptions) -> Plan:
     root, workers = options.request.root, options.request.workers
     runner = get_runner(framework, root, options.command_template)
     boot = batch_overhead(planned.history.runs(), framework, warm=_warm(runner, options))
+    boot += setup_per_batch(planned.history, options)
     if not planned.timed:
         # No timings yet: estimates are file sizes, not seconds, so a boot cost in seconds
         # means nothing against them. Batch without it: small batches let the queue even
@@ -98,6 +104,17 @@ def dispatch_plan(planned: PlannedSuite, options: RunOptions) -> Plan:
     if not options.command_template:
         estimates = split_slow_files(estimates, workers, boot, runner, planned.history, root)
     return queue_batches(estimates, workers, boot)
+
+
+def setup_per_batch(history: History, options: RunOptions) -> float:
+    """The runner set-up the history learned (plan/setup_cost.py), as each batch pays it:
+    a forked or fresh runner starts a new test session per batch, so its session set-up
+    (a test database, compiled assets) comes with every batch; a reused runner pays it
+    once, which the per-batch figure leaves out."""
+    setup = history.setup_seconds()
+    if setup is None or options.runners == Runners.REUSE.value:
+        return 0.0
+    return setup
 
 
 def _warm(runner: Runner, options: RunOptions) -> bool:
