@@ -114,6 +114,9 @@ def plan(
         raise click.BadParameter(f"must be below the shard count {shards}", param_hint="--index")
     request = PlanRequest(Path.cwd(), paths, framework, shards, timings, from_junit)
     planned = coordinator.prepare(request)
+    if index is not None or as_json:  # standard output is for a program: notes to stderr
+        for note in planned.notes:
+            click.echo(note, err=True)
     if index is not None:
         for unit in planned.plan.shards[index].units:
             click.echo(printable(unit))
@@ -142,6 +145,7 @@ def plan_lines(planned: PlannedSuite) -> list[str]:
         f"{plan.total_seconds:.2f}s in total: predicted makespan {plan.predicted_makespan:.2f}s, "
         f"lower bound {plan.lower_bound:.2f}s (ratio {ratio})"
     )
+    lines.extend(planned.notes)
     lines.extend(_untimed_notes(planned))
     if plan.bounding_unit:
         lines.append(
