@@ -75,6 +75,8 @@ def expected(param: click.Option) -> str:
         text = " ".join([number, *filter(None, bounds)])
     elif isinstance(kind, click.Path):
         text = "a path"
+    elif kind is click.STRING:
+        text = "a string"
     else:
         text = getattr(kind, "description", None) or f"a {kind.name}"
     return f"a list of {text.removeprefix('a ')}" if param.multiple else text
