@@ -79,7 +79,9 @@ def expected(param: click.Option) -> str:
         text = "a string"
     else:
         text = getattr(kind, "description", None) or f"a {kind.name}"
-    return f"a list of {text.removeprefix('a ')}" if param.multiple else text
+    if not param.multiple:
+        return text
+    return f"a list of {text[2:]}s" if text.startswith("a ") else f"a list, each {text}"
 
 
 def apply(ctx: click.Context, group: click.Group) -> None:

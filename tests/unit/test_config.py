@@ -274,3 +274,11 @@ def test_ci_node_variables_keep_their_own_messages(project: Path) -> None:
                           env={"SHARDRUN_BUILD_ID": "b1", "SHARDRUN_NODE_INDEX": "1"})
     assert code == 2
     assert "SHARDRUN_NODE_INDEX=1 given without a node total" in err
+
+
+def test_docs_list_every_key_with_its_variable() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    schema = schema_of(cli)
+    for name in CONFIGURED_COMMANDS:
+        for setting in schema[(name,)].values():
+            assert f"| `{setting.key}` | `{setting.envvar}` |" in docs, setting.key
