@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-from shardrun.cli.options import RunnerArgsCommand, execution_options
+from shardrun.cli.configuration import came_from_environment
+from shardrun.cli.options import RunnerArgsCommand, execution_options, workers_option
 from shardrun.models import Mode
 from shardrun.plan.gather import PlanRequest
 from shardrun.report.merge import RunReport
@@ -46,8 +47,7 @@ def _run_options(
 
 @click.command(cls=RunnerArgsCommand)
 @click.argument("paths", nargs=-1)
-@click.option("--workers", "-w", type=click.IntRange(min=1), default=2, envvar="SHARDRUN_WORKERS",
-              show_default=True, help="Local worker processes.")
+@workers_option(help_text="Local worker processes; auto: the CPUs this process may use.")
 @click.option("--redis-url", envvar="SHARDRUN_REDIS_URL", default=None,
               help="Redis to use (default: a private redis-server for this run).")
 @execution_options
@@ -56,7 +56,8 @@ def run(paths: tuple[str, ...], workers: int, redis_url: str | None, **settings:
     install_signal_handlers()
     options = _run_options(paths, workers, redis_url, settings)
     reporter = ProgressReporter(sys.stdout.isatty())
-    click.echo("shardrun run: finding the tests" + (f" under {' '.join(paths)}" if paths else ""))
+    click.echo(f"shardrun run: {workers_phrase(workers)}; finding the tests"
+               + (f" under {' '.join(paths)}" if paths else ""))
     outcome = coordinator.run(options, reporter,
                               lambda line: click.echo(f"shardrun run: {printable(line)}"))
     reporter.close()
@@ -70,9 +71,8 @@ def run(paths: tuple[str, ...], workers: int, redis_url: str | None, **settings:
 
 @click.command(cls=RunnerArgsCommand)
 @click.argument("paths", nargs=-1)
-@click.option("--workers", "-w", type=click.IntRange(min=0), default=1,
-              envvar="SHARDRUN_WORKERS", show_default=True,
-              help="Worker processes on this node (0: coordinate only).")
+@workers_option(default=1, minimum=0,
+                help_text="Worker processes on this node (0: coordinate only; auto: its CPUs).")
 @click.option("--redis-url", envvar="SHARDRUN_REDIS_URL", required=True,
               help="The Redis every node of the build reaches.")
 @click.option("--build-id", default=None, help="Overrides the CI's build id (SHARDRUN_BUILD_ID).")
@@ -93,7 +93,8 @@ def ci_command(
 ) -> None:
     """Every parallel CI node runs this: together they run PATHS once, as one run."""
     install_signal_handlers()
-    context = ci.detect(build_id=build_id, node_index=node_index, node_total=node_total)
+    context = ci.detect(**_ci_overrides(build_id=build_id, node_index=node_index,
+                                        node_total=node_total))
     click.echo(f"shardrun ci: {context.describe()}")
     options = ci_node.CiOptions(_run_options(paths, workers, redis_url, settings), context,
                                 node_junit_out, total_workers=total_workers)
@@ -110,6 +111,22 @@ def ci_command(
     else:
         _github_node_summary(outcome, context.describe())
     sys.exit(outcome.exit_code)
+
+
+def workers_phrase(workers: int) -> str:
+    """`4 workers` or `2 workers (auto: the CPUs this process may use)`."""
+    count = f"{workers} worker{'s' if workers != 1 else ''}"
+    return count + (" (auto: the CPUs this process may use)" if getattr(workers, "auto", False)
+                    else "")
+
+
+def _ci_overrides(**options: Any) -> dict[str, Any]:
+    """--build-id/--node-index/--node-total as given on the command line or in the settings
+    file; one set by its SHARDRUN_* variable is left to ci_env, which reads that variable
+    itself and names it in its messages."""
+    ctx = click.get_current_context()
+    return {name: None if came_from_environment(ctx, name) else value
+            for name, value in options.items()}
 
 
 def _github_node_summary(outcome: ci_node.CiOutcome, node: str) -> None:

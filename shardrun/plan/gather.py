@@ -17,6 +17,7 @@ from shardrun.errors import (
 )
 from shardrun.models import Plan
 from shardrun.plan.discovery import Suite, discover
+from shardrun.plan.existing import existing_timings
 from shardrun.plan.history import History
 from shardrun.plan.planner import plan_shards
 from shardrun.plan.timings import load_durations
@@ -43,6 +44,7 @@ class PlannedSuite:
     # Whether any estimate came from measured seconds. Without, the estimates are file
     # sizes in made-up units: fit for balancing, not for showing as predicted seconds.
     timed: bool = True
+    notes: tuple[str, ...] = ()  # for the user: e.g. timings imported from another tool
 
 
 def prepare(request: PlanRequest) -> PlannedSuite:
@@ -53,10 +55,22 @@ def prepare(request: PlanRequest) -> PlannedSuite:
     history = History.load(request.timings_path)
     for path in expand_globs(request.from_junit, request.root):
         history.record(load_durations(path))
+    notes = _first_run_timings(history, request, suite.framework)
     estimates = history.estimates(suite.files, request.root)
     timed = any(history.estimate(unit) is not None for unit in estimates)
     return PlannedSuite(suite, history, estimates, plan_shards(estimates, request.workers),
-                        timed)
+                        timed, notes)
+
+
+def _first_run_timings(history: History, request: PlanRequest, framework: str) -> tuple[str, ...]:
+    """No history and no --from-junit: learn from knapsack / parallel_tests / pytest-split
+    files at their default paths (plan/existing.py), and say so."""
+    if history.files() or request.from_junit:
+        return ()
+    found = existing_timings(request.root, framework)
+    for durations in found.durations:
+        history.record(durations)
+    return (found.line,) if found.line else ()
 
 
 def expand_globs(patterns: Sequence[str], root: Path) -> list[Path]:

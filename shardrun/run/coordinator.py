@@ -34,6 +34,8 @@ def run(
     started_at = time.time()  # the run's time includes planning and the private Redis
     planned = prepare(options.request)
     announce(planned_line(planned, options))
+    for note in planned.notes:
+        announce(note)
     if options.redis_url:
         announce(f"Redis: {queue.redact(options.redis_url)}")
         return _run_on(options.redis_url, options, planned, on_progress, started_at)
