@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS
+from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS, available_cpus
 from shardrun.models import Mode, Plan, RunSpec, ShardJob
 from shardrun.plan.batching import DEFAULT_BOOT_SECONDS, DEFAULT_WARM_BATCH_SECONDS, queue_batches
 from shardrun.plan.gather import PlannedSuite, PlanRequest
@@ -83,7 +83,19 @@ def planned_line(planned: PlannedSuite, options: RunOptions) -> str:
     workers = options.worker_processes
     return (f"{files} {planned.suite.framework} file{'s' if files != 1 else ''} on "
             f"{workers} local worker{'s' if workers != 1 else ''}"
-            f" ({options.mode} mode, --runners {options.runners}); planned from {timings}")
+            f" ({options.mode} mode, --runners {options.runners}); planned from {timings}"
+            + oversubscribed(workers, available_cpus()))
+
+
+def oversubscribed(workers: int, cpus: int) -> str:
+    """What the opening line adds when local workers outnumber the CPUs: on 2 cores, 8
+    pytest workers of CPU-bound tests lost to 2 (bench/peers, N = 8), since each test
+    then runs up to workers / cpus times slower and every runner's boot competes too."""
+    if workers <= cpus:
+        return ""
+    return (f". Note: {workers} workers share {cpus} CPU{'s' if cpus != 1 else ''}: tests "
+            f"that use the CPU run up to {workers / cpus:.0f}x slower each; "
+            f"-w auto ({cpus}) suits CPU-bound suites, more only suits tests that wait")
 
 
 def dispatch_plan(planned: PlannedSuite, options: RunOptions) -> Plan:

@@ -9,7 +9,7 @@ import pytest
 from shardrun.plan.gather import PlanRequest
 from shardrun.plan.history import History
 from shardrun.plan.timings import Durations
-from shardrun.run.options import RunOptions, setup_per_batch
+from shardrun.run.options import RunOptions, oversubscribed, setup_per_batch
 
 
 def options(runners: str) -> RunOptions:
@@ -36,3 +36,11 @@ def test_each_batch_pays_the_set_up_unless_one_runner_is_reused(
 
 def test_without_a_learned_set_up_nothing_is_added(tmp_path: Path) -> None:
     assert setup_per_batch(History(tmp_path / "none.json"), options("fork")) == 0.0
+
+
+def test_more_workers_than_cpus_is_said_once_with_what_to_do() -> None:
+    assert oversubscribed(2, 2) == ""
+    assert oversubscribed(1, 4) == ""
+    line = oversubscribed(8, 2)
+    assert "8 workers share 2 CPUs" in line and "up to 4x slower" in line
+    assert "-w auto (2)" in line
