@@ -6,11 +6,11 @@ What is real and what is simulated:
   persistence off (`--save "" --appendonly no`), one per measurement.
 - **Coordinator**: a process of its own (so its CPU time and peak RSS are its own) running
   shardrun's code path of `shardrun run --command 'true {files} {junit}'`, minus starting
-  local worker processes: `coordinator.prepare` (discovery of the 20,000 files, estimates
-  from the timing history, the static plan), `coordinator.dispatch_plan` (queue mode:
-  factoring batches) or one unit per job, `coordinator.batch_jobs`, `Ledger`,
+  local worker processes: `gather.prepare` (discovery of the 20,000 files, estimates
+  from the timing history, the static plan), `options.dispatch_plan` (queue mode:
+  factoring batches) or one unit per job, `options.batch_jobs`, `Ledger`,
   `RunQueue.publish_meta` + `RunQueue.enqueue`, `watch.Watcher.run` (results, leases,
-  requeues, progress) and `coordinator.finish` (merge 20,000 units into one JUnit XML,
+  requeues, progress) and `session.finish` (merge 20,000 units into one JUnit XML,
   learn the timings, write the history).
 - **Workers**: 200 RQ worker loops, `WORKER_PROCESSES` processes x 50 threads (200
   processes would not fit 2 CPUs). Each thread runs shardrun's own `ShardrunWorker` (RQ's
@@ -63,6 +63,7 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty
 
 from shardrun.models import (
+    Mode,
     Plan,
     ProcessOutcome,
     RunSpec,
@@ -71,19 +72,12 @@ from shardrun.models import (
     ShardResult,
     TestResult,
 )
+from shardrun.plan.gather import PlannedSuite, PlanRequest, prepare
 from shardrun.plan.history import History
 from shardrun.plan.timings import Durations
 from shardrun.queue import RunQueue, connect, queue_name
-from shardrun.run.coordinator import (
-    PlannedSuite,
-    PlanRequest,
-    RunOptions,
-    batch_jobs,
-    dispatch_plan,
-    finish,
-    prepare,
-)
-from shardrun.run.ledger import Ledger
+from shardrun.run.options import RunOptions, batch_jobs, dispatch_plan, new_ledger, run_spec
+from shardrun.run.session import LocalBooks, Session, finish, publish, run_meta
 from shardrun.run.watch import Watcher
 from shardrun.work import worker as shardrun_worker
 from shardrun.work.process import kill_tree
@@ -127,7 +121,7 @@ PROFILED_FUNCTIONS = (
      "-- `Watcher._reclaim_lost_leases`: an EXISTS per running batch, when no result waits"),
     ("shardrun/run/watch.py", "_reclaim_vanished",
      "-- `Watcher._reclaim_vanished`: batches off the queue that never started"),
-    ("shardrun/run/coordinator.py", "finish", "`finish`: merge, JUnit, history"),
+    ("shardrun/run/session.py", "finish", "`finish`: merge, JUnit, history"),
 )
 MB = 1024.0 * 1024.0
 
@@ -259,7 +253,7 @@ def coordinate(
     """shardrun's coordinator path for one run on workers that are already listening."""
     rss_after_imports = peak_rss_mb()
     request = PlanRequest(root, ("tests",), "pytest", WORKERS, root / HISTORY)
-    options = RunOptions(request, redis_url=url, command_template=NOOP_TEMPLATE, mode="queue")
+    options = RunOptions(request, redis_url=url, command_template=NOOP_TEMPLATE, mode=Mode.QUEUE)
     started_at, clock, cpu = time.time(), [time.monotonic()], [cpu_seconds()]
 
     def mark() -> None:
@@ -269,19 +263,19 @@ def coordinate(
     planned = prepare(request)
     dispatched = dispatch_plan(planned, options) if dispatch == "batches" else (
         one_unit_per_job(planned))
-    ledger = Ledger(options.max_attempts, options.retries, options.fail_fast)
-    jobs = ledger.add(batch_jobs(run_id, dispatched, planned, options))
+    ledger = new_ledger(options, run_spec(planned, options))
+    jobs = ledger.add(batch_jobs(run_id, dispatched, options))
     run_queue = RunQueue(connect(url), run_id)
+    session = Session(run_queue, planned, options, LocalBooks(), None, started_at)
     mark()
     before = {name: process_cpu(pids) for name, pids in observed.items()}
-    run_queue.publish_meta({"run_id": run_id, "framework": "command", "mode": "queue",
-                            "workers": WORKERS})
+    publish(run_queue, run_meta(session, dispatched))
     run_queue.enqueue(jobs)
     mark()
-    watched = Watcher(run_queue, ledger, None).run()
+    watched = Watcher(run_queue, ledger, LocalBooks()).run()
     mark()
     after = {name: process_cpu(pids) for name, pids in observed.items()}
-    outcome = finish(run_id, planned, options, dispatched, ledger, watched, started_at)
+    outcome = finish(session, dispatched, ledger, watched, started_at)
     mark()
     return CoordinatorReport(
         jobs=len(jobs), units=sum(len(job.units) for job in jobs), exit_code=outcome.exit_code,

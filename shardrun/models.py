@@ -16,9 +16,27 @@ whose path is the module that collected it). A unit holds one or more tests.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, TypeVar
+from enum import Enum
+from typing import Any, TypeAlias, TypeVar
 
 PLAN_FORMAT_VERSION = 1
+RUN_META_VERSION = 1
+
+# A unit: what the planner places and a runner is sent (a file, or an id inside one).
+UnitId: TypeAlias = str
+# A test: what the run accounts for, by the id its framework selects it with.
+TestId: TypeAlias = str
+
+
+class Mode(str, Enum):
+    """How a run hands out its work: one batch per static shard, or batches that workers
+    take from a queue as they free up (docs/queue.md)."""
+
+    QUEUE = "queue"
+    STATIC = "static"
+
+    def __str__(self) -> str:  # "queue" in messages, not "Mode.QUEUE"
+        return self.value
 
 
 _Data = TypeVar("_Data")
@@ -88,6 +106,55 @@ class Plan:
             total_seconds=float(data.get("total_seconds", 0.0)),
             bounding_unit=data.get("bounding_unit"),
         )
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """What a run publishes about itself under its Redis key "meta": one JSON shape for
+    `shardrun run` and `shardrun ci`. Workers read `spec` (signed, runspec.py); a CI node
+    taking over the lead reads the rest, so it can finish a run another node planned."""
+
+    run_id: str
+    framework: str
+    mode: Mode
+    workers: int  # the workers the batches were sized for (a CI build's, not one node's)
+    units: tuple[UnitId, ...]  # every unit planned, once: what the report accounts for
+    started_at: float  # epoch seconds: the run's wall time counts from here
+    predicted_makespan: float = 0.0
+    lower_bound: float = 0.0
+    bounding_unit: UnitId | None = None
+    spec: dict[str, Any] | None = None  # runspec.published(...): the spec, maybe signed
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(version=RUN_META_VERSION, mode=self.mode.value, units=list(self.units))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunMeta:
+        """Raises ValueError (or KeyError, TypeError) on a malformed meta: it comes from
+        Redis, which the caller treats as untrusted."""
+        spec = data.get("spec")
+        if spec is not None and not isinstance(spec, dict):
+            raise ValueError("spec is not an object")
+        units = data.get("units", ())
+        if not isinstance(units, list | tuple) or not all(isinstance(u, str) for u in units):
+            raise ValueError("units is not a list of strings")
+        bounding = data.get("bounding_unit")
+        return cls(
+            run_id=str(data["run_id"]), framework=str(data["framework"]),
+            mode=Mode(data.get("mode", Mode.QUEUE.value)), workers=int(data["workers"]),
+            units=tuple(units), started_at=float(data["started_at"]),
+            predicted_makespan=float(data.get("predicted_makespan", 0.0)),
+            lower_bound=float(data.get("lower_bound", 0.0)),
+            bounding_unit=str(bounding) if bounding is not None else None, spec=spec,
+        )
+
+    def plan(self) -> Plan:
+        """The plan's figures for the run record, when the plan itself was made by an
+        earlier leader: its units as one part, the predictions as published."""
+        return Plan(self.workers, (Shard(0, self.units, 0.0),), self.predicted_makespan,
+                    self.lower_bound, 0.0, self.bounding_unit)
 
 
 @dataclass(frozen=True)

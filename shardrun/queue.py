@@ -24,7 +24,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from shardrun.config import KEY_TTL_SECONDS, REDIS_TIMEOUT_SECONDS
 from shardrun.errors import InfrastructureError, InputError
-from shardrun.models import ShardJob, ShardResult
+from shardrun.models import RunMeta, ShardJob, ShardResult
 
 # The one callable a shardrun worker will execute (see rq_worker.ShardrunWorker).
 JOB_FUNCTION = "shardrun.work.worker.run_shard"
@@ -70,6 +70,10 @@ _Result = TypeVar("_Result")
 
 class RedisUnavailable(InfrastructureError):
     """Redis did not answer for longer than the run's --redis-timeout."""
+
+
+class MalformedMeta(InfrastructureError):
+    """The run's meta key holds something shardrun did not write."""
 
 
 def _retrying(method: Callable[..., _Result]) -> Callable[..., _Result]:
@@ -167,8 +171,8 @@ class RunQueue:
         return ":".join((KEY_PREFIX, self.run_id, *parts))
 
     @_retrying
-    def publish_meta(self, meta: dict[str, Any]) -> None:
-        self.connection.set(self.key("meta"), json.dumps(meta), ex=self.ttl)
+    def publish_meta(self, meta: RunMeta) -> None:
+        self.connection.set(self.key("meta"), json.dumps(meta.to_dict()), ex=self.ttl)
 
     @_retrying
     def meta_present(self) -> bool:
@@ -381,9 +385,19 @@ class RunQueue:
         return self.completion()
 
     @_retrying
-    def meta(self) -> dict[str, Any] | None:
+    def meta(self) -> RunMeta | None:
+        """The run's published meta; InfrastructureError when what Redis holds is not one
+        (anyone who can write to Redis can write there)."""
         raw = self.connection.get(self.key("meta"))
-        return json.loads(raw) if raw is not None else None
+        if raw is None:
+            return None
+        try:
+            return RunMeta.from_dict(json.loads(raw))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise MalformedMeta(
+                f"the meta of run {self.run_id} in Redis is not shardrun's ({error}); "
+                "another program wrote it: delete the key or use another build id"
+            ) from None
 
     @_retrying
     def delete(self) -> None:

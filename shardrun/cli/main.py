@@ -10,21 +10,17 @@ from typing import Any
 
 import click
 
+from shardrun.cli import configuration
 from shardrun.cli import run as cli_run
 from shardrun.cli.options import framework_option, from_junit_option, timings_option, workers_option
 from shardrun.cli.worker import worker_command
-from shardrun.config import (
-    click_default_map,
-    load_project_settings,
-)
 from shardrun.errors import EXIT_USAGE, ShardrunError, file_error
+from shardrun.plan.gather import PlannedSuite, PlanRequest, prepare
 from shardrun.plan.history import History
 from shardrun.plan.imports import describe, match_to_root
 from shardrun.plan.timings import load_durations
 from shardrun.report import dashboard
 from shardrun.report.terminal import printable
-from shardrun.run import coordinator
-from shardrun.run.coordinator import PlannedSuite, PlanRequest
 
 # How many file names a shard line shows before "...".
 FILES_SHOWN_PER_SHARD = 3
@@ -75,31 +71,30 @@ class ShardrunGroup(click.Group):
         except click.UsageError as error:
             if isinstance(error, OneLineUsageError):
                 raise
+            configured = (configuration.configured_error(error)
+                          if isinstance(error, click.BadParameter) else None)
+            if configured is not None:  # a value from the settings file or SHARDRUN_*
+                raise ShardrunClickError(configured) from None
             raise OneLineUsageError(error.format_message(), error.ctx) from None
-
-
-def _project_defaults() -> dict[str, Any]:
-    try:
-        settings = load_project_settings(Path.cwd())
-    except ShardrunError as error:
-        click.echo(f"shardrun: error: {error}", err=True)
-        sys.exit(error.exit_code)
-    return click_default_map(settings, ["plan", "run", "ci", "worker"])
 
 
 @click.group(cls=ShardrunGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="shardrun")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """Split a test suite into balanced shards and run them on workers through Redis."""
-    if ctx.default_map is None:
-        ctx.default_map = _project_defaults()
+    """Split a test suite into balanced shards and run them on workers through Redis.
 
+    Every option of run, ci, worker and plan can be set in .shardrun.toml (or
+    [tool.shardrun] in pyproject.toml) and as SHARDRUN_<OPTION>; `shardrun config` shows
+    what is in effect and where it came from.
+    """
+    if ctx.default_map is None:
+        configuration.apply(ctx, cli)
 
 
 @cli.command()
 @click.argument("paths", nargs=-1)
-@workers_option
+@workers_option()
 @timings_option
 @from_junit_option
 @framework_option
@@ -117,7 +112,10 @@ def plan(
     if index is not None and index >= shards:
         raise click.BadParameter(f"must be below the shard count {shards}", param_hint="--index")
     request = PlanRequest(Path.cwd(), paths, framework, shards, timings, from_junit)
-    planned = coordinator.prepare(request)
+    planned = prepare(request)
+    if index is not None or as_json:  # standard output is for a program: notes to stderr
+        for note in planned.notes:
+            click.echo(note, err=True)
     if index is not None:
         for unit in planned.plan.shards[index].units:
             click.echo(printable(unit))
@@ -146,6 +144,7 @@ def plan_lines(planned: PlannedSuite) -> list[str]:
         f"{plan.total_seconds:.2f}s in total: predicted makespan {plan.predicted_makespan:.2f}s, "
         f"lower bound {plan.lower_bound:.2f}s (ratio {ratio})"
     )
+    lines.extend(planned.notes)
     lines.extend(_untimed_notes(planned))
     if plan.bounding_unit:
         lines.append(
@@ -266,6 +265,7 @@ def dashboard_html(out: Path, runs: int, timings: Path) -> None:
 cli.add_command(worker_command, "worker")
 cli.add_command(cli_run.run, "run")
 cli.add_command(cli_run.ci_command, "ci")
+cli.add_command(configuration.config_command, "config")
 
 
 def main() -> None:

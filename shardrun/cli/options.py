@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS
+from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS, available_cpus
 from shardrun.plan.discovery import FRAMEWORKS
 from shardrun.plan.history import DEFAULT_HISTORY_PATH
 from shardrun.work.warm import Runners
@@ -19,17 +19,56 @@ framework_option = click.option(
 )
 timings_option = click.option(
     "--timings", "timings", type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_HISTORY_PATH, envvar="SHARDRUN_TIMINGS", show_default=True,
+    default=DEFAULT_HISTORY_PATH, show_default=True,
     help="Timing history file.",
 )
 from_junit_option = click.option(
     "--from-junit", "from_junit", multiple=True, metavar="GLOB",
     help="Also learn timings from these JUnit XML (or other timing) files.",
 )
-workers_option = click.option(
-    "--workers", "-w", type=click.IntRange(min=1), default=2, envvar="SHARDRUN_WORKERS",
-    show_default=True, help="Number of shards / worker processes.",
-)
+
+
+class AutoCount(int):
+    """A worker count `-w auto` chose: an int that remembers it was not given, so the
+    opening line can say where the number comes from."""
+
+    auto = True
+
+
+if TYPE_CHECKING:  # click 8.2+ types ParamType by its value; older clicks cannot subscript it
+    _IntParamType = click.ParamType[int]
+else:
+    _IntParamType = click.ParamType
+
+
+class WorkerCount(_IntParamType):
+    """`-w N` or `-w auto`: the CPUs this process may use (config.available_cpus)."""
+
+    name = "N|auto"
+
+    def __init__(self, minimum: int) -> None:
+        self.minimum = minimum
+        self.description = f"an integer >= {minimum} or auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, AutoCount):
+            return value
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return AutoCount(available_cpus())
+        try:
+            return int(click.IntRange(min=self.minimum).convert(value, param, ctx))
+        except click.BadParameter:
+            self.fail(f"{value!r} is not {self.description}", param, ctx)
+
+
+def workers_option(
+    default: str | int = "auto", minimum: int = 1,
+    help_text: str = "Shards / local worker processes; auto: the CPUs this process may use.",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """-w, and -n as pytest-xdist and parallel_tests users type it (no other option of
+    these commands is -n)."""
+    return click.option("--workers", "-w", "-n", type=WorkerCount(minimum), default=default,
+                        show_default=True, help=help_text)
 
 
 def _non_blank_command(

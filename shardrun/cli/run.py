@@ -13,14 +13,17 @@ from typing import Any
 
 import click
 
-from shardrun.cli.options import RunnerArgsCommand, execution_options
+from shardrun.cli.configuration import came_from_environment
+from shardrun.cli.options import RunnerArgsCommand, execution_options, workers_option
+from shardrun.models import Mode
+from shardrun.plan.gather import PlanRequest
 from shardrun.report.merge import RunReport
 from shardrun.report.summary import github_annotations, github_step_summary, summary_lines
 from shardrun.report.terminal import printable
 from shardrun.run import ci_env as ci
 from shardrun.run import ci_node, coordinator
-from shardrun.run.coordinator import PlanRequest, RunOptions
 from shardrun.run.embedded import install_signal_handlers
+from shardrun.run.options import RunOptions
 from shardrun.run.watch import Progress
 
 
@@ -33,7 +36,7 @@ def _run_options(
     return RunOptions(
         request, redis_url=redis_url, junit_out=settings["junit_out"], runner_args=runner_args,
         command_template=settings["command_template"], timeout_seconds=settings["timeout"],
-        mode=settings["mode"], retries=settings["retries"],
+        mode=Mode(settings["mode"]), retries=settings["retries"],
         retry_budget=settings["retry_budget"], max_attempts=settings["max_attempts"],
         fail_fast=settings["fail_fast"], redis_timeout=settings["redis_timeout"],
         lease_seconds=settings["lease_seconds"],
@@ -44,8 +47,7 @@ def _run_options(
 
 @click.command(cls=RunnerArgsCommand)
 @click.argument("paths", nargs=-1)
-@click.option("--workers", "-w", type=click.IntRange(min=1), default=2, envvar="SHARDRUN_WORKERS",
-              show_default=True, help="Local worker processes.")
+@workers_option(help_text="Local worker processes; auto: the CPUs this process may use.")
 @click.option("--redis-url", envvar="SHARDRUN_REDIS_URL", default=None,
               help="Redis to use (default: a private redis-server for this run).")
 @execution_options
@@ -54,7 +56,8 @@ def run(paths: tuple[str, ...], workers: int, redis_url: str | None, **settings:
     install_signal_handlers()
     options = _run_options(paths, workers, redis_url, settings)
     reporter = ProgressReporter(sys.stdout.isatty())
-    click.echo("shardrun run: finding the tests" + (f" under {' '.join(paths)}" if paths else ""))
+    click.echo(f"shardrun run: {workers_phrase(workers)}; finding the tests"
+               + (f" under {' '.join(paths)}" if paths else ""))
     outcome = coordinator.run(options, reporter,
                               lambda line: click.echo(f"shardrun run: {printable(line)}"))
     reporter.close()
@@ -68,9 +71,8 @@ def run(paths: tuple[str, ...], workers: int, redis_url: str | None, **settings:
 
 @click.command(cls=RunnerArgsCommand)
 @click.argument("paths", nargs=-1)
-@click.option("--workers", "-w", type=click.IntRange(min=0), default=1,
-              envvar="SHARDRUN_WORKERS", show_default=True,
-              help="Worker processes on this node (0: coordinate only).")
+@workers_option(default=1, minimum=0,
+                help_text="Worker processes on this node (0: coordinate only; auto: its CPUs).")
 @click.option("--redis-url", envvar="SHARDRUN_REDIS_URL", required=True,
               help="The Redis every node of the build reaches.")
 @click.option("--build-id", default=None, help="Overrides the CI's build id (SHARDRUN_BUILD_ID).")
@@ -91,7 +93,8 @@ def ci_command(
 ) -> None:
     """Every parallel CI node runs this: together they run PATHS once, as one run."""
     install_signal_handlers()
-    context = ci.detect(build_id=build_id, node_index=node_index, node_total=node_total)
+    context = ci.detect(**_ci_overrides(build_id=build_id, node_index=node_index,
+                                        node_total=node_total))
     click.echo(f"shardrun ci: {context.describe()}")
     options = ci_node.CiOptions(_run_options(paths, workers, redis_url, settings), context,
                                 node_junit_out, total_workers=total_workers)
@@ -108,6 +111,22 @@ def ci_command(
     else:
         _github_node_summary(outcome, context.describe())
     sys.exit(outcome.exit_code)
+
+
+def workers_phrase(workers: int) -> str:
+    """`4 workers` or `2 workers (auto: the CPUs this process may use)`."""
+    count = f"{workers} worker{'s' if workers != 1 else ''}"
+    return count + (" (auto: the CPUs this process may use)" if getattr(workers, "auto", False)
+                    else "")
+
+
+def _ci_overrides(**options: Any) -> dict[str, Any]:
+    """--build-id/--node-index/--node-total as given on the command line or in the settings
+    file; one set by its SHARDRUN_* variable is left to ci_env, which reads that variable
+    itself and names it in its messages."""
+    ctx = click.get_current_context()
+    return {name: None if came_from_environment(ctx, name) else value
+            for name, value in options.items()}
 
 
 def _github_node_summary(outcome: ci_node.CiOutcome, node: str) -> None:

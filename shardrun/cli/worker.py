@@ -46,7 +46,7 @@ from shardrun.work.warm import Prewarm, Runners
                    "arguments after `--`), whatever the run publishes. Without it the "
                    "worker runs the run's settings only when signed with SHARDRUN_SECRET.")
 @click.option("--command", "command_template", default=None, metavar="TEMPLATE",
-              help="With --framework command: the command template.")
+              help="Run batches with this command template (the command framework).")
 @click.option("--runners", type=click.Choice([mode.value for mode in Runners]),
               default=Runners.FORK.value, show_default=True, help="With --framework.")
 @click.option("--python", default=None, metavar="PATH",
@@ -75,11 +75,15 @@ def worker_command(
         raise InputError("--prewarm needs --run-id: a warm runner serves one run; "
                          "add --run-id or drop --prewarm")
     own = own_spec_from_environment()
+    if framework is None and command_template:
+        # As `run --command` does: a command is the command framework, wherever it was set
+        # (a top-level `command = ...` in .shardrun.toml reaches the worker too).
+        framework = "command"
     if framework is not None:
         own = RunSpec(framework, command_template, tuple(runner_args), runners, python=python)
-    elif command_template or runner_args or python:
-        raise InputError("--command, --python and runner arguments need --framework: they "
-                         "are this worker's own settings; add --framework")
+    elif runner_args or python:
+        raise InputError("--python and runner arguments need --framework: they are this "
+                         "worker's own settings; add --framework")
     secret = os.environ.pop(SECRET_VARIABLE, None) or None  # not for the tests to read
     context = replace(worker.default_context(root.resolve(), worker_index), spec=own,
                       secret=secret)

@@ -18,7 +18,6 @@ import math
 import os
 import statistics
 import time
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,6 +26,8 @@ from typing import Any
 
 from shardrun.errors import InputError, ShardrunError
 from shardrun.files import locked, read_regular_bytes, write_text
+from shardrun.plan.estimate import Known, estimate_units, sizes_needed
+from shardrun.plan.setup_cost import without_setup
 from shardrun.plan.timings import (
     MAX_SAMPLE_SECONDS,
     Durations,
@@ -40,11 +41,6 @@ HISTORY_VERSION = 1
 # Samples kept per unit: about two weeks of daily CI runs. Their median ignores up to four
 # outlier runs (cold cache, noisy neighbour) yet follows a real change within ~5 runs.
 SAMPLES_KEPT = 10
-# Seconds per byte of test source when no file under the root has history. Only ratios
-# matter for balancing; 1e-4 s/byte makes a typical 5 KB spec file take 0.5 s.
-DEFAULT_SECONDS_PER_BYTE = 1e-4
-# Seconds for a unit that neither the history nor the file system knows.
-FALLBACK_SECONDS = 1.0
 _HISTORY_SECTIONS = ("version", "files", "examples")
 # Run records kept in the "runs" section (runlog.py, docs/dashboard.md): about two weeks of
 # a few CI runs a day, enough for the dashboard's trend charts.
@@ -91,6 +87,7 @@ class History:
         # What this process added since load, replayed onto the file's newest content when
         # saving, so concurrent runs in one checkout all reach the history (see `save`).
         self._journal: list[tuple[dict[str, float], dict[str, float], float]] = []
+        self._setup_journal: list[tuple[float, float]] = []
         self._new_runs: list[dict[str, Any]] = []
 
     @classmethod
@@ -111,6 +108,10 @@ class History:
         them is returned. Negative seconds (a clock that stepped back) count as 0.
         """
         at = time.time() if at is None else at
+        durations, setup = without_setup(durations)
+        if setup is not None:
+            self._record_setup(setup, at)
+            self._setup_journal.append((setup, at))
         kept: list[dict[str, float]] = [{}, {}]
         for target, measured, accepted in (
             (self._files, durations.files, kept[0]),
@@ -133,8 +134,31 @@ class History:
         return stats.estimate if stats else None
 
     def estimates(self, units: Sequence[str], root: Path) -> dict[str, float]:
-        """Seconds for every unit (keys as given), guessing unknown ones (docs/timings.md)."""
-        return _Estimator(self, units, root).run()
+        """Seconds for every unit (keys as given), guessing unknown ones (docs/timings.md):
+        gathers the file sizes the pure rule (plan/estimate.py) needs, then applies it."""
+        known = self.known()
+        sizes = {path: _size(root / path) for path in sizes_needed(units, known)}
+        return estimate_units(units, known, sizes)
+
+    def known(self) -> Known:
+        """Every timed file's and example's estimate, for the pure estimator."""
+        return Known({key: stats.estimate for key, stats in self._files.items()},
+                     {key: stats.estimate for key, stats in self._examples.items()})
+
+    def setup_seconds(self) -> float | None:
+        """A runner's set-up (plan/setup_cost.py): the median of the kept samples."""
+        section = self.extra.get("setup")
+        samples = section.get("samples") if isinstance(section, dict) else None
+        if not isinstance(samples, list) or not samples or not all(map(_is_sample, samples)):
+            return None
+        return FileStats.from_samples(samples, None).estimate
+
+    def _record_setup(self, seconds: float, at: float) -> None:
+        section = self.extra.get("setup")
+        old = section.get("samples") if isinstance(section, dict) else None
+        samples = [s for s in old if _is_sample(s)] if isinstance(old, list) else []
+        kept = FileStats.from_samples([*samples, _clamped(seconds)], at)
+        self.extra["setup"] = {"samples": list(kept.samples), "updated_at": at}
 
     def files(self) -> dict[str, FileStats]:
         return dict(self._files)
@@ -170,7 +194,8 @@ class History:
             write_text(self.path, merged._to_json(), "timing history")
         self._files, self._examples = merged._files, merged._examples
         self.extra = merged.extra
-        self._journal, self._new_runs = [], []  # saved: a later save must not add them again
+        # saved: a later save must not add them again
+        self._journal, self._setup_journal, self._new_runs = [], [], []
 
     def _merged_with_file(self) -> History:
         """The file's current content plus what this process recorded; self if no file.
@@ -187,6 +212,8 @@ class History:
             return self
         for files, examples, at in self._journal:
             current.record(Durations(files, examples, "merge"), at)
+        for setup, at in self._setup_journal:
+            current._record_setup(setup, at)
         for run in self._new_runs:
             current.add_run(run)
         return current
@@ -234,56 +261,6 @@ def _parse(path: Path, raw: bytes) -> History | str:
 def _clamped(seconds: float) -> float:
     """A recorded sample: negatives (clock skew) are 0, so a median cannot go below 0."""
     return max(float(seconds), 0.0)
-
-
-class _Estimator:
-    """The unknown-unit rule of docs/timings.md, computed once per `estimates` call."""
-
-    def __init__(self, history: History, units: Sequence[str], root: Path) -> None:
-        self.history = history
-        self.root = root
-        self.units = {unit: normalize_unit(unit) for unit in units}
-        self.examples_requested: dict[str, int] = defaultdict(int)
-        for unit in self.units.values():
-            if file_of_unit(unit) != unit:
-                self.examples_requested[file_of_unit(unit)] += 1
-        self.known_examples: dict[str, list[float]] = defaultdict(list)
-        for example, stats in history.examples().items():
-            self.known_examples[file_of_unit(example)].append(stats.estimate)
-        known_files = [stats.estimate for stats in history.files().values()]
-        self.fallback = statistics.median(known_files) if known_files else FALLBACK_SECONDS
-        self.seconds_per_byte = self._seconds_per_byte()
-
-    def _seconds_per_byte(self) -> float:
-        """Median rate over timed files still on disk: robust to one odd (fixture-heavy) file."""
-        rates = []
-        for path, stats in self.history.files().items():
-            size = _size(self.root / path)
-            if size:
-                rates.append(stats.estimate / size)
-        return statistics.median(rates) if rates else DEFAULT_SECONDS_PER_BYTE
-
-    def file_seconds(self, path: str) -> float:
-        known = self.history.estimate(path)
-        if known is not None:
-            return known
-        size = _size(self.root / path)
-        return self.fallback if size is None else size * self.seconds_per_byte
-
-    def unit_seconds(self, unit: str) -> float:
-        known = self.history.estimate(unit)
-        if known is not None:
-            return known
-        path = file_of_unit(unit)
-        if path == unit:
-            return self.file_seconds(path)
-        siblings = self.known_examples.get(path)
-        if siblings:
-            return statistics.median(siblings)
-        return self.file_seconds(path) / max(self.examples_requested[path], 1)
-
-    def run(self) -> dict[str, float]:
-        return {unit: self.unit_seconds(key) for unit, key in self.units.items()}
 
 
 def _without_units(run: dict[str, Any]) -> dict[str, Any]:

@@ -21,9 +21,9 @@ from pathlib import Path
 import click
 import pytest
 
+from shardrun.config import available_cpus
 from shardrun.errors import EXIT_USAGE, InputError
 from shardrun.pytest_plugin.arguments import XDIST, runner_arguments
-from shardrun.run.pool import usable_cpus
 
 # xdist's spellings of "as many workers as CPUs".
 AUTO_WORKERS = ("auto", "logical")
@@ -74,7 +74,7 @@ def worker_count(value: object) -> int | None:
         return None
     text = str(value)
     if text in AUTO_WORKERS:
-        return usable_cpus()
+        return available_cpus()
     if not text.isdigit() or int(text) < 1:
         raise InputError(f"-n {text}: --shardrun needs at least one worker; give -n N "
                          "(N >= 1) or -n auto")

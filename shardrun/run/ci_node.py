@@ -29,29 +29,24 @@ from pathlib import Path
 from typing import Any
 
 from shardrun import queue
-from shardrun.errors import EXIT_INFRASTRUCTURE, InfrastructureError, ShardrunError
-from shardrun.models import Plan, RunSpec, Shard, ShardResult
+from shardrun.errors import (
+    EXIT_INFRASTRUCTURE,
+    EXIT_OK,
+    EXIT_TESTS_FAILED,
+    InfrastructureError,
+)
+from shardrun.models import RunSpec
+from shardrun.plan.gather import PlannedSuite, prepare
 from shardrun.plan.planner import plan_shards
 from shardrun.report.junit_writer import write_junit
 from shardrun.report.merge import RunReport, merge
 from shardrun.report.summary import summary_lines
 from shardrun.run.ci_env import CiContext
-from shardrun.run.coordinator import (
-    PlannedSuite,
-    RunOptions,
-    batch_jobs,
-    dispatch_plan,
-    finish,
-    new_ledger,
-    prepare,
-    prewarm_for,
-    run_spec,
-)
-from shardrun.run.ledger import Ledger
+from shardrun.run.options import RunOptions, batch_jobs, prewarm_for, run_spec
 from shardrun.run.pool import LocalWorkers
+from shardrun.run.session import LeaderBooks, Session, lead
 from shardrun.run.shared_split import plan_digest, shared_estimates
-from shardrun.run.watch import ProgressCallback, Watcher, WatchHooks, WatchOutcome
-from shardrun.runspec import published, secret_from_environment
+from shardrun.run.watch import ProgressCallback
 from shardrun.work.warm import Prewarm, Runners
 from shardrun.work.worker import default_context, execute
 
@@ -61,12 +56,15 @@ FOLLOWER_CHECK_SECONDS = 1.0
 
 @dataclass
 class CiOptions:
-    run: RunOptions  # request.workers: worker processes on this node (0: coordinate only)
+    # As given on this node's command line: request.workers is its worker processes (0:
+    # coordinate only); run_node sizes the plan for the build (build_options).
+    run: RunOptions
     context: CiContext
     node_junit_out: Path | None = None
     mine: set[int] = field(default_factory=set)  # pids of this node's workers, ever
     # Workers across the build, when not nodes x --workers (a pool of worker containers).
     total_workers: int | None = None
+    started_at: float = field(default_factory=time.time)  # the node's command started
 
 
 @dataclass(frozen=True)
@@ -90,12 +88,19 @@ def plan_workers(options: CiOptions) -> int:
     """How many workers the batches are sized for: the whole build's, not this node's."""
     if options.total_workers:
         return options.total_workers
-    return options.context.node_total * max(options.run.request.workers, 1)
+    return options.context.node_total * max(options.run.worker_processes, 1)
+
+
+def build_options(options: CiOptions) -> RunOptions:
+    """The node's settings with the plan sized for the build and its own processes kept."""
+    run = options.run
+    return replace(run, request=replace(run.request, workers=plan_workers(options)),
+                   local_workers=run.worker_processes)
 
 
 def run_node(options: CiOptions, on_progress: ProgressCallback | None = None) -> CiOutcome:
-    request = replace(options.run.request, workers=plan_workers(options))
-    planned = prepare(request)
+    options = replace(options, run=build_options(options))
+    planned = prepare(options.run.request)
     try:
         connection = queue.connect(options.run.redis_url or "", options.run.redis_timeout)
     except InfrastructureError as error:
@@ -117,7 +122,7 @@ def run_node(options: CiOptions, on_progress: ProgressCallback | None = None) ->
 def _local_workers(
     options: CiOptions, run_id: str, prewarm: Prewarm | None, spec: RunSpec
 ) -> Iterator[LocalWorkers | None]:
-    count = options.run.request.workers
+    count = options.run.worker_processes
     if count < 1:
         yield None
         return
@@ -159,24 +164,6 @@ def _take_part(
             return outcome
 
 
-class _LeaderHooks(WatchHooks):
-    def __init__(self, run_queue: queue.RunQueue, lease_seconds: float):
-        self.run_queue = run_queue
-        self.lease_seconds = lease_seconds
-        self.lost = False
-
-    def accepted(self, result: ShardResult) -> None:
-        self.run_queue.save_collected(result)
-
-    def enqueued(self, jobs: list[Any]) -> None:
-        self.run_queue.save_batches(jobs)
-
-    def checked(self) -> None:
-        if not self.run_queue.renew_leadership(node_name(), self.lease_seconds):
-            self.lost = True
-            raise InfrastructureError("lost the leadership of the build to another node")
-
-
 def _lead(
     options: CiOptions,
     planned: PlannedSuite,
@@ -184,79 +171,19 @@ def _lead(
     workers: LocalWorkers | None,
     on_progress: ProgressCallback | None,
 ) -> CiOutcome | None:
-    """Plan (or take over), watch, merge. None if the leadership passed to another node
-    meanwhile: two nodes must never both merge and mark the run complete."""
-    run = options.run
-    spec = run_spec(planned, run)
-    ledger = new_ledger(run, spec)
-    meta = run_queue.meta()
-    if meta is None:  # the first leader: plan, publish, enqueue
-        # Batches for every worker of every node, not this node's (0 when coordinating only).
-        fleet = replace(run.request, workers=plan_workers(options))
-        dispatched = dispatch_plan(planned, replace(run, request=fleet))
-        jobs = ledger.add(batch_jobs(run_queue.run_id, dispatched, run))
-        run_queue.save_batches(jobs)
-        meta = {"units": [u for shard in dispatched.shards for u in shard.units],
-                "framework": planned.suite.framework, "started_at": time.time(),
-                "spec": published(spec, secret_from_environment()),
-                "lower_bound": dispatched.lower_bound,
-                "predicted_makespan": dispatched.predicted_makespan}
-        run_queue.publish_meta(meta)
-        queue.register_run(run_queue.connection, run_queue.run_id)
-        run_queue.enqueue(jobs)
-    else:  # took over from a leader that died: rebuild the books from Redis
-        done = [result.shard_index for result in run_queue.collected()]
-        ledger.restore(run_queue.load_batches(), done)
-    hooks = _LeaderHooks(run_queue, run.lease_seconds)
-    try:
-        watched = Watcher(run_queue, ledger, workers, on_progress,
-                          lambda: run_queue.publish_meta(meta), hooks).run()
-    except BaseException:  # cancelled (SIGTERM, Ctrl-C): another node takes over at once
-        with contextlib.suppress(ShardrunError):
-            run_queue.release_leadership(node_name())
-        raise
-    if hooks.lost:
+    """The run session with its books in Redis (session.LeaderBooks): plan or take over,
+    watch, merge. None if the lead passed to another node meanwhile."""
+    books = LeaderBooks(run_queue, node_name(), options.run.lease_seconds)
+    session = Session(run_queue, planned, options.run, books, workers, options.started_at)
+    outcome = lead(session, on_progress)
+    if outcome is None:
         return None
-    return _merge_as_leader(options, planned, run_queue, ledger, watched, meta)
-
-
-def _merge_as_leader(
-    options: CiOptions,
-    planned: PlannedSuite,
-    run_queue: queue.RunQueue,
-    ledger: Ledger,
-    watched: WatchOutcome,
-    meta: dict[str, Any],
-) -> CiOutcome:
-    """Merge from what every leader collected, write the run's files, mark it complete."""
-    results = _all_results(run_queue, watched)
-    dispatched = Plan(
-        workers=plan_workers(options),
-        shards=(Shard(0, tuple(meta["units"]), 0.0),),
-        predicted_makespan=float(meta.get("predicted_makespan", 0.0)),
-        lower_bound=float(meta.get("lower_bound", 0.0)),
-        total_seconds=0.0,
-    )
-    outcome = finish(run_queue.run_id, planned, options.run, dispatched, ledger,
-                     replace(watched, results=results), float(meta["started_at"]))
     lines = summary_lines(outcome.report, framework=planned.suite.framework,
                           wall_seconds=outcome.wall_seconds, timed=planned.timed)
-    with contextlib.suppress(ShardrunError):  # Redis gone: this node still reports
-        run_queue.mark_complete({"exit_code": outcome.exit_code, "lines": lines,
-                                 "infrastructure_error": outcome.infrastructure_error})
     node_report = _node_report(outcome.report, options.mine)
     _write_node_junit(options, node_report)
     return CiOutcome(outcome.exit_code, "leader", tuple(lines), outcome.report, node_report,
                      outcome.infrastructure_error or "", planned.suite.framework)
-
-
-def _all_results(run_queue: queue.RunQueue, watched: WatchOutcome) -> list[ShardResult]:
-    """This leader's results plus those an earlier leader collected, one per batch."""
-    by_batch = {result.shard_index: result for result in watched.results}
-    with contextlib.suppress(ShardrunError):
-        for result in run_queue.collected():
-            by_batch.setdefault(result.shard_index, result)
-    return list(by_batch.values())
 
 
 def _node_report(report: RunReport, worker_pids: set[int]) -> RunReport | None:
@@ -286,13 +213,13 @@ def _outcome_from(
     stored: dict[str, Any], role: str, run_queue: queue.RunQueue, worker_pids: set[int]
 ) -> CiOutcome:
     node_report = None
-    meta = run_queue.meta() or {}
-    if worker_pids:
-        merged = merge(list(meta.get("units", ())), run_queue.collected())
+    meta = run_queue.meta()
+    if worker_pids and meta is not None:
+        merged = merge(list(meta.units), run_queue.collected())
         node_report = _node_report(merged, worker_pids)
     return CiOutcome(int(stored["exit_code"]), role, tuple(stored.get("lines", ())), None,
                      node_report, stored.get("infrastructure_error") or "",
-                     str(meta.get("framework", "")))
+                     meta.framework if meta else "")
 
 
 def alike_estimates(planned: PlannedSuite, options: CiOptions) -> tuple[dict[str, float], str]:
@@ -328,7 +255,7 @@ def fallback(planned: PlannedSuite, options: CiOptions, reason: str) -> CiOutcom
     _write_node_junit(options, report)
     lines = summary_lines(report, framework=planned.suite.framework,
                           wall_seconds=time.monotonic() - started, timed=planned.timed)
-    exit_code = 0 if report.passed else 1
+    exit_code = EXIT_OK if report.passed else EXIT_TESTS_FAILED
     if report.missing:
         exit_code = EXIT_INFRASTRUCTURE
     return CiOutcome(exit_code, "fallback", tuple(lines), report, report, message,

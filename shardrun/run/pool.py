@@ -34,6 +34,7 @@ from typing import IO
 
 import psutil
 
+from shardrun.config import available_cpus
 from shardrun.errors import InfrastructureError, InputError, file_error
 from shardrun.models import RunSpec
 from shardrun.runspec import SPEC_VARIABLE
@@ -67,16 +68,8 @@ MIN_LOCAL_WORKER_LIMIT = 16
 WORKER_PARENT_DEATH_SIGNAL = signal.SIGKILL
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (a container's cpuset, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
-
-
 def local_worker_limit() -> int:
-    return max(MIN_LOCAL_WORKER_LIMIT, LOCAL_WORKERS_PER_CPU * usable_cpus())
+    return max(MIN_LOCAL_WORKER_LIMIT, LOCAL_WORKERS_PER_CPU * available_cpus())
 
 
 def check_local_workers(count: int) -> None:
@@ -85,7 +78,7 @@ def check_local_workers(count: int) -> None:
     if count > limit:
         raise InputError(
             f"--workers {count}: at most {limit} local workers here ({LOCAL_WORKERS_PER_CPU} "
-            f"per CPU, {usable_cpus()} CPUs, at least {MIN_LOCAL_WORKER_LIMIT}); more only "
+            f"per CPU, {available_cpus()} CPUs, at least {MIN_LOCAL_WORKER_LIMIT}); more only "
             "queue for the same cores. To go wider, start `shardrun worker` on more machines"
             " or run `shardrun ci` on several nodes"
         )

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from shardrun.config import WAIT_SLICE_SECONDS
 from shardrun.errors import ShardrunError
 from shardrun.models import FAILED_OUTCOMES, ShardJob, ShardResult
-from shardrun.queue import RunQueue
 from shardrun.run.ledger import Ledger
-from shardrun.run.pool import LocalWorkers
 
 log = logging.getLogger(__name__)
 # How often the loop checks leases, the queue and the workers while results flow.
@@ -80,9 +79,31 @@ class WatchOutcome:
 ProgressCallback = Callable[[Progress], None]
 
 
-class WatchHooks:
-    """What a CI leader adds to the loop: keep its state in Redis, keep its leadership.
-    The defaults do nothing (a local `shardrun run` keeps its books in memory)."""
+class BatchQueue(Protocol):
+    """What the loop needs of the run's queue: queue.RunQueue in a run, a fake in the
+    loop's unit tests (tests/unit/test_watch.py), as xdist tests its schedulers."""
+
+    run_id: str
+
+    def wait_results(self, timeout: float) -> list[ShardResult]: ...
+    def enqueue(self, jobs: Sequence[ShardJob], id_suffix: str = "") -> None: ...
+    def meta_present(self) -> bool: ...
+    def queued_batches(self) -> set[tuple[int, int]]: ...
+    def started_batches(self, batch_ids: Sequence[int]) -> dict[int, tuple[int, str]]: ...
+    def results_pending(self) -> bool: ...
+    def leased(self, batch_ids: Sequence[int]) -> set[int]: ...
+    def request_stop(self, reason: str) -> None: ...
+
+
+class Workers(Protocol):
+    """Local worker processes the loop keeps alive (run/pool.py), when this node has any."""
+
+    def ensure_alive(self) -> None: ...
+
+
+class Books(Protocol):
+    """Where the run's books are kept besides the ledger: nowhere for a local run, in Redis
+    under a lease for a CI leader (run/session.py)."""
 
     def accepted(self, result: ShardResult) -> None:
         """A result was accepted for its batch."""
@@ -97,19 +118,21 @@ class WatchHooks:
 class Watcher:
     def __init__(
         self,
-        run_queue: RunQueue,
+        run_queue: BatchQueue,
         ledger: Ledger,
-        workers: LocalWorkers | None,
+        books: Books,
+        workers: Workers | None = None,
         on_progress: ProgressCallback | None = None,
         republish: Callable[[], None] | None = None,
-        hooks: WatchHooks | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.run_queue = run_queue
         self.ledger = ledger
         self.workers = workers
         self.on_progress = on_progress
         self.republish = republish
-        self.hooks = hooks or WatchHooks()
+        self.books = books
+        self.clock = clock
         self.results: list[ShardResult] = []
         jobs = [entry.job for entry in ledger.batches.values()]
         self.planned = {unit for job in jobs for unit in job.units}
@@ -118,7 +141,7 @@ class Watcher:
             total_units=len(self.planned),
             predicted_total=sum(job.predicted_seconds for job in jobs),
         )
-        self.started = time.monotonic()
+        self.started = self.clock()
         self.checked = self.started
         self.off_queue_since: dict[int, float] = {}
         self.recoveries = 0
@@ -128,7 +151,7 @@ class Watcher:
             while not self.ledger.complete:
                 for result in self.run_queue.wait_results(WAIT_SLICE_SECONDS):
                     self._accept(result)
-                if time.monotonic() - self.checked >= CHECK_INTERVAL_SECONDS:
+                if self.clock() - self.checked >= CHECK_INTERVAL_SECONDS:
                     self._check()
             if self.ledger.stopped:
                 self.run_queue.request_stop(f"--fail-fast: {self.ledger.failures} failure(s)")
@@ -146,19 +169,19 @@ class Watcher:
             self._requeue(self.ledger.refused(result.shard_index, reason))
             return
         followers = self.ledger.finished(result)
-        self.hooks.accepted(result)
+        self.books.accepted(result)
         if followers:  # retries of failed tests, tests the batch never started
-            self.hooks.enqueued(followers)
+            self.books.enqueued(followers)
             self.run_queue.enqueue(followers)
         self.results.append(result)
         self.progress.add(result, self.planned, self.done)
-        self.progress.elapsed = time.monotonic() - self.started
+        self.progress.elapsed = self.clock() - self.started
         if self.on_progress:
             self.on_progress(self.progress)
 
     def _check(self) -> None:
-        self.checked = time.monotonic()
-        self.hooks.checked()
+        self.checked = self.clock()
+        self.books.checked()
         if not self.run_queue.meta_present():
             self._recover()
         off_queue = self._off_queue()
@@ -200,7 +223,7 @@ class Watcher:
         """Queued batches that left the queue but never started: the worker that took
         them died before taking the lease. Given a lease's time to show up, they are
         treated like a lost lease."""
-        now = time.monotonic()
+        now = self.clock()
         current = {job.shard_index for job in unstarted}
         for batch_id in [b for b in self.off_queue_since if b not in current]:
             del self.off_queue_since[batch_id]
@@ -223,5 +246,5 @@ class Watcher:
 
     def _requeue(self, job: ShardJob | None) -> None:
         if job is not None:
-            self.hooks.enqueued([job])
+            self.books.enqueued([job])
             self.run_queue.enqueue([job])

@@ -203,8 +203,9 @@ def trusted_spec(context: WorkerContext, run_queue: queue.RunQueue) -> RunSpec |
     if context.spec is not None:
         return context.spec
     try:
-        return verified((run_queue.meta() or {}).get("spec"), context.secret)
-    except UntrustedSpec as error:
+        meta = run_queue.meta() if context.secret else None  # no secret: nothing to verify
+        return verified(meta.spec if meta else None, context.secret)
+    except (UntrustedSpec, queue.MalformedMeta) as error:
         return str(error)
 
 

@@ -53,12 +53,11 @@ from support.runs import (
     run_command,
     serial_testcases,
 )
+from support.waiting import wait_for
 
 from shardrun.queue import KEY_PREFIX, queue_name
 
 # Bounds for waiting on something a run does; a passing run needs a fraction of them.
-EVENT_TIMEOUT_SECONDS = 60.0
-POLL_SECONDS = 0.02
 # The leader lease (and batch lease) for the tests that kill a node: a dead leader is
 # replaced within about this plus a follower's check interval (1 s).
 SHORT_LEASE = ("--lease-seconds", "2")
@@ -173,15 +172,10 @@ def sigkill_tree(pid: int) -> None:
 def wait_until(
     condition: Callable[[], bool], what: str, nodes: Sequence[Node] = ()
 ) -> None:
-    """Poll `condition`; fail if time runs out or one of `nodes` ends before it holds."""
-    deadline = time.monotonic() + EVENT_TIMEOUT_SECONDS
-    while not condition():
-        ended = [node for node in nodes if node.process.poll() is not None]
-        if ended:
-            pytest.fail(f"a node ended before {what}:\n{explain(finish_all(ended))}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(POLL_SECONDS)
+    """wait_for, failing with what a node printed if one of `nodes` ends first."""
+    by_process = {id(node.process): node for node in nodes}
+    wait_for(condition, what, processes=[node.process for node in nodes],
+             explain=lambda ended: explain(finish_all([by_process[id(p)] for p in ended])))
 
 
 def evidence_of(evidence: Path) -> list[dict[str, str]]:

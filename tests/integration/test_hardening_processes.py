@@ -10,7 +10,7 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -18,6 +18,7 @@ import pytest
 from support.files import write_pytest_suite
 from support.hostile import shardrun
 from support.runs import RUN_TIMEOUT_SECONDS, clean_env, free_port, shardrun_argv
+from support.waiting import wait_for
 
 # The test writes its pid (and what it sees of the Redis URL) into EVIDENCE, then sleeps.
 SLEEPING_TEST = """
@@ -30,14 +31,6 @@ def test_sleeps():
 """
 # A parent-death signal is delivered at once; a few seconds cover a loaded 2-core box.
 DIE_WITH_PARENT_SECONDS = 5.0
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Poll `condition` (a file appearing: there is nothing to await) until it holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -85,7 +78,7 @@ def test_ctrl_c_exits_130_after_cleaning_up(
 ) -> None:
     run = start_run(sleeping_suite, evidence, 120, "-w", "1")
     reaper.append(psutil.Process(run.pid))
-    wait_for(lambda: any(evidence.iterdir()))
+    wait_for(lambda: any(evidence.iterdir()), "a test to start")
     children = tree(run.pid)
     reaper.extend(children)
     os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C on a terminal does
@@ -101,7 +94,7 @@ def test_sigkilled_coordinator_takes_its_children_along(
 ) -> None:
     run = start_run(sleeping_suite, evidence, 120, "-w", "2")
     reaper.append(psutil.Process(run.pid))
-    wait_for(lambda: len(list(evidence.iterdir())) == 2)  # both workers' runners in a test
+    wait_for(lambda: len(list(evidence.iterdir())) == 2, "both workers' runners in a test")
     children = tree(run.pid)
     reaper.extend(children)
     names = " ".join(" ".join(child.cmdline()) for child in children)
@@ -128,7 +121,7 @@ def password_redis(tmp_path: Path) -> Iterator[str]:
         wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "-a", "s3cret-pw",
                                          "--no-auth-warning", "ping"], capture_output=True,
                                         text=True, check=False).stdout.strip() == "PONG",
-                 timeout=10)
+                 "the password redis-server", timeout=10)
         yield f"redis://:s3cret-pw@127.0.0.1:{port}/0"
     finally:
         server.terminate()
@@ -140,7 +133,7 @@ def test_local_workers_do_not_show_the_redis_password(
 ) -> None:
     run = start_run(sleeping_suite, evidence, 2, "-w", "2", "--redis-url", password_redis,
                     "--junit-out", str(tmp_path / "junit.xml"))
-    wait_for(lambda: len(list(evidence.iterdir())) == 2)
+    wait_for(lambda: len(list(evidence.iterdir())) == 2, "two tests to start")
     command_lines = [" ".join(child.cmdline()) for child in tree(run.pid)]
     stdout, stderr = run.communicate(timeout=RUN_TIMEOUT_SECONDS)
     assert run.returncode == 0, stdout + stderr

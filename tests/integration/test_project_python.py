@@ -117,6 +117,6 @@ def test_a_workers_python_is_one_of_its_own_settings(tmp_path: Path) -> None:
     completed = run_command([sys.executable, "-m", "shardrun", "worker", "--redis-url",
                              "redis://127.0.0.1:1/0", "--python", sys.executable], tmp_path)
     assert completed.returncode == 2, completed.stdout + completed.stderr
-    assert completed.stderr == ("shardrun: error: --command, --python and runner arguments "
-                                "need --framework: they are this worker's own settings; add "
+    assert completed.stderr == ("shardrun: error: --python and runner arguments need "
+                                "--framework: they are this worker's own settings; add "
                                 "--framework\n")

@@ -23,9 +23,10 @@ from support.requirements import missing
 from support.runs import free_port
 
 from shardrun.errors import InfrastructureError, InputError
-from shardrun.models import ProcessOutcome, ShardJob, ShardResult
+from shardrun.models import Mode, ProcessOutcome, RunMeta, ShardJob, ShardResult
 from shardrun.queue import (
     JOB_FUNCTION,
+    MalformedMeta,
     RunQueue,
     active_runs,
     connect,
@@ -145,6 +146,29 @@ def tls_redis(tmp_path: Path, servers: list[RedisServer]) -> tuple[int, Path]:
 # --- keys, TTLs and what is stored ------------------------------------------------------
 
 
+def run_meta(run_id: str) -> RunMeta:
+    return RunMeta(run_id, "pytest", Mode.QUEUE, 2, ("tests/test_a.py",), 0.0)
+
+
+def test_the_meta_round_trips_and_a_foreign_one_is_refused_in_one_line(
+    redis_url: str, unique_id: str
+) -> None:
+    connection = connect(redis_url)
+    run_queue = RunQueue(connection, unique_id)
+    try:
+        run_queue.publish_meta(run_meta(unique_id))
+        assert run_queue.meta() == run_meta(unique_id)
+        connection.set(run_queue.key("meta"), b'{"run_id": "x", "units": "not a list"}')
+        with pytest.raises(MalformedMeta, match="not shardrun's"):
+            run_queue.meta()
+        connection.set(run_queue.key("meta"), b"\xff\xfe not json")
+        with pytest.raises(MalformedMeta):
+            run_queue.meta()
+    finally:
+        run_queue.delete()
+        connection.close()
+
+
 def test_every_key_of_a_run_is_namespaced_by_run_id_and_expires(
     redis_url: str, unique_id: str
 ) -> None:
@@ -154,7 +178,7 @@ def test_every_key_of_a_run_is_namespaced_by_run_id_and_expires(
     try:
         run_queue.enqueue(jobs)
         run_queue.push_result(shard_result(unique_id))
-        run_queue.publish_meta({"workers": 2})
+        run_queue.publish_meta(run_meta(unique_id))
 
         own_keys = sorted(key.decode() for key in connection.scan_iter(f"shardrun:{unique_id}:*"))
         assert own_keys == [f"shardrun:{unique_id}:meta", f"shardrun:{unique_id}:results"]
@@ -172,7 +196,7 @@ def test_delete_leaves_none_of_the_runs_keys_behind(redis_url: str, unique_id: s
     run_queue = RunQueue(connection, unique_id)
     run_queue.enqueue([shard_job(unique_id)])
     run_queue.push_result(shard_result(unique_id))
-    run_queue.publish_meta({})
+    run_queue.publish_meta(run_meta(unique_id))
     register_run(connection, unique_id)
 
     run_queue.delete()

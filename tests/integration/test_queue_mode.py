@@ -42,6 +42,7 @@ from support.runs import (
     shardrun,
     shardrun_argv,
 )
+from support.waiting import wait_for
 
 from shardrun.errors import InfrastructureError
 from shardrun.models import ShardJob, ShardResult
@@ -50,8 +51,6 @@ from shardrun.queue import RunQueue, connect
 
 # Bounds for waiting on something a run does (a file written by an inner test): they only
 # turn a hang into a failure, a passing run needs a fraction of them.
-EVENT_TIMEOUT_SECONDS = 60.0
-POLL_SECONDS = 0.02
 # A short lease so a SIGKILLed worker's batch comes back within a couple of seconds.
 SHORT_LEASE = ("--lease-seconds", "1.5")
 KILL_LOOP_ITERATIONS = 10
@@ -199,14 +198,31 @@ REDIS_RESTART_SUITE = {
 FLAKY_SUITE = {
     "tests/test_flaky.py": """
         import os
+        import subprocess
         import time
         from pathlib import Path
+
+        def redis(*args):
+            argv = ["redis-cli", "-u", os.environ["FLAKY_REDIS"], *args]
+            return subprocess.run(argv, capture_output=True, text=True,
+                                  check=True).stdout.split()
+
+        def other_worker_waits_on_an_empty_queue():
+            # This worker is busy with this test: an idle one is the other. With nothing
+            # left on the queue it stays idle, blocked on it, until the retry comes.
+            queued = sum(int(redis("LLEN", key)[0])
+                         for key in redis("--scan", "--pattern", "rq:queue:shardrun:*"))
+            states = [redis("HGET", worker, "state") for worker in redis("SMEMBERS", "rq:workers")]
+            return queued == 0 and ["idle"] in states
 
         def test_fails_first_time():
             marker = Path(os.environ["FLAKY_MARKER"])
             if not marker.exists():
                 marker.touch()
-                time.sleep(1)  # the other worker is idle by now: the retry goes there
+                deadline = time.monotonic() + 60
+                while not other_worker_waits_on_an_empty_queue():
+                    assert time.monotonic() < deadline, "the other worker never went idle"
+                    time.sleep(0.05)
                 raise AssertionError("fails until the marker exists")
 
         def test_steady_neighbour():
@@ -271,18 +287,15 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
     return process.returncode, stdout, stderr
 
 
-def wait_for(
-    condition: Callable[[], bool], what: str, process: subprocess.Popen[str] | None = None
+def wait_during(
+    run: subprocess.Popen[str], condition: Callable[[], bool], what: str
 ) -> None:
-    """Poll `condition` until it holds; fail if `process` ends first or time runs out."""
-    deadline = time.monotonic() + EVENT_TIMEOUT_SECONDS
-    while not condition():
-        if process is not None and process.poll() is not None:
-            code, stdout, stderr = finish(process)
-            pytest.fail(f"the run ended (exit {code}) before {what}:\n{stdout}\n{stderr}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(POLL_SECONDS)
+    """wait_for, showing what the run printed if it ends first."""
+    def explain(ended: list[subprocess.Popen[str]]) -> str:
+        code, stdout, stderr = finish(ended[0])
+        return f"the run ended (exit {code}):\n{stdout}\n{stderr}"
+
+    wait_for(condition, what, processes=[run], explain=explain)
 
 
 def suite_properties(path: Path) -> list[tuple[dict[str, str], list[ET.Element]]]:
@@ -349,7 +362,7 @@ def restartable_redis(tmp_path: Path) -> Iterator[RedisServer]:
 def kill_victim(evidence: Path, process: subprocess.Popen[str]) -> dict[str, str | int]:
     """Wait until the inner test names its worker, then SIGKILL that worker."""
     victim_file = evidence / "victim.json"
-    wait_for(victim_file.exists, "the inner test to name its worker", process)
+    wait_during(process, victim_file.exists, "the inner test to name its worker")
     victim: dict[str, str | int] = json.loads(victim_file.read_text())
     worker = psutil.Process(int(victim["pid"]))
     assert worker.cmdline()[1:3] == WORKER_COMMAND
@@ -454,11 +467,11 @@ def test_hung_worker_loses_its_batch_and_its_late_result_counts_once(
         env=clean_env(HANG_EVIDENCE=str(evidence), TMPDIR=str(tmp_path)),
     )
     try:
-        wait_for((evidence / "victim.json").exists, "the inner test to name its worker", process)
+        wait_during(process, (evidence / "victim.json").exists, "the inner test to name its worker")
         worker = psutil.Process(json.loads((evidence / "victim.json").read_text())["pid"])
         worker.suspend()  # SIGSTOP: alive, but renewing nothing
         try:
-            wait_for((evidence / "second-started").exists, "the batch to run again", process)
+            wait_during(process, (evidence / "second-started").exists, "the batch to run again")
         finally:
             worker.resume()
         (evidence / "resumed").touch()
@@ -485,7 +498,7 @@ def test_redis_restart_mid_run_completes_or_exits_3_never_false_green(
         env=clean_env(LONG_STARTED=str(started), TMPDIR=str(tmp_path)),
     )
     try:
-        wait_for(started.exists, "the long batch to start", process)
+        wait_during(process, started.exists, "the long batch to start")
         restartable_redis.kill()
         time.sleep(REDIS_DOWN_SECONDS)  # a deliberate outage, not a wait for an event
         restartable_redis.start()
@@ -512,7 +525,7 @@ def test_redis_gone_for_good_exits_3_with_what_completed(
         env=clean_env(LONG_STARTED=str(started), TMPDIR=str(tmp_path)),
     )
     try:
-        wait_for(started.exists, "the long batch to start", process)
+        wait_during(process, started.exists, "the long batch to start")
         restartable_redis.kill()
     finally:
         code, stdout, stderr = finish(process)
@@ -530,13 +543,20 @@ def test_redis_gone_for_good_exits_3_with_what_completed(
 # --- 3: a test that fails, then passes
 
 
-def test_failing_then_passing_test_is_flaky_unless_retries_are_off(tmp_path: Path) -> None:
+def test_failing_then_passing_test_is_flaky_unless_retries_are_off(
+    tmp_path: Path, private_redis: str
+) -> None:
+    """The retry runs on the other worker: deterministic, because the failing attempt
+    waits (reading RQ's worker states in Redis) until the other worker is idle on an empty
+    queue, so it is the one blocked on the queue when the retry arrives."""
+    if not shutil.which("redis-cli"):
+        missing("redis-cli not on PATH (apt-get install redis-tools)")
     root = write_pytest_suite(tmp_path / "suite", FLAKY_SUITE)
     marker = tmp_path / "flaky-marker"
-    env = clean_env(FLAKY_MARKER=str(marker))
+    env = clean_env(FLAKY_MARKER=str(marker), FLAKY_REDIS=private_redis)
 
-    retried = shardrun(root, "tests", "--workers", "2", *run_options(tmp_path, "retried"),
-                       env=env)
+    retried = shardrun(root, "tests", "--workers", "2", "--redis-url", private_redis,
+                       *run_options(tmp_path, "retried"), env=env)
 
     assert retried.returncode == 0, retried.stdout + retried.stderr
     assert marker.exists()
@@ -559,8 +579,8 @@ def test_failing_then_passing_test_is_flaky_unless_retries_are_off(tmp_path: Pat
     assert ran_flaky[1] != ran_flaky[2], "the retry should run on the other worker"
 
     marker.unlink()
-    strict = shardrun(root, "tests", "--workers", "2", "--retries", "0",
-                      *run_options(tmp_path, "strict"), env=env)
+    strict = shardrun(root, "tests", "--workers", "2", "--retries", "0", "--redis-url",
+                      private_redis, *run_options(tmp_path, "strict"), env=env)
 
     assert strict.returncode == 1, strict.stdout + strict.stderr
     assert not any(line.startswith("Flaky") for line in strict.stdout.splitlines())

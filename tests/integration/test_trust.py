@@ -18,7 +18,7 @@ from rq.serializers import JSONSerializer
 from support.files import write_pytest_suite
 from support.runs import RUN_TIMEOUT_SECONDS, clean_env
 
-from shardrun.models import RunSpec, ShardJob, ShardResult
+from shardrun.models import Mode, RunMeta, RunSpec, ShardJob, ShardResult
 from shardrun.queue import JOB_FUNCTION, RunQueue, connect
 from shardrun.report.merge import merge
 from shardrun.run.ledger import Ledger
@@ -51,8 +51,8 @@ def one_result(url: str, run_id: str, payload: dict, meta: dict | None = None,
     connection = connect(url)
     run_queue = RunQueue(connection, run_id)
     try:
-        if meta is not None:
-            run_queue.publish_meta(meta)
+        if meta is not None:  # written raw, as anyone who can write to Redis could
+            connection.set(run_queue.key("meta"), json.dumps(meta))
         run_queue.rq_queue.enqueue_call(func=JOB_FUNCTION, kwargs={"payload": payload},
                                         job_id=f"{run_id}-0-1")
         assert root is not None
@@ -105,7 +105,7 @@ def test_signed_settings_run_and_tampered_ones_are_refused(
     marker = tmp_path / "pwned"
     payload = hostile_payload(unique_id, marker)
     signed = published(RunSpec("pytest"), "s3cret")
-    result = one_result(private_redis, unique_id, payload, {"spec": signed}, root,
+    result = one_result(private_redis, unique_id, payload, meta_with(unique_id, signed), root,
                         SHARDRUN_SECRET="s3cret", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     assert [(t.id, t.outcome) for t in result.tests] == [("tests/test_ok.py::test_ok", "passed")]
     assert (root / "seen-secret").read_text() == ""  # the tests never see the secret
@@ -114,8 +114,25 @@ def test_signed_settings_run_and_tampered_ones_are_refused(
                                 command_template=EVIL_TEMPLATE.format(marker=marker))
     second = f"{unique_id}-2"
     refused = one_result(private_redis, second, hostile_payload(second, marker),
-                         {"spec": tampered}, root, SHARDRUN_SECRET="s3cret")
+                         meta_with(second, tampered), root, SHARDRUN_SECRET="s3cret")
     assert refused.refused and "not signed" in (refused.error or "")
+    assert not marker.exists()
+
+
+def meta_with(run_id: str, spec: dict) -> dict:
+    return RunMeta(run_id, "pytest", Mode.QUEUE, 1, ("tests/test_ok.py",), 0.0,
+                   spec=spec).to_dict()
+
+
+def test_a_meta_not_written_by_shardrun_is_a_refusal_not_a_crash(
+    private_redis: str, unique_id: str, tmp_path: Path
+) -> None:
+    """Bad bytes under the run's meta key: the worker answers with why, and runs nothing."""
+    root = write_pytest_suite(tmp_path / "checkout", SUITE)
+    marker = tmp_path / "pwned"
+    refused = one_result(private_redis, unique_id, hostile_payload(unique_id, marker),
+                         {"spec": "\udcff", "units": 7}, root, SHARDRUN_SECRET="s3cret")
+    assert refused.refused and "not shardrun's" in (refused.error or "")
     assert not marker.exists()
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from support.files import write_files, write_pytest_suite
 from support.runs import clean_env, is_alive, run_options, shardrun
+from support.waiting import wait_for
 
 from shardrun.runners import get_runner, worker_env
 from shardrun.runners.base import Runner
@@ -424,19 +425,10 @@ def test_a_runner_keeps_nothing_of_earlier_batches(suite: Suite) -> None:
         assert [outcome for _, outcome in cases] == ["passed"] * 3
 
 
-def wait_for(condition, seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_a_prewarmed_runner_boots_the_suite_before_its_first_batch(suite: Suite) -> None:
     with suite.started() as runner:
         runner.prewarm((), suite.evidence / "prewarm.log")
-        assert wait_for(lambda: suite.boots() == [runner.pid])  # no batch has been sent
+        wait_for(lambda: suite.boots() == [runner.pid], "the boot")  # no batch was sent
         batch, cases, log = suite.run(runner, "fail")
         # The batch's own end, not the prewarm's (which came first, and was exit 0 or 5).
         assert batch.outcome.exit_code == 1, log.read_text()
@@ -480,7 +472,7 @@ def test_another_key_stops_the_old_runner(suite: Suite) -> None:
     try:
         new, reused = pool.get("run-2", lambda: suite.start("second"))
         assert not reused and new is not old
-        assert wait_for(lambda: not is_alive(old.pid), 5)
+        wait_for(lambda: not is_alive(old.pid), "the old runner to exit", timeout=5)
     finally:
         pool.close()
 

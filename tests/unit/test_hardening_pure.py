@@ -8,7 +8,9 @@ from pathlib import Path
 
 from support.files import write
 
-from shardrun.config import click_default_map
+from shardrun.cli.configuration import schema_of
+from shardrun.cli.main import cli
+from shardrun.config import settings_from
 from shardrun.plan.history import History
 from shardrun.plan.imports import describe, match_to_root
 from shardrun.plan.planner import plan_shards
@@ -78,6 +80,8 @@ def test_zero_second_units_are_dealt_out_by_count() -> None:
     assert [len(shard.units) for shard in plan.shards] == [3, 3, 2, 2]
 
 
-def test_command_setting_fills_the_command_template_parameter() -> None:
-    default_map = click_default_map({"command": "bin/test {files}", "workers": 4}, ["run"])
-    assert default_map == {"run": {"command_template": "bin/test {files}", "workers": 4}}
+def test_command_setting_fills_the_command_template_parameter(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.shardrun]\ncommand = "bin/test {files}"\nworkers = 4\n')
+    _, layered = settings_from(tmp_path, schema_of(cli), {})
+    assert layered.default_map["run"] == {"command_template": "bin/test {files}", "workers": 4}

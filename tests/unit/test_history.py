@@ -19,13 +19,8 @@ from hypothesis import strategies as st
 from support.files import write
 
 from shardrun.errors import InputError
-from shardrun.plan.history import (
-    DEFAULT_HISTORY_PATH,
-    DEFAULT_SECONDS_PER_BYTE,
-    FALLBACK_SECONDS,
-    SAMPLES_KEPT,
-    History,
-)
+from shardrun.plan.estimate import DEFAULT_SECONDS_PER_BYTE, FALLBACK_SECONDS
+from shardrun.plan.history import DEFAULT_HISTORY_PATH, SAMPLES_KEPT, History
 from shardrun.plan.timings import Durations
 
 # ---------------------------------------------------------------- history: record, estimate
@@ -322,3 +317,43 @@ def test_estimates_of_nothing_is_empty(tmp_path: Path) -> None:
 def test_history_path_defaults_relative_to_the_working_directory() -> None:
     assert History().path == DEFAULT_HISTORY_PATH
     assert not os.path.isabs(DEFAULT_HISTORY_PATH)
+
+
+# ---------------------------------------------------------------- a runner's set-up
+
+
+def with_setup(carried: float) -> Durations:
+    """Two files of ten 0.2 s tests, the first test of each carrying a runner's set-up."""
+    examples = {f"tests/{name}.py::t{index}": 0.2 for name in "ab" for index in range(10)}
+    examples["tests/a.py::t0"] += carried
+    examples["tests/b.py::t0"] += carried
+    files = {"tests/a.py": 2.0 + carried, "tests/b.py": 2.0 + carried}
+    return Durations(files, examples, "pytest-split")
+
+
+def test_set_up_carried_by_first_tests_is_kept_apart_from_their_files(tmp_path: Path) -> None:
+    history = History(tmp_path / "timings.json")
+    history.record(with_setup(60.0))
+    assert history.setup_seconds() == pytest.approx(60.0)
+    assert history.estimate("tests/a.py") == pytest.approx(2.0)
+    assert history.estimate("tests/a.py::t0") == pytest.approx(0.2)
+
+
+def test_the_set_up_is_saved_and_merged_with_a_concurrent_run(tmp_path: Path) -> None:
+    path = tmp_path / "timings.json"
+    first, second = History(path), History(path)
+    first.record(with_setup(40.0))
+    second.record(with_setup(60.0))
+    first.save()
+    second.save()  # merges onto what `first` wrote: both samples kept
+    reloaded = History.load(path)
+    assert json.loads(path.read_text())["setup"]["samples"] == [40.0, 60.0]
+    assert reloaded.setup_seconds() == pytest.approx(50.0)
+
+
+def test_a_history_without_set_up_or_with_a_foreign_section_has_none(tmp_path: Path) -> None:
+    path = tmp_path / "timings.json"
+    path.write_text(json.dumps({"version": 1, "files": {}, "examples": {},
+                                "setup": {"samples": ["x", None]}}))
+    assert History.load(path).setup_seconds() is None
+    assert History(tmp_path / "none.json").setup_seconds() is None

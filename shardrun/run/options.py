@@ -1,0 +1,204 @@
+"""What a run is asked to do, and the batches it makes of the plan.
+
+`RunOptions` holds the command's settings, `RunOutcome` what a run ended with. The rest
+turns a planned suite into what the session enqueues: the batches (the static plan's
+shards, or queue mode's smaller batches with slow files split into their examples), the
+run spec workers execute them with, the ledger that tracks them, and the prewarm local
+workers boot before their first batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS, available_cpus
+from shardrun.models import Mode, Plan, RunSpec, ShardJob
+from shardrun.plan.batching import DEFAULT_BOOT_SECONDS, DEFAULT_WARM_BATCH_SECONDS, queue_batches
+from shardrun.plan.gather import PlannedSuite, PlanRequest
+from shardrun.plan.history import History
+from shardrun.plan.splitting import split_slow_files
+from shardrun.report.merge import RunReport
+from shardrun.report.runlog import boot_seconds, warm_batch_seconds
+from shardrun.run.ledger import Ledger
+from shardrun.run.project_python import project_interpreter
+from shardrun.runners import Runner, get_runner
+from shardrun.runners.interpreter import Interpreter
+from shardrun.work.process import default_timeout, git_head
+from shardrun.work.warm import Prewarm, Runners
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """A run's settings. `request.workers` is how many workers the batches are sized for;
+    `local_workers` how many worker processes this machine starts (None: as many). They
+    differ on a CI node: the build's workers against this node's (ci_node.build_options)."""
+
+    request: PlanRequest
+    redis_url: str | None = None
+    junit_out: Path | None = None
+    runner_args: tuple[str, ...] = ()
+    command_template: str | None = None
+    timeout_seconds: float | None = None
+    mode: Mode = Mode.QUEUE
+    retries: int = 1
+    retry_budget: int | None = None  # failed tests retried at most; None: ledger's default
+    max_attempts: int = 3
+    fail_fast: int | None = None
+    redis_timeout: float = REDIS_TIMEOUT_SECONDS
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    runners: str = Runners.FORK.value  # how runners run batches (shardrun/work/warm.py)
+    runner_max_rss_mb: int | None = None  # restart a warm runner above this RSS
+    local_workers: int | None = None
+    python: str | None = None  # pytest's interpreter (--python); None: the project's
+
+    @property
+    def worker_processes(self) -> int:
+        """Worker processes to start on this machine (0: a CI node that only coordinates)."""
+        return self.request.workers if self.local_workers is None else self.local_workers
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    planned: PlannedSuite
+    dispatched: Plan  # the shards or batches actually enqueued (after example splitting)
+    report: RunReport
+    exit_code: int
+    junit_path: Path | None
+    infrastructure_error: str | None = None
+    # From the command's planning (CI: the leader's start) to the merged report: what the
+    # run cost in time, as against report.seconds, the tests' own seconds summed over every
+    # worker.
+    wall_seconds: float | None = None
+
+
+def planned_line(
+    planned: PlannedSuite, options: RunOptions, interpreter: Interpreter | None = None
+) -> str:
+    """What is about to run: the files, the framework, the workers, what it planned from,
+    and for pytest which Python runs the tests."""
+    files = len(planned.suite.files)
+    timings = ("timings from earlier runs" if planned.timed
+               else "no timings yet, so file sizes")
+    setup = planned.history.setup_seconds()
+    if setup is not None and planned.timed:
+        timings += f" (a runner's set-up of {setup:.1f} s kept apart from its first tests)"
+    workers = options.worker_processes
+    python = f" under {interpreter.describe()}" if interpreter else ""
+    return (f"{files} {planned.suite.framework} file{'s' if files != 1 else ''} on "
+            f"{workers} local worker{'s' if workers != 1 else ''}"
+            f" ({options.mode} mode, --runners {options.runners}){python}; planned from "
+            f"{timings}" + oversubscribed(workers, available_cpus()))
+
+
+def checked_interpreter(planned: PlannedSuite, options: RunOptions) -> Interpreter | None:
+    """For a pytest run, the project's interpreter, checked before any worker uses it."""
+    if planned.suite.framework != "pytest" or options.command_template:
+        return None
+    return project_interpreter(options.python, options.request.root)
+
+
+def oversubscribed(workers: int, cpus: int) -> str:
+    """What the opening line adds when local workers outnumber the CPUs: on 2 cores, 8
+    pytest workers of CPU-bound tests lost to 2 (bench/peers, N = 8), since each test
+    then runs up to workers / cpus times slower and every runner's boot competes too."""
+    if workers <= cpus:
+        return ""
+    return (f". Note: {workers} workers share {cpus} CPU{'s' if cpus != 1 else ''}: tests "
+            f"that use the CPU run up to {workers / cpus:.0f}x slower each; "
+            f"-w auto ({cpus}) suits CPU-bound suites, more only suits tests that wait")
+
+
+def dispatch_plan(planned: PlannedSuite, options: RunOptions) -> Plan:
+    """Static: the plan's shards. Queue: slow files split into examples, then batches."""
+    if options.mode == Mode.STATIC:
+        return planned.plan
+    framework = "command" if options.command_template else planned.suite.framework
+    root, workers = options.request.root, options.request.workers
+    runner = get_runner(framework, root, options.command_template, options.python)
+    boot = batch_overhead(planned.history.runs(), framework, warm=_warm(runner, options))
+    boot += setup_per_batch(planned.history, options)
+    if not planned.timed:
+        # No timings yet: estimates are file sizes, not seconds, so a boot cost in seconds
+        # means nothing against them. Batch without it: small batches let the queue even
+        # out what the sizes got wrong, and this run's timings fix the next one.
+        boot = 0.0
+    estimates = dict(planned.estimates)
+    if not options.command_template:
+        estimates = split_slow_files(estimates, workers, boot, runner, planned.history, root)
+    return queue_batches(estimates, workers, boot)
+
+
+def setup_per_batch(history: History, options: RunOptions) -> float:
+    """The runner set-up the history learned (plan/setup_cost.py), as each batch pays it:
+    a forked or fresh runner starts a new test session per batch, so its session set-up
+    (a test database, compiled assets) comes with every batch; a reused runner pays it
+    once, which the per-batch figure leaves out."""
+    setup = history.setup_seconds()
+    if setup is None or options.runners == Runners.REUSE.value:
+        return 0.0
+    return setup
+
+
+def _warm(runner: Runner, options: RunOptions) -> bool:
+    return options.runners != Runners.FRESH.value and runner.server_argv() is not None
+
+
+def prewarm_for(planned: PlannedSuite, options: RunOptions) -> Prewarm | None:
+    """What local workers can boot before their first batch: the run's warm runner."""
+    if options.command_template:
+        return None
+    framework = planned.suite.framework
+    if not _warm(get_runner(framework, options.request.root), options):
+        return None
+    return Prewarm(framework, options.runner_args)
+
+
+def batch_overhead(runs: Sequence[Mapping[str, Any]], framework: str, *, warm: bool) -> float:
+    """What one batch costs outside its tests, for the cost model (docs/queue.md).
+
+    With warm runners a worker boots once and every later batch costs only its dispatch
+    and one framework session; otherwise every batch boots a process.
+    """
+    if warm:
+        return warm_batch_seconds(runs) or DEFAULT_WARM_BATCH_SECONDS
+    return boot_seconds(runs) or DEFAULT_BOOT_SECONDS[framework]
+
+
+def batch_jobs(run_id: str, dispatched: Plan, options: RunOptions) -> list[ShardJob]:
+    """One job per non-empty shard or batch, longest first so the big ones start first."""
+    shards = [shard for shard in dispatched.shards if shard.units]
+    if options.mode == Mode.STATIC:
+        shards.sort(key=lambda shard: (-shard.predicted_seconds, shard.index))
+    commit = git_head(options.request.root)
+    return [
+        ShardJob(
+            run_id=run_id,
+            shard_index=shard.index,
+            units=shard.units,
+            predicted_seconds=shard.predicted_seconds,
+            timeout_seconds=options.timeout_seconds or default_timeout(shard.predicted_seconds),
+            commit=commit,
+            lease_seconds=options.lease_seconds,
+        )
+        for shard in shards
+    ]
+
+
+def new_ledger(options: RunOptions, spec: RunSpec) -> Ledger:
+    return Ledger(options.max_attempts, options.retries, options.fail_fast, options.retry_budget,
+                  framework=spec.framework)
+
+
+def run_spec(planned: PlannedSuite, options: RunOptions) -> RunSpec:
+    """How this run's batches are executed: what workers receive from their own side or,
+    signed, from the run's meta (runspec.py); never through a batch's payload."""
+    return RunSpec(
+        framework="command" if options.command_template else planned.suite.framework,
+        command_template=options.command_template, runner_args=options.runner_args,
+        runners=options.runners, runner_max_rss_mb=options.runner_max_rss_mb,
+        python=options.python,
+    )
