@@ -73,8 +73,7 @@ def summary_lines(report: RunReport, *, framework: str, slowest: int = 5,
     """What a person reads after the run: counts, each failure with where to look, how to
     rerun them, how the plan held up (`timed`: whether the plan had timings to predict
     from), what is slow, and any unit not run as planned."""
-    lines = [_counts_line(report, wall_seconds)]
-    lines += _failure_lines(report)
+    lines = _failure_lines(report)
     lines += [f"Flaky (failed, then passed on attempt {case.attempt}): {label_of(case)}"
               for case in report.flaky]
     lines += [f"Polluted (failed in a runner earlier batches had used, passed in a fresh "
@@ -91,21 +90,21 @@ def summary_lines(report: RunReport, *, framework: str, slowest: int = 5,
         names = (file or "(unknown file)" for file in report.unplanned_files)
         lines.append("Reported but never planned (kept in the report): " + ", ".join(names))
     lines += _speedup_lines(report, wall_seconds)
-    failed = report.failures + report.errors  # the last line counts errors as failed
+    lines.append(_time_line(report, wall_seconds))
+    failed = report.failures + report.errors  # the one count: errors count as failed
     lines.append(f"{report.tests - failed - report.skipped} passed, {failed} failed"
                  + (f", {report.skipped} skipped" if report.skipped else ""))
     return lines
 
 
-def _counts_line(report: RunReport, wall_seconds: float | None) -> str:
+def _time_line(report: RunReport, wall_seconds: float | None) -> str:
     """rspec's and pytest's "in X s" is the time the run took; summed over N workers, the
-    tests' own seconds are about N times that, so they are named as what they are."""
-    counts = (f"{_plural(report.tests, 'test')}, {_plural(report.failures, 'failure')}, "
-              f"{_plural(report.errors, 'error')}, {report.skipped} skipped")
+    tests' own seconds are about N times that, so they are named as what they are. The
+    counts are the last line's alone: a summary that counts twice invites a mismatch."""
     tests = f"{report.seconds:.1f} s of test time"
     if wall_seconds is None:
-        return f"{counts} ({tests})"
-    return f"{counts} in {wall_seconds:.1f} s ({tests})"
+        return f"Finished ({tests})"
+    return f"Finished in {wall_seconds:.1f} s ({tests})"
 
 
 def _speedup_lines(report: RunReport, wall_seconds: float | None) -> list[str]:
@@ -145,9 +144,8 @@ def _failure_lines(report: RunReport) -> list[str]:
     lines = []
     for case in report.cases:
         if case.outcome in FAILED_OUTCOMES and case not in crashed:
-            where = f"{case.file}:{case.line}" if case.line else case.file or case.classname
             label = "FAILED" if case.outcome == "failed" else "ERROR"
-            lines.append(f"  {label} {where} {case.name}: {_first_line(case)}")
+            lines.append(f"  {label} {label_of(case)}: {_first_line(case)}")
     return ["Failures:", *lines] if lines else []
 
 

@@ -33,9 +33,11 @@ from shardrun.plan.splitting import split_slow_files
 from shardrun.plan.timings import Durations, file_of_unit, load_durations
 from shardrun.report.junit_writer import write_junit
 from shardrun.report.merge import RunReport, merge
+from shardrun.report.progress import expected_tests
 from shardrun.report.runlog import boot_seconds, record_run, warm_batch_seconds
 from shardrun.run.embedded import EmbeddedRedis, describe_redis_server
 from shardrun.run.ledger import Ledger
+from shardrun.run.live import LiveCallback, LiveTail
 from shardrun.run.pool import LocalWorkers
 from shardrun.run.watch import ProgressCallback, Watcher, WatchOutcome
 from shardrun.runners import Runner, get_runner
@@ -84,6 +86,7 @@ class RunOptions:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     runners: str = Runners.FORK.value  # how runners run batches (shardrun/work/warm.py)
     runner_max_rss_mb: int | None = None  # restart a warm runner above this RSS
+    live: int = 0  # workers stream finished tests: 1 results (--verbose), 2 output (-vv)
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ def expand_globs(patterns: Sequence[str], root: Path) -> list[Path]:
 def run(
     options: RunOptions, on_progress: ProgressCallback | None = None,
     announce: Callable[[str], None] = lambda line: None,
+    on_live: LiveCallback | None = None,
 ) -> RunOutcome:
     """Run the suite on N local workers, on the given Redis or a private one; `announce`
     hears each step before it is taken, so a person sees the run start at once."""
@@ -139,10 +143,10 @@ def run(
     announce(planned_line(planned, options))
     if options.redis_url:
         announce(f"Redis: {queue.redact(options.redis_url)}")
-        return _run_on(options.redis_url, options, planned, on_progress, started_at)
+        return _run_on(options.redis_url, options, planned, on_progress, started_at, on_live)
     with EmbeddedRedis() as embedded:
         announce(describe_redis_server(embedded.binary or "redis-server"))
-        return _run_on(embedded.url, options, planned, on_progress, started_at)
+        return _run_on(embedded.url, options, planned, on_progress, started_at, on_live)
 
 
 def planned_line(planned: PlannedSuite, options: RunOptions) -> str:
@@ -157,7 +161,7 @@ def planned_line(planned: PlannedSuite, options: RunOptions) -> str:
 
 def _run_on(
     url: str, options: RunOptions, planned: PlannedSuite, on_progress: ProgressCallback | None,
-    started_at: float,
+    started_at: float, on_live: LiveCallback | None = None,
 ) -> RunOutcome:
     connection = queue.connect(url, options.redis_timeout)
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
@@ -176,7 +180,11 @@ def _run_on(
             publish = _publisher(run_queue, connection, run_id, planned, options, spec)
             publish()
             run_queue.enqueue(jobs)
-            watched = Watcher(run_queue, ledger, workers, on_progress, publish).run()
+            tail = LiveTail(run_queue, on_live) if on_live and options.live else None
+            watched = Watcher(run_queue, ledger, workers, on_progress, publish, on_tick=tail,
+                              planned_tests=expected_tests(
+                                  [unit for job in jobs for unit in job.units],
+                                  planned.history.examples())).run()
     finally:
         _forget(run_queue, connection)
     return finish(run_id, planned, options, dispatched, ledger, watched, started_at)
@@ -190,7 +198,7 @@ def _publisher(
     The meta carries the run's settings, signed when SHARDRUN_SECRET is set, for workers
     that have none of their own (runspec.py)."""
     meta = {"run_id": run_id, "framework": planned.suite.framework, "mode": options.mode,
-            "workers": options.request.workers,
+            "workers": options.request.workers, "live": options.live,
             "spec": published(spec, secret_from_environment())}
 
     def publish() -> None:

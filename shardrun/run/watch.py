@@ -33,6 +33,8 @@ class Progress:
 
     total_units: int
     done_units: int = 0
+    # Tests the history knows these units hold; None when some unit's count is unknown.
+    planned_tests: int | None = None
     predicted_total: float = 0.0
     predicted_done: float = 0.0
     elapsed: float = 0.0
@@ -103,6 +105,8 @@ class Watcher:
         on_progress: ProgressCallback | None = None,
         republish: Callable[[], None] | None = None,
         hooks: WatchHooks | None = None,
+        on_tick: Callable[[], None] | None = None,
+        planned_tests: int | None = None,
     ):
         self.run_queue = run_queue
         self.ledger = ledger
@@ -110,6 +114,7 @@ class Watcher:
         self.on_progress = on_progress
         self.republish = republish
         self.hooks = hooks or WatchHooks()
+        self.on_tick = on_tick  # each pass of the loop: `run --verbose` reads live results
         self.results: list[ShardResult] = []
         jobs = [entry.job for entry in ledger.batches.values()]
         self.planned = {unit for job in jobs for unit in job.units}
@@ -117,6 +122,7 @@ class Watcher:
         self.progress = Progress(
             total_units=len(self.planned),
             predicted_total=sum(job.predicted_seconds for job in jobs),
+            planned_tests=planned_tests,
         )
         self.started = time.monotonic()
         self.checked = self.started
@@ -126,7 +132,10 @@ class Watcher:
     def run(self) -> WatchOutcome:
         try:
             while not self.ledger.complete:
-                for result in self.run_queue.wait_results(WAIT_SLICE_SECONDS):
+                results = self.run_queue.wait_results(WAIT_SLICE_SECONDS)
+                if self.on_tick:  # a batch's live results were sent before its result
+                    self.on_tick()
+                for result in results:
                     self._accept(result)
                 if time.monotonic() - self.checked >= CHECK_INTERVAL_SECONDS:
                     self._check()

@@ -42,7 +42,7 @@ from support.runs import (
 # What the brief promises for an unreachable Redis: the answer within 5 s.
 UNREACHABLE_REDIS_BUDGET_SECONDS = 5.0
 SUMMARY_LAST_LINE = re.compile(r"^(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$")
-COUNTS_LINE = re.compile(r"^9 tests, .* skipped in (?P<wall>[\d.]+) s "
+COUNTS_LINE = re.compile(r"^Finished in (?P<wall>[\d.]+) s "
                          r"\((?P<tests>[\d.]+) s of test time\)$", re.MULTILINE)
 SHARD_LINE = re.compile(r"predicted ([\d.]+) s, actual ([\d.]+) s")
 NO_TTL = -1  # what Redis TTL answers for a key that never expires

@@ -25,6 +25,7 @@ from rq.serializers import JSONSerializer
 
 from shardrun.models import RunSpec, ShardJob, ShardResult
 from shardrun.queue import JOB_FUNCTION, Connection, RunQueue, connect, queue_name, register_run
+from shardrun.run.worker_group import started_workers
 from shardrun.work.worker import WorkerContext, execute
 
 # A burst worker with one tiny job exits in about a second; this only bounds a hang.
@@ -353,3 +354,33 @@ def test_a_worker_holds_no_pubsub_connection_and_stops_at_once(
     finally:
         worker.kill()
         connection.close()
+
+
+def test_scaled_workers_of_a_group_number_themselves_and_are_counted(
+    private_redis: str, unique_id: str, tmp_path: Path
+) -> None:
+    """`docker compose up --scale worker=3`: every container used to get the same
+    TEST_ENV_NUMBER, and the coordinator a WORKERS count kept equal to the scale by hand.
+    Three workers of one group, started at once, take 1, 2 and 3 from the group's Redis
+    counter; `ci --workers 0` reads 3 from it. On a private Redis: these burst workers
+    serve every announced run. Each also logs going idle, with no run announced."""
+    group = f"compose-{unique_id}"
+    argv = [sys.executable, "-m", "shardrun", "worker", "--redis-url", private_redis,
+            "--burst", "--root", str(tmp_path), "--framework", "pytest"]
+    env = {**os.environ, "SHARDRUN_WORKER_GROUP": group}
+    env.pop("SHARDRUN_WORKER_INDEX", None)
+    workers = [subprocess.Popen(argv, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(3)]
+    outputs = [worker.communicate(timeout=WORKER_TIMEOUT_SECONDS)[0] for worker in workers]
+
+    assert [worker.returncode for worker in workers] == [0, 0, 0], outputs
+    indexes = sorted(int(out.split("(index ", 1)[1].split(")", 1)[0]) for out in outputs)
+    assert indexes == [1, 2, 3], outputs
+    assert all("idle: no run announced" in out for out in outputs), outputs
+    assert started_workers(private_redis, group) == 3
+    assert started_workers(private_redis, f"other-{unique_id}") is None
+    connection = connect(private_redis)
+    keys = [key.decode() for key in connection.scan_iter(f"*{group}*")]
+    assert keys and all(connection.ttl(key) > 0 for key in keys), keys
+    connection.close()
