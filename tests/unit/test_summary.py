@@ -151,3 +151,13 @@ def test_github_annotation_escapes_newlines_and_separators() -> None:
     (annotation,) = github_annotations(report)
     assert "title=spec.a_spec a%2C b%3A c" in annotation
     assert annotation.endswith("::line one%0Aline two 100%25")
+
+
+def test_per_worker_lines_say_1_batch_not_1_batches() -> None:
+    units = [f"tests/test_{index}.py" for index in range(13)]
+    results = [batch(index, [unit], [ran(f"{unit}::test_x"), done()],
+                     worker="busy:1" if index else "late:2")
+               for index, unit in enumerate(units)]
+    lines = summary_lines(merge(units, results), framework="pytest")
+    assert any(line.startswith("  late:2: 1 batch, ") for line in lines), lines
+    assert any(line.startswith("  busy:1: 12 batches, ") for line in lines), lines
