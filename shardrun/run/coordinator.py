@@ -38,6 +38,7 @@ from shardrun.report.runlog import boot_seconds, record_run, warm_batch_seconds
 from shardrun.run.embedded import EmbeddedRedis, describe_redis_server
 from shardrun.run.ledger import Ledger
 from shardrun.run.live import LiveCallback, LiveTail
+from shardrun.run.origin import run_origin
 from shardrun.run.pool import LocalWorkers
 from shardrun.run.watch import ProgressCallback, Watcher, WatchOutcome
 from shardrun.runners import Runner, get_runner
@@ -295,14 +296,16 @@ def finish(
     junit_path = options.junit_out or options.request.root / ".shardrun" / "junit.xml"
     write_junit(report, junit_path)
     learn(planned.history, report)
-    record_run(planned.history, run_id, dispatched, watched.results, report, time.time(),
-               timed=planned.timed)
+    ended_at = time.time()  # the record's wall time and the summary's "in N s" are one
+    record_run(planned.history, run_id, dispatched, watched.results, report, ended_at,
+               timed=planned.timed, run_started_at=started_at,
+               origin=run_origin(options.request.root))
     planned.history.save(options.request.root)
     exit_code = EXIT_OK if report.passed else EXIT_TESTS_FAILED
     if report.missing or watched.infrastructure_error:
         exit_code = EXIT_INFRASTRUCTURE
     return RunOutcome(run_id, planned, dispatched, report, exit_code, junit_path,
-                      watched.infrastructure_error, max(time.time() - started_at, 0.0))
+                      watched.infrastructure_error, max(ended_at - started_at, 0.0))
 
 
 def new_ledger(options: RunOptions, spec: RunSpec) -> Ledger:
