@@ -384,3 +384,33 @@ def test_scaled_workers_of_a_group_number_themselves_and_are_counted(
     keys = [key.decode() for key in connection.scan_iter(f"*{group}*")]
     assert keys and all(connection.ttl(key) > 0 for key in keys), keys
     connection.close()
+
+
+@pytest.mark.parametrize("live", [0, 1])
+def test_a_worker_streams_finished_tests_only_when_the_run_asks(
+    redis_url: str, unique_id: str, tmp_path: Path, live: int
+) -> None:
+    """`run --verbose` publishes `live` in the run's meta; without it a batch writes no
+    live entry at all (the stream key never exists)."""
+    for name, text in PYTEST_SUITE.items():
+        (tmp_path / name).write_text(text)
+    connection = connect(redis_url)
+    run_queue = RunQueue(connection, unique_id)
+    run_queue.publish_meta({"run_id": unique_id, "live": live})
+    run_queue.enqueue([ShardJob(unique_id, 0, ("test_small.py",), 1.0, 120.0)])
+    try:
+        worker = run_worker(redis_url, tmp_path, "--run-id", unique_id, "--framework",
+                            "pytest", "--worker-index", "3",
+                            env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+        assert worker.returncode == 0, worker.stdout
+        assert isinstance(run_queue.wait_result(5), ShardResult), worker.stdout
+        _, entries = run_queue.read_live("0")
+        if live:
+            assert sorted((entry["w"], entry["id"], entry["outcome"]) for entry in entries) == [
+                (3, "test_small.py::test_one", "passed"), (3, "test_small.py::test_two", "passed")]
+            assert connection.ttl(run_queue.key("live")) > 0
+        else:
+            assert entries == [] and not connection.exists(run_queue.key("live"))
+    finally:
+        run_queue.delete()
+        connection.close()
