@@ -142,9 +142,9 @@ def run_shard(payload: dict[str, Any]) -> dict[str, Any]:
         run_queue.enqueue([replace(job, avoid_worker=None)], id_suffix="-elsewhere")
         return {"shard_index": job.shard_index, "deferred": True}
     spec = trusted_spec(context, run_queue)
+    feed = _live_feed(job, context, run_queue)
     lease = Lease(job, context.name)
     lease.hold()
-    feed = _live_feed(job, context, run_queue)
     try:
         with _handing_back_on_signals():
             result = execute(job, context, spec, on_poll=_poll(lease, feed),
