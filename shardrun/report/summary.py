@@ -161,7 +161,8 @@ def _shard_lines(results: Sequence[ShardResult], timed: bool) -> list[str]:
     latest = latest_per_shard(results)
     if len(latest) > MAX_BATCH_LINES:
         return _worker_lines(latest, timed)
-    lines = [f"  shard {result.shard_index} attempt {result.attempt} on {result.worker}: "
+    lines = [f"  shard {result.shard_index} attempt {result.attempt} on "
+             f"{_worker_name(result.worker_index, result.worker)}: "
              + _versus(result.predicted_seconds, result.outcome.wall_seconds, timed)
              for result in latest]
     return [_heading("Shards", timed), *lines] if lines else []
@@ -169,15 +170,21 @@ def _shard_lines(results: Sequence[ShardResult], timed: bool) -> list[str]:
 
 def _worker_lines(results: Sequence[ShardResult], timed: bool) -> list[str]:
     """Queue mode runs many batches: predicted vs actual summed per worker instead."""
-    totals: dict[str, list[float]] = {}
+    totals: dict[tuple[int, str], list[float]] = {}
     for result in results:
-        entry = totals.setdefault(result.worker, [0, 0.0, 0.0])
+        entry = totals.setdefault((result.worker_index, result.worker), [0, 0.0, 0.0])
         entry[0] += 1
         entry[1] += result.predicted_seconds
         entry[2] += result.outcome.wall_seconds
-    lines = [f"  {worker}: {_plural(int(count), 'batch')}, {_versus(predicted, actual, timed)}"
-             for worker, (count, predicted, actual) in sorted(totals.items())]
+    lines = [f"  {_worker_name(index, worker)}: {_plural(int(count), 'batch')}, "
+             f"{_versus(predicted, actual, timed)}"
+             for (index, worker), (count, predicted, actual) in sorted(totals.items())]
     return [_heading("Workers", timed), *lines]
+
+
+def _worker_name(index: int, worker: str) -> str:
+    """'w2 (host:pid)': the tag `--verbose` lines carry, and which process it was."""
+    return f"w{index} ({worker})"
 
 
 def _heading(what: str, timed: bool) -> str:

@@ -70,7 +70,7 @@ def test_summary_lines(mixed: RunReport) -> None:
     assert lines[0] == "Failures:"
     assert "  FAILED spec/a_spec.rb:12 A fails: expected: 2" in lines
     assert "  rspec 'spec/a_spec.rb[1:2]'" in lines
-    assert "  shard 0 attempt 1 on host0:100: predicted 1.5 s, actual 2.0 s (+0.5 s)" in lines
+    assert "  shard 0 attempt 1 on w0 (host0:100): predicted 1.5 s, actual 2.0 s (+0.5 s)" in lines
     assert lines[lines.index("Slowest files:") + 1] == "  2.0 s  spec/b_spec.rb"
     assert "  1.8 s  spec/a_spec.rb" not in lines
     assert lines[-2:] == ["Finished (3.8 s of test time)", "2 passed, 1 failed, 1 skipped"]
@@ -91,7 +91,7 @@ def test_summary_counts_once(mixed: RunReport) -> None:
 
 def test_summary_predicts_nothing_without_timings(mixed: RunReport) -> None:
     lines = summary_lines(mixed, framework="rspec", timed=False)
-    assert "  shard 0 attempt 1 on host0:100: actual 2.0 s" in lines
+    assert "  shard 0 attempt 1 on w0 (host0:100): actual 2.0 s" in lines
     assert not any("predicted 1.5 s" in line for line in lines)
     assert any(line.startswith("Shards (no timings yet") for line in lines)
 
@@ -155,9 +155,10 @@ def test_github_annotation_escapes_newlines_and_separators() -> None:
 
 def test_per_worker_lines_say_1_batch_not_1_batches() -> None:
     units = [f"tests/test_{index}.py" for index in range(13)]
-    results = [batch(index, [unit], [ran(f"{unit}::test_x"), done()],
-                     worker="busy:1" if index else "late:2")
+    results = [replace(batch(index, [unit], [ran(f"{unit}::test_x"), done()],
+                             worker="busy:1" if index else "late:2"),
+                       worker_index=1 if index else 2)
                for index, unit in enumerate(units)]
     lines = summary_lines(merge(units, results), framework="pytest")
-    assert any(line.startswith("  late:2: 1 batch, ") for line in lines), lines
-    assert any(line.startswith("  busy:1: 12 batches, ") for line in lines), lines
+    assert any(line.startswith("  w2 (late:2): 1 batch, ") for line in lines), lines
+    assert any(line.startswith("  w1 (busy:1): 12 batches, ") for line in lines), lines
