@@ -22,6 +22,7 @@ import pytest
 from rq import Callback, Queue, Webhook
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from support.runs import clean_ci_env
 
 from shardrun.models import RunSpec, ShardJob, ShardResult
 from shardrun.queue import JOB_FUNCTION, Connection, RunQueue, connect, queue_name, register_run
@@ -414,3 +415,39 @@ def test_a_worker_streams_finished_tests_only_when_the_run_asks(
     finally:
         run_queue.delete()
         connection.close()
+
+
+def test_compose_topology_sizes_batches_for_the_workers_that_started(
+    private_redis: str, unique_id: str, tmp_path: Path
+) -> None:
+    """docker-compose.yml without Docker: two pool workers of one group, then `shardrun ci
+    --workers 0` with that group, as the coordinator service runs it. The coordinator
+    counts 2 workers (no WORKERS to keep equal to --scale) and they run the suite."""
+    for name, text in PYTEST_SUITE.items():
+        (tmp_path / name).write_text(text)
+    group = f"compose-{unique_id}"
+    env = clean_ci_env(SHARDRUN_WORKER_GROUP=group)
+    workers = [subprocess.Popen(
+        [sys.executable, "-m", "shardrun", "worker", "--redis-url", private_redis, "--root",
+         str(tmp_path), "--framework", "pytest"], cwd=tmp_path, env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)]
+    try:
+        started = [next(line for line in iter(worker.stdout.readline, "") if "(index" in line)
+                   for worker in workers if worker.stdout is not None]
+        assert sorted(line.split("(index ")[1][0] for line in started) == ["1", "2"], started
+        coordinator = subprocess.run(
+            [sys.executable, "-m", "shardrun", "ci", "--redis-url", private_redis,
+             "--build-id", unique_id, "--node-index", "0", "--node-total", "1",
+             "--workers", "0", "--junit-out", str(tmp_path / "merged.xml"),
+             "--timings", str(tmp_path / "timings.json")],
+            cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=WORKER_TIMEOUT_SECONDS, check=False)
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.communicate(timeout=WORKER_TIMEOUT_SECONDS)
+    assert coordinator.returncode == 0, coordinator.stdout + coordinator.stderr
+    assert (f"shardrun ci: batches sized for the 2 started workers of group {group}"
+            in coordinator.stdout), coordinator.stdout
+    assert "2 passed, 0 failed" in coordinator.stdout.splitlines()
