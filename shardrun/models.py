@@ -108,6 +108,12 @@ class Plan:
         )
 
 
+def _live_level(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 2:
+        raise ValueError("live is not 0, 1 or 2")
+    return value
+
+
 @dataclass(frozen=True)
 class RunMeta:
     """What a run publishes about itself under its Redis key "meta": one JSON shape for
@@ -124,6 +130,7 @@ class RunMeta:
     lower_bound: float = 0.0
     bounding_unit: UnitId | None = None
     spec: dict[str, Any] | None = None  # runspec.published(...): the spec, maybe signed
+    live: int = 0  # workers stream finished tests: 1 results (--verbose), 2 output (-vv)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -148,6 +155,7 @@ class RunMeta:
             predicted_makespan=float(data.get("predicted_makespan", 0.0)),
             lower_bound=float(data.get("lower_bound", 0.0)),
             bounding_unit=str(bounding) if bounding is not None else None, spec=spec,
+            live=_live_level(data.get("live", 0)),
         )
 
     def plan(self) -> Plan:

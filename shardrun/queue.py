@@ -41,6 +41,11 @@ MIN_BLOCK_SECONDS = 0.01
 # Results taken per round trip once one has arrived: a coordinator that fell behind
 # catches up without one BLPOP per result.
 RESULTS_PER_READ = 256
+# The live stream of finished tests (`run --verbose`) keeps about this many entries: the
+# coordinator reads it every second, so only a stalled reader ever needs more.
+LIVE_STREAM_MAX_ENTRIES = 10_000
+# Live entries read per round trip: a second's worth of a fast suite's tests.
+LIVE_PER_READ = 1000
 
 # Backoff between retries of a Redis call that lost its connection: short first (a
 # dropped connection usually reconnects at once), then up to once a second.
@@ -253,6 +258,35 @@ class RunQueue:
     def results_pending(self) -> bool:
         return bool(self.connection.llen(self.key("results")))
 
+    # --- the live stream: finished tests as they happen, written only for `run --verbose`
+
+    @_retrying
+    def append_live(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Add finished tests to the run's stream (capped, with the run's TTL)."""
+        if not entries:
+            return
+        key = self.key("live")
+        with self.connection.pipeline() as pipe:
+            for entry in entries:
+                pipe.xadd(key, {"d": json.dumps(entry)}, maxlen=LIVE_STREAM_MAX_ENTRIES,
+                          approximate=True)
+            pipe.expire(key, self.ttl)
+            pipe.execute()
+
+    @_retrying
+    def read_live(self, after: str) -> tuple[str, list[dict[str, Any]]]:
+        """Entries added after the stream id `after` ("0" for all), without blocking;
+        returns the id to read after next time and the entries."""
+        answer: Any = self.connection.xread({self.key("live"): after}, count=LIVE_PER_READ)
+        entries: list[dict[str, Any]] = []
+        for _, items in answer or ():
+            for entry_id, fields in items:
+                after = _text(entry_id)
+                entry = json.loads(fields.get(b"d", b"{}"))
+                if isinstance(entry, dict):
+                    entries.append(entry)
+        return after, entries
+
     # --- leases: a running batch is held by a key its worker keeps renewing
 
     def _lease_key(self, batch_id: int) -> str:
@@ -406,7 +440,7 @@ class RunQueue:
         leases = list(self.connection.scan_iter(match=self.key("lease", "*"), count=1000))
         self.connection.delete(
             self.key("meta"), self.key("results"), self.key("started"), self.key("stop"),
-            *leases, *rq_keys(self.rq_queue),
+            self.key("live"), *leases, *rq_keys(self.rq_queue),
         )
         unregister_run(self.connection, self.run_id)
 
@@ -434,6 +468,24 @@ def active_runs(connection: redis.Redis) -> list[str]:
     """Runs announced and not yet expired, oldest first."""
     members = connection.zrangebyscore(global_key("runs"), time.time(), "+inf")
     return [_text(member) for member in members]
+
+
+def next_worker_number(connection: redis.Redis, group: str, ttl: int = KEY_TTL_SECONDS) -> int:
+    """1, 2, 3, ... to the workers of one group (a compose project, a CI build) in the
+    order they ask: each scaled container gets its own TEST_ENV_NUMBER without anyone
+    keeping a count by hand. The counter expires with the group's other keys."""
+    key = global_key("worker-numbers", group)
+    with connection.pipeline() as pipe:
+        pipe.incr(key)
+        pipe.expire(key, ttl)
+        number, _ = pipe.execute()
+    return int(number)
+
+
+def worker_numbers_given(connection: redis.Redis, group: str) -> int:
+    """How many numbers `next_worker_number` gave in this group: its workers that started."""
+    value = connection.get(global_key("worker-numbers", group))
+    return int(value) if value is not None else 0
 
 
 def _text(value: Any) -> str:

@@ -6,7 +6,9 @@
 # Redis, one batch at a time, so one pool of containers can serve many builds. Arguments
 # given to the container are appended, e.g. `--run-id ID` (serve one run only), `--burst`
 # (exit when the queue is empty) or `--worker-index 2` (TEST_ENV_NUMBER=2); click keeps the
-# last value of an option given twice, so `--root DIR` here overrides /project.
+# last value of an option given twice, so `--root DIR` here overrides /project. With
+# SHARDRUN_WORKER_GROUP set (docker-compose.yml) and no index, shardrun takes the group's
+# next number from Redis: each scaled container gets its own TEST_ENV_NUMBER.
 #
 # tini is PID 1 (see the Dockerfiles): it forwards SIGTERM from `docker stop` to shardrun and
 # reaps the orphans a test process leaves behind. `exec` makes shardrun tini's direct child.

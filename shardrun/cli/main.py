@@ -24,6 +24,26 @@ from shardrun.report.terminal import printable
 
 # How many file names a shard line shows before "...".
 FILES_SHOWN_PER_SHARD = 3
+# A command's first sentence in `shardrun --help`: long enough for any of ours, whole.
+SHORT_HELP_CHARS = 300
+# What `shardrun --help` ends with: the commands a newcomer types first. `\b` keeps
+# click from rewrapping the block.
+EXAMPLES = """Examples:
+
+\b
+  shardrun run spec -w 8                  RSpec on 8 local workers, private Redis
+  shardrun run tests -w 4 -v              pytest; print each test as it finishes
+  shardrun run -w 4 -- -k "not slow"      arguments after -- go to the runner
+  shardrun plan spec -w 8                 the split, without running anything
+  shardrun timings import reports/*.xml   learn timings from JUnit XML
+  shardrun ci spec --redis-url "$REDIS_URL" --junit-out rspec.xml
+                                          the same step on every CI node
+  shardrun worker --redis-url "$REDIS_URL" --framework rspec
+                                          a worker container's command
+  shardrun dashboard html --out dash.html one offline page of the history
+
+Each command's own --help lists its options. Docs: README.md and docs/ in the
+shardrun checkout."""
 # 128 + SIGINT, as shells, rspec and pytest exit on Ctrl-C.
 EXIT_INTERRUPTED = 130
 
@@ -78,7 +98,21 @@ class ShardrunGroup(click.Group):
             raise OneLineUsageError(error.format_message(), error.ctx) from None
 
 
-@click.group(cls=ShardrunGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command's whole first sentence: click cuts them at 45 characters, which
+        left "Every parallel CI node runs this: together they run PATHS..."."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=SHORT_HELP_CHARS)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=ShardrunGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=EXAMPLES)
 @click.version_option(package_name="shardrun")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -134,16 +168,12 @@ def plan_lines(planned: PlannedSuite) -> list[str]:
         shown = ", ".join(printable(unit) for unit in shard.units[:FILES_SHOWN_PER_SHARD])
         more = len(shard.units) - FILES_SHOWN_PER_SHARD
         suffix = f", ... (+{more})" if more > 0 else ""
-        lines.append(
-            f"shard {shard.index}: {len(shard.units):>4} files {shard.predicted_seconds:9.2f}s  "
-            f"{shown}{suffix}"
-        )
-    ratio = f"{plan.predicted_makespan / plan.lower_bound:.3f}" if plan.lower_bound else "-"
-    lines.append(
-        f"{len(planned.suite.files)} {planned.suite.framework} files, "
-        f"{plan.total_seconds:.2f}s in total: predicted makespan {plan.predicted_makespan:.2f}s, "
-        f"lower bound {plan.lower_bound:.2f}s (ratio {ratio})"
-    )
+        # Without timings the estimates are file sizes: showing them as seconds would
+        # read as a prediction nobody made.
+        seconds = f"{shard.predicted_seconds:9.2f}s" if planned.timed else "    no timings"
+        lines.append(f"shard {shard.index}: {len(shard.units):>4} files {seconds}  "
+                     f"{shown}{suffix}")
+    lines.append(_plan_total_line(planned))
     lines.extend(planned.notes)
     lines.extend(_untimed_notes(planned))
     if plan.bounding_unit:
@@ -152,6 +182,17 @@ def plan_lines(planned: PlannedSuite) -> list[str]:
             "more workers will not finish sooner unless that file is split"
         )
     return lines
+
+
+def _plan_total_line(planned: PlannedSuite) -> str:
+    plan = planned.plan
+    files = f"{len(planned.suite.files)} {planned.suite.framework} files"
+    if not planned.timed:
+        return f"{files}: no timings yet, so no predicted seconds (ratio -)"
+    ratio = f"{plan.predicted_makespan / plan.lower_bound:.3f}" if plan.lower_bound else "-"
+    return (f"{files}, {plan.total_seconds:.2f}s in total: predicted makespan "
+            f"{plan.predicted_makespan:.2f}s, lower bound {plan.lower_bound:.2f}s "
+            f"(ratio {ratio})")
 
 
 def _untimed_notes(planned: PlannedSuite) -> list[str]:

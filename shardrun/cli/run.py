@@ -15,6 +15,7 @@ import click
 
 from shardrun.cli.configuration import came_from_environment
 from shardrun.cli.options import RunnerArgsCommand, execution_options, workers_option
+from shardrun.cli.progress import ProgressReporter
 from shardrun.models import Mode
 from shardrun.plan.gather import PlanRequest
 from shardrun.report.merge import RunReport
@@ -24,11 +25,12 @@ from shardrun.run import ci_env as ci
 from shardrun.run import ci_node, coordinator
 from shardrun.run.embedded import install_signal_handlers
 from shardrun.run.options import RunOptions
-from shardrun.run.watch import Progress
+from shardrun.run.worker_group import started_workers
 
 
 def _run_options(
-    paths: tuple[str, ...], workers: int, redis_url: str | None, settings: dict[str, Any]
+    paths: tuple[str, ...], workers: int, redis_url: str | None, settings: dict[str, Any],
+    live: int = 0,
 ) -> RunOptions:
     runner_args = click.get_current_context().meta.get("runner_args", ())
     request = PlanRequest(Path.cwd(), paths, settings["framework"], workers,
@@ -41,7 +43,7 @@ def _run_options(
         fail_fast=settings["fail_fast"], redis_timeout=settings["redis_timeout"],
         lease_seconds=settings["lease_seconds"],
         runners="fresh" if settings["process_per_batch"] else settings["runners"],
-        runner_max_rss_mb=settings["runner_max_rss"], python=settings["python"],
+        runner_max_rss_mb=settings["runner_max_rss"], live=live, python=settings["python"],
     )
 
 
@@ -50,16 +52,22 @@ def _run_options(
 @workers_option(help_text="Local worker processes; auto: the CPUs this process may use.")
 @click.option("--redis-url", envvar="SHARDRUN_REDIS_URL", default=None,
               help="Redis to use (default: a private redis-server for this run).")
+@click.option("--verbose", "-v", "verbosity", count=True,
+              help="Print each test's result as it finishes, tagged with its worker "
+                   "([w2] PASSED tests/test_a.py::test_x 0.12s); -vv also its captured "
+                   "output.")
 @execution_options
-def run(paths: tuple[str, ...], workers: int, redis_url: str | None, **settings: Any) -> None:
+def run(paths: tuple[str, ...], workers: int, redis_url: str | None, verbosity: int,
+        **settings: Any) -> None:
     """Run PATHS on WORKERS local workers; arguments after `--` go to the test runner."""
     install_signal_handlers()
-    options = _run_options(paths, workers, redis_url, settings)
-    reporter = ProgressReporter(sys.stdout.isatty())
+    options = _run_options(paths, workers, redis_url, settings, live=min(verbosity, 2))
+    reporter = ProgressReporter(sys.stdout.isatty(), verbosity)
     click.echo(f"shardrun run: {workers_phrase(workers)}; finding the tests"
                + (f" under {' '.join(paths)}" if paths else ""))
     outcome = coordinator.run(options, reporter,
-                              lambda line: click.echo(f"shardrun run: {printable(line)}"))
+                              lambda line: click.echo(f"shardrun run: {printable(line)}"),
+                              on_live=reporter.live if verbosity else None)
     reporter.close()
     _print_summary(summary_lines(outcome.report, framework=outcome.planned.suite.framework,
                                  wall_seconds=outcome.wall_seconds,
@@ -83,19 +91,28 @@ def run(paths: tuple[str, ...], workers: int, redis_url: str | None, **settings:
 @click.option("--node-junit-out", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="This node's own results as JUnit XML.")
 @click.option("--total-workers", type=click.IntRange(min=1), default=None,
-              help="Workers in the whole build (default: nodes x --workers); set it when a "
-                   "pool of `shardrun worker` containers does the work.")
+              help="Workers in the whole build (default: nodes x --workers; with "
+                   "--workers 0 and --worker-group, the group's workers that started).")
+@click.option("--worker-group", envvar="SHARDRUN_WORKER_GROUP", default=None, metavar="NAME",
+              help="The group a pool of `shardrun worker --worker-group NAME` containers "
+                   "numbered themselves in (docker-compose.yml).")
 @execution_options
 def ci_command(
     paths: tuple[str, ...], workers: int, redis_url: str, build_id: str | None,
     node_index: int | None, node_total: int | None, node_junit_out: Path | None,
-    total_workers: int | None, **settings: Any,
+    total_workers: int | None, worker_group: str | None, **settings: Any,
 ) -> None:
     """Every parallel CI node runs this: together they run PATHS once, as one run."""
     install_signal_handlers()
     context = ci.detect(**_ci_overrides(build_id=build_id, node_index=node_index,
                                         node_total=node_total))
     click.echo(f"shardrun ci: {context.describe()}")
+    if total_workers is None and workers == 0 and worker_group:
+        total_workers = started_workers(redis_url, worker_group, settings["redis_timeout"])
+        group = printable(worker_group)
+        click.echo(f"shardrun ci: batches sized for the {total_workers} started workers of "
+                   f"group {group}" if total_workers else f"shardrun ci: no worker of group "
+                   f"{group} has started yet; batches sized for one")
     options = ci_node.CiOptions(_run_options(paths, workers, redis_url, settings), context,
                                 node_junit_out, total_workers=total_workers)
     reporter = ProgressReporter(sys.stdout.isatty())
@@ -169,32 +186,3 @@ def _github_output(report: RunReport, framework: str) -> None:
     if summary_path:
         with open(summary_path, "a", encoding="utf-8") as summary:
             summary.write(github_step_summary(report, framework))
-
-
-class ProgressReporter:
-    """A one-line progress bar on a terminal; a plain line per finished batch otherwise."""
-
-    def __init__(self, tty: bool):
-        self.tty = tty
-
-    def __call__(self, progress: Progress) -> None:
-        result = progress.results[-1]
-        eta = f", ETA {progress.eta_seconds:.0f}s" if progress.eta_seconds is not None else ""
-        status = (
-            f"{progress.done_units}/{progress.total_units} units, {progress.tests} tests, "
-            f"{progress.failed_tests} failed{eta}"
-        )
-        if self.tty:
-            width = 30
-            filled = int(width * min(progress.done_units, progress.total_units)
-                         / max(progress.total_units, 1))
-            click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {status}   ", nl=False)
-        else:
-            click.echo(
-                f"batch {result.shard_index} done on {result.worker} in "
-                f"{result.outcome.wall_seconds:.1f}s (exit {result.outcome.exit_code}): {status}"
-            )
-
-    def close(self) -> None:
-        if self.tty:
-            click.echo()

@@ -20,6 +20,7 @@ import click
 from shardrun.errors import InputError, ShardrunError
 from shardrun.models import RunSpec
 from shardrun.run.embedded import install_signal_handlers
+from shardrun.run.worker_group import take_worker_number
 from shardrun.runners import RUNNER_NAMES, SERVER_FRAMEWORKS
 from shardrun.runspec import SECRET_VARIABLE, own_spec_from_environment
 from shardrun.work import worker
@@ -32,8 +33,13 @@ from shardrun.work.warm import Prewarm, Runners
 @click.option("--run-id", default=None, help="Serve only this run (default: every run).")
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
 @click.option("--worker-index", type=click.IntRange(min=1), envvar="SHARDRUN_WORKER_INDEX",
-              default=1, show_default=True,
-              help="1-based index: TEST_ENV_NUMBER is '' for 1, then '2', '3', ...")
+              default=None,
+              help="1-based index: TEST_ENV_NUMBER is '' for 1, then '2', '3', ... "
+                   "(default: the next number of --worker-group, else 1).")
+@click.option("--worker-group", envvar="SHARDRUN_WORKER_GROUP", default=None, metavar="NAME",
+              help="Take the next free index of this group from a Redis counter, so each "
+                   "scaled container gets its own TEST_ENV_NUMBER; `ci --workers 0` with "
+                   "the same group sizes its batches for the workers that started.")
 @click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=".", help="The project checkout the units are relative to.")
 @click.option("--prewarm", "prewarm_framework", type=click.Choice(SERVER_FRAMEWORKS),
@@ -54,7 +60,8 @@ from shardrun.work.warm import Prewarm, Runners
                    "active virtualenv, else --root's .venv, else python3 on PATH).")
 @click.argument("runner_args", nargs=-1, type=click.UNPROCESSED)
 def worker_command(
-    redis_url: str, run_id: str | None, burst: bool, worker_index: int, root: Path,
+    redis_url: str, run_id: str | None, burst: bool, worker_index: int | None,
+    worker_group: str | None, root: Path,
     prewarm_framework: str | None, prewarm_args: tuple[str, ...], framework: str | None,
     command_template: str | None, runners: str, python: str | None,
     runner_args: tuple[str, ...],
@@ -84,6 +91,8 @@ def worker_command(
     elif runner_args or python:
         raise InputError("--python and runner arguments need --framework: they are this "
                          "worker's own settings; add --framework")
+    if worker_index is None:
+        worker_index = take_worker_number(redis_url, worker_group) if worker_group else 1
     secret = os.environ.pop(SECRET_VARIABLE, None) or None  # not for the tests to read
     context = replace(worker.default_context(root.resolve(), worker_index), spec=own,
                       secret=secret)

@@ -2,12 +2,12 @@
 
 Nothing of the run is done here: the pytest options become a `shardrun run --framework
 pytest` command line (this pytest's paths, `-n` as `--workers`, `--junitxml` as
-`--junit-out`, `-x`/`--maxfail` as `--fail-fast`, the rest after `--` for every batch's
-pytest) and the same click command runs it, so planning, the queue, accounting, the
-merged JUnit, the history, the project's shardrun settings and the summary are those of
-`shardrun run`, and so is the exit code (0 passed, 1 failed, 2 usage, 3 infrastructure).
-The batches run under this pytest's own interpreter (`--python sys.executable`): the
-pytest a user ran is the pytest that runs the tests.
+`--junit-out`, `-x`/`--maxfail` as `--fail-fast`, `-v` as `--verbose`, the rest after
+`--` for every batch's pytest) and the same click command runs it, so planning, the
+queue, accounting, the merged JUnit, the history, the project's shardrun settings and the
+summary are those of `shardrun run`, and so is the exit code (0 passed, 1 failed, 2
+usage, 3 infrastructure). The batches run under this pytest's own interpreter
+(`--python sys.executable`): the pytest a user ran is the pytest that runs the tests.
 
 Like cli/, a front end: it prints for humans and picks the exit code.
 """
@@ -65,6 +65,8 @@ def shardrun_argv(config: pytest.Config, parser: pytest.Parser | None) -> list[s
         argv += ["--fail-fast", str(option.maxfail)]
     if option.shardrun_timings:
         argv += ["--timings", str(option.shardrun_timings)]
+    # pytest's -v / -vv: shardrun's live results per test (-vv: with their output).
+    argv += ["--verbose"] * min(max(int(getattr(option, "verbose", 0) or 0), 0), 2)
     return [*argv, "--", *batch_arguments(config, parser)]
 
 

@@ -25,9 +25,13 @@ from typing import Any
 from shardrun.files import write_text
 from shardrun.plan.history import History
 from shardrun.plan.planner import plan_shards
+from shardrun.plan.timings import file_of_unit
+from shardrun.report.insights import failure_history, slowest_tests, split_estimates
 from shardrun.report.runlog import boot_seconds, flaky_counts
 
-DASHBOARD_VERSION = 1
+# 2: run records of version 2 (one wall time, origin, failed tests), per-test views
+# (`tests`, `slowest_tests`), capacity planned on the units queue mode runs.
+DASHBOARD_VERSION = 2
 # Run records in an export by default: a month of daily runs fits, and the trend chart
 # still has room for a point per run.
 DEFAULT_RUNS = 30
@@ -155,7 +159,9 @@ def capacity(
 
 
 def capacity_advice(points: Sequence[Mapping[str, Any]]) -> str:
-    """"1 worker -> ~12m; 2 -> ~6m05s; 4 -> ~3m10s, then bounded by spec/x_spec.rb"."""
+    """"1 worker -> ~12m; 2 -> ~6m05s; 4 -> ~3m10s, then bounded by spec/x_spec.rb" (a
+    file with no test the history knows) or "... by the test spec/x_spec.rb[1:3]" (a
+    test: queue mode splits files, not tests)."""
     if not points:
         return "no timings yet: run `shardrun run` or `shardrun timings import` first"
     parts = []
@@ -163,8 +169,10 @@ def capacity_advice(points: Sequence[Mapping[str, Any]]) -> str:
         workers = point["workers"]
         label = f"{workers} worker{'' if workers == 1 else 's'}" if position == 0 else str(workers)
         parts.append(f"{label} -> ~{format_duration(point['predicted_seconds'])}")
-        if point["bounded_by"]:
-            return "; ".join(parts) + f", then bounded by {point['bounded_by']}"
+        bound = point["bounded_by"]
+        if bound:
+            what = "the test " if file_of_unit(bound) != bound else ""
+            return "; ".join(parts) + f", then bounded by {what}{bound}"
     return "; ".join(parts)
 
 
@@ -187,11 +195,12 @@ def _iso(timestamp: float) -> str:
 
 def export(history: History, *, now: float, runs: int = DEFAULT_RUNS) -> dict[str, Any]:
     """The dashboard JSON (docs/dashboard.md): files, the last `runs` run records, the
-    slowest and most drifting files, and the capacity advice."""
+    slowest and most drifting files, the capacity advice, and per test the failure
+    history and the slowest."""
     records = history.runs()[-runs:] if runs > 0 else []
     rows = file_rows(history, flaky_counts(records))
     total = sum(row.estimate for row in rows)
-    estimates = {row.path: row.estimate for row in rows}
+    estimates = split_estimates({row.path: row.estimate for row in rows}, history.examples())
     return {
         "version": DASHBOARD_VERSION,
         "generated_at": _iso(now),
@@ -209,6 +218,8 @@ def export(history: History, *, now: float, runs: int = DEFAULT_RUNS) -> dict[st
             for row in drifting_files(rows)
         ],
         "capacity": capacity(estimates, boot_seconds(records), _last_workers(records)),
+        "tests": failure_history(records),
+        "slowest_tests": slowest_tests(history.examples()),
     }
 
 

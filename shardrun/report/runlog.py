@@ -19,9 +19,14 @@ from typing import Any
 from shardrun.models import Plan, ShardResult
 from shardrun.plan.history import History
 from shardrun.plan.timings import file_of_unit
-from shardrun.report.merge import CaseResult, RunReport
+from shardrun.report.merge import FAILED_OUTCOMES, CaseResult, RunReport
 
-RUN_RECORD_VERSION = 1
+# 2: `wall_seconds` is the run's own time (as the terminal says it), `started_at` the
+# run's start; `origin` and `failed` are new.
+RUN_RECORD_VERSION = 2
+# Failed test ids kept per record: enough for the failure history of any suite that is
+# not broken wholesale, while a run with 5,000 failures does not bloat the history.
+FAILED_KEPT = 200
 # Runs whose measured boot overhead feeds the cost model (their median): recent enough to
 # follow a slower app boot, enough to ignore one cold CI cache.
 BOOT_RUNS = 10
@@ -156,6 +161,13 @@ def _plan_fields(plan: Plan) -> dict[str, Any]:
     }
 
 
+def failed_tests(report: RunReport) -> list[str]:
+    """Ids of the tests that failed or errored in the merged report, sorted, at most
+    FAILED_KEPT: the dashboard's failure history per test."""
+    ids = {case_id(case) for case in report.cases if case.outcome in FAILED_OUTCOMES}
+    return sorted(found for found in ids if found)[:FAILED_KEPT]
+
+
 def _report_fields(report: RunReport) -> dict[str, Any]:
     return {
         "passed": report.passed,
@@ -165,28 +177,35 @@ def _report_fields(report: RunReport) -> dict[str, Any]:
         "skipped": report.skipped,
         "suite_seconds": round(report.seconds, _DIGITS),
         "flaky": flaky_tests(report),
+        "failed": failed_tests(report),
         "polluted": sorted(case_id(case) for case in getattr(report, "polluted", ())),
     }
 
 
 def build_run_record(
     run_id: str, plan: Plan, results: Sequence[ShardResult], report: RunReport,
-    recorded_at: float, *, timed: bool = True,
+    recorded_at: float, *, timed: bool = True, run_started_at: float | None = None,
+    origin: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """The record of one run (docs/dashboard.md, "Run records").
 
-    The run's start and end are its first batch start and last batch end, so `wall_seconds`
-    is the time workers could have been busy; `recorded_at` stands in when no batch came back.
+    With `run_started_at` (the command's start, planning included) the run spans from it
+    to `recorded_at`, so `wall_seconds` is the time the terminal reported ("in N s"): one
+    wall time everywhere. Without, the first batch start and last batch end (`recorded_at`
+    standing in when no batch came back).
     """
     batch_list = batches(results, report)
     started_at, finished_at = _extent(batch_list, recorded_at)
-    wall = finished_at - started_at
+    if run_started_at is not None:
+        started_at, finished_at = min(run_started_at, started_at), recorded_at
+    wall = max(finished_at - started_at, 0.0)
     workers = _per_worker(batch_list, wall)
     cold, started = boot_overhead(batch_list, warm=False)
     warm, reused = boot_overhead(batch_list, warm=True)
     return {
         "version": RUN_RECORD_VERSION,
         "run_id": run_id,
+        "origin": {key: (origin or {}).get(key) for key in ("commit", "branch", "build")},
         "started_at": round(started_at, _DIGITS),
         "finished_at": round(finished_at, _DIGITS),
         "wall_seconds": round(wall, _DIGITS),
@@ -207,9 +226,11 @@ def build_run_record(
 def record_run(
     history: History, run_id: str, plan: Plan, results: Sequence[ShardResult],
     report: RunReport, recorded_at: float, *, timed: bool = True,
+    run_started_at: float | None = None, origin: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """Build this run's record and add it to the history (the one call `finish` makes)."""
-    record = build_run_record(run_id, plan, results, report, recorded_at, timed=timed)
+    record = build_run_record(run_id, plan, results, report, recorded_at, timed=timed,
+                              run_started_at=run_started_at, origin=origin)
     history.add_run(record)
     return record
 

@@ -73,8 +73,7 @@ def summary_lines(report: RunReport, *, framework: str, slowest: int = 5,
     """What a person reads after the run: counts, each failure with where to look, how to
     rerun them, how the plan held up (`timed`: whether the plan had timings to predict
     from), what is slow, and any unit not run as planned."""
-    lines = [_counts_line(report, wall_seconds)]
-    lines += _failure_lines(report)
+    lines = _failure_lines(report)
     lines += [f"Flaky (failed, then passed on attempt {case.attempt}): {label_of(case)}"
               for case in report.flaky]
     lines += [f"Polluted (failed in a runner earlier batches had used, passed in a fresh "
@@ -91,21 +90,21 @@ def summary_lines(report: RunReport, *, framework: str, slowest: int = 5,
         names = (file or "(unknown file)" for file in report.unplanned_files)
         lines.append("Reported but never planned (kept in the report): " + ", ".join(names))
     lines += _speedup_lines(report, wall_seconds)
-    failed = report.failures + report.errors  # the last line counts errors as failed
+    lines.append(_time_line(report, wall_seconds))
+    failed = report.failures + report.errors  # the one count: errors count as failed
     lines.append(f"{report.tests - failed - report.skipped} passed, {failed} failed"
                  + (f", {report.skipped} skipped" if report.skipped else ""))
     return lines
 
 
-def _counts_line(report: RunReport, wall_seconds: float | None) -> str:
+def _time_line(report: RunReport, wall_seconds: float | None) -> str:
     """rspec's and pytest's "in X s" is the time the run took; summed over N workers, the
-    tests' own seconds are about N times that, so they are named as what they are."""
-    counts = (f"{_plural(report.tests, 'test')}, {_plural(report.failures, 'failure')}, "
-              f"{_plural(report.errors, 'error')}, {report.skipped} skipped")
+    tests' own seconds are about N times that, so they are named as what they are. The
+    counts are the last line's alone: a summary that counts twice invites a mismatch."""
     tests = f"{report.seconds:.1f} s of test time"
     if wall_seconds is None:
-        return f"{counts} ({tests})"
-    return f"{counts} in {wall_seconds:.1f} s ({tests})"
+        return f"Finished ({tests})"
+    return f"Finished in {wall_seconds:.1f} s ({tests})"
 
 
 def _speedup_lines(report: RunReport, wall_seconds: float | None) -> list[str]:
@@ -145,9 +144,8 @@ def _failure_lines(report: RunReport) -> list[str]:
     lines = []
     for case in report.cases:
         if case.outcome in FAILED_OUTCOMES and case not in crashed:
-            where = f"{case.file}:{case.line}" if case.line else case.file or case.classname
             label = "FAILED" if case.outcome == "failed" else "ERROR"
-            lines.append(f"  {label} {where} {case.name}: {_first_line(case)}")
+            lines.append(f"  {label} {label_of(case)}: {_first_line(case)}")
     return ["Failures:", *lines] if lines else []
 
 
@@ -163,7 +161,8 @@ def _shard_lines(results: Sequence[ShardResult], timed: bool) -> list[str]:
     latest = latest_per_shard(results)
     if len(latest) > MAX_BATCH_LINES:
         return _worker_lines(latest, timed)
-    lines = [f"  shard {result.shard_index} attempt {result.attempt} on {result.worker}: "
+    lines = [f"  shard {result.shard_index} attempt {result.attempt} on "
+             f"{_worker_name(result.worker_index, result.worker)}: "
              + _versus(result.predicted_seconds, result.outcome.wall_seconds, timed)
              for result in latest]
     return [_heading("Shards", timed), *lines] if lines else []
@@ -171,15 +170,21 @@ def _shard_lines(results: Sequence[ShardResult], timed: bool) -> list[str]:
 
 def _worker_lines(results: Sequence[ShardResult], timed: bool) -> list[str]:
     """Queue mode runs many batches: predicted vs actual summed per worker instead."""
-    totals: dict[str, list[float]] = {}
+    totals: dict[tuple[int, str], list[float]] = {}
     for result in results:
-        entry = totals.setdefault(result.worker, [0, 0.0, 0.0])
+        entry = totals.setdefault((result.worker_index, result.worker), [0, 0.0, 0.0])
         entry[0] += 1
         entry[1] += result.predicted_seconds
         entry[2] += result.outcome.wall_seconds
-    lines = [f"  {worker}: {_plural(int(count), 'batch')}, {_versus(predicted, actual, timed)}"
-             for worker, (count, predicted, actual) in sorted(totals.items())]
+    lines = [f"  {_worker_name(index, worker)}: {_plural(int(count), 'batch')}, "
+             f"{_versus(predicted, actual, timed)}"
+             for (index, worker), (count, predicted, actual) in sorted(totals.items())]
     return [_heading("Workers", timed), *lines]
+
+
+def _worker_name(index: int, worker: str) -> str:
+    """'w2 (host:pid)': the tag `--verbose` lines carry, and which process it was."""
+    return f"w{index} ({worker})"
 
 
 def _heading(what: str, timed: bool) -> str:

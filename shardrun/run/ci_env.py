@@ -348,3 +348,22 @@ def detect(
         node_total=total.value,
         build_id_explicit=build_id is not None or _text(environment, OVERRIDE_BUILD_ID) is not None,
     )
+
+
+def build_label(env: Mapping[str, str] | None = None) -> str | None:
+    """"GitHub Actions build 9876/1/rspec" for a run record, or None outside CI.
+
+    Unlike `detect` it never raises: a dashboard label must not fail a local run whose
+    shell happens to hold half a CI's variables.
+    """
+    env = os.environ if env is None else env
+    provider = _find_provider(env)
+    explicit = _text(env, OVERRIDE_BUILD_ID)
+    try:
+        build = explicit or (provider.build_id(env) if provider else None)
+    except InputError:
+        return None
+    if build is None:
+        return None
+    label = provider.label if provider and not explicit else PROVIDER_LABELS[OVERRIDE_PROVIDER]
+    return f"{label} build {build}"

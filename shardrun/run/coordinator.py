@@ -19,6 +19,7 @@ from shardrun.errors import (
 )
 from shardrun.plan.gather import PlannedSuite, prepare
 from shardrun.run.embedded import EmbeddedRedis, describe_redis_server
+from shardrun.run.live import LiveCallback
 from shardrun.run.options import (
     RunOptions,
     RunOutcome,
@@ -35,6 +36,7 @@ from shardrun.run.watch import ProgressCallback
 def run(
     options: RunOptions, on_progress: ProgressCallback | None = None,
     announce: Callable[[str], None] = lambda line: None,
+    on_live: LiveCallback | None = None,
 ) -> RunOutcome:
     """Run the suite on N local workers, on the given Redis or a private one; `announce`
     hears each step before it is taken, so a person sees the run start at once."""
@@ -45,15 +47,15 @@ def run(
         announce(note)
     if options.redis_url:
         announce(f"Redis: {queue.redact(options.redis_url)}")
-        return _run_on(options.redis_url, options, planned, on_progress, started_at)
+        return _run_on(options.redis_url, options, planned, on_progress, started_at, on_live)
     with EmbeddedRedis() as embedded:
         announce(describe_redis_server(embedded.binary or "redis-server"))
-        return _run_on(embedded.url, options, planned, on_progress, started_at)
+        return _run_on(embedded.url, options, planned, on_progress, started_at, on_live)
 
 
 def _run_on(
     url: str, options: RunOptions, planned: PlannedSuite, on_progress: ProgressCallback | None,
-    started_at: float,
+    started_at: float, on_live: LiveCallback | None = None,
 ) -> RunOutcome:
     connection = queue.connect(url, options.redis_timeout)
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
@@ -65,7 +67,8 @@ def _run_on(
         # the session splits and batches.
         with LocalWorkers(url, run_id, options.worker_processes, root, log_dir,
                           prewarm_for(planned, options), run_spec(planned, options)) as workers:
-            session = Session(run_queue, planned, options, LocalBooks(), workers, started_at)
+            session = Session(run_queue, planned, options, LocalBooks(), workers, started_at,
+                              on_live)
             outcome = lead(session, on_progress)
     finally:
         _forget(run_queue, connection)

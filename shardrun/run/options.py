@@ -51,6 +51,7 @@ class RunOptions:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     runners: str = Runners.FORK.value  # how runners run batches (shardrun/work/warm.py)
     runner_max_rss_mb: int | None = None  # restart a warm runner above this RSS
+    live: int = 0  # workers stream finished tests: 1 results (--verbose), 2 output (-vv)
     local_workers: int | None = None
     python: str | None = None  # pytest's interpreter (--python); None: the project's
 

@@ -35,9 +35,11 @@ from shardrun.plan.history import History
 from shardrun.plan.timings import Durations, file_of_unit
 from shardrun.report.junit_writer import write_junit
 from shardrun.report.merge import RunReport, merge
+from shardrun.report.progress import expected_tests
 from shardrun.report.runlog import record_run
 from shardrun.report.summary import summary_lines
 from shardrun.run.ledger import Ledger
+from shardrun.run.live import LiveCallback, LiveTail
 from shardrun.run.options import (
     RunOptions,
     RunOutcome,
@@ -46,6 +48,7 @@ from shardrun.run.options import (
     new_ledger,
     run_spec,
 )
+from shardrun.run.origin import run_origin
 from shardrun.run.watch import ProgressCallback, Watcher, WatchOutcome, Workers
 from shardrun.runspec import published, secret_from_environment
 
@@ -170,6 +173,7 @@ class Session:
     books: Leadership
     workers: Workers | None
     started_at: float  # epoch seconds when the command started planning
+    on_live: LiveCallback | None = None  # `run --verbose`: each test as it finishes
 
 
 def lead(session: Session, on_progress: ProgressCallback | None = None) -> RunOutcome | None:
@@ -177,8 +181,12 @@ def lead(session: Session, on_progress: ProgressCallback | None = None) -> RunOu
     None when the lead passed to another node meanwhile: two nodes must never both merge."""
     ledger = new_ledger(session.options, run_spec(session.planned, session.options))
     meta, dispatched = _begin(session, ledger)
+    live = session.on_live if session.options.live else None
+    units = [unit for entry in ledger.batches.values() for unit in entry.job.units]
     watcher = Watcher(session.run_queue, ledger, session.books, session.workers, on_progress,
-                      lambda: publish(session.run_queue, meta))
+                      lambda: publish(session.run_queue, meta),
+                      on_tick=LiveTail(session.run_queue, live) if live else None,
+                      planned_tests=expected_tests(units, session.planned.history.examples()))
     try:
         watched = watcher.run()
     except BaseException:  # cancelled: another node may take over at once
@@ -224,7 +232,7 @@ def run_meta(session: Session, dispatched: Plan) -> RunMeta:
         units=tuple(unit for shard in dispatched.shards for unit in shard.units),
         started_at=session.started_at, predicted_makespan=dispatched.predicted_makespan,
         lower_bound=dispatched.lower_bound, bounding_unit=dispatched.bounding_unit,
-        spec=published(spec, secret_from_environment()),
+        spec=published(spec, secret_from_environment()), live=session.options.live,
     )
 
 
@@ -241,14 +249,16 @@ def finish(
     junit_path = options.junit_out or options.request.root / ".shardrun" / "junit.xml"
     write_junit(report, junit_path)
     learn(planned.history, report)
-    record_run(planned.history, run_id, dispatched, watched.results, report, time.time(),
-               timed=planned.timed)
+    ended_at = time.time()  # the record's wall time and the summary's "in N s" are one
+    record_run(planned.history, run_id, dispatched, watched.results, report, ended_at,
+               timed=planned.timed, run_started_at=started_at,
+               origin=run_origin(options.request.root))
     planned.history.save(options.request.root)
     exit_code = EXIT_OK if report.passed else EXIT_TESTS_FAILED
     if report.missing or watched.infrastructure_error:
         exit_code = EXIT_INFRASTRUCTURE
     return RunOutcome(run_id, planned, dispatched, report, exit_code, junit_path,
-                      watched.infrastructure_error, max(time.time() - started_at, 0.0))
+                      watched.infrastructure_error, max(ended_at - started_at, 0.0))
 
 
 def retry_notes(ledger: Ledger) -> tuple[str, ...]:

@@ -32,6 +32,8 @@ class Progress:
 
     total_units: int
     done_units: int = 0
+    # Tests the history knows these units hold; None when some unit's count is unknown.
+    planned_tests: int | None = None
     predicted_total: float = 0.0
     predicted_done: float = 0.0
     elapsed: float = 0.0
@@ -125,6 +127,8 @@ class Watcher:
         on_progress: ProgressCallback | None = None,
         republish: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_tick: Callable[[], None] | None = None,
+        planned_tests: int | None = None,
     ):
         self.run_queue = run_queue
         self.ledger = ledger
@@ -133,6 +137,7 @@ class Watcher:
         self.republish = republish
         self.books = books
         self.clock = clock
+        self.on_tick = on_tick  # each pass of the loop: `run --verbose` reads live results
         self.results: list[ShardResult] = []
         jobs = [entry.job for entry in ledger.batches.values()]
         self.planned = {unit for job in jobs for unit in job.units}
@@ -140,6 +145,7 @@ class Watcher:
         self.progress = Progress(
             total_units=len(self.planned),
             predicted_total=sum(job.predicted_seconds for job in jobs),
+            planned_tests=planned_tests,
         )
         self.started = self.clock()
         self.checked = self.started
@@ -149,7 +155,10 @@ class Watcher:
     def run(self) -> WatchOutcome:
         try:
             while not self.ledger.complete:
-                for result in self.run_queue.wait_results(WAIT_SLICE_SECONDS):
+                results = self.run_queue.wait_results(WAIT_SLICE_SECONDS)
+                if self.on_tick:  # a batch's live results were sent before its result
+                    self.on_tick()
+                for result in results:
                     self._accept(result)
                 if self.clock() - self.checked >= CHECK_INTERVAL_SECONDS:
                     self._check()

@@ -31,8 +31,16 @@ from shardrun.runners import Runner, get_runner, worker_env
 from shardrun.runspec import UntrustedSpec, verified
 from shardrun.work import rq_worker
 from shardrun.work.accounting import Settled, reconcile, reconcile_junit
+from shardrun.work.live import LiveFeed, live_level
 from shardrun.work.process import git_head, run_process
-from shardrun.work.warm import BatchRun, Prewarm, RunnerPool, RunnerProcess, Runners
+from shardrun.work.warm import (
+    BatchRun,
+    EventCallback,
+    Prewarm,
+    RunnerPool,
+    RunnerProcess,
+    Runners,
+)
 
 log = logging.getLogger(__name__)
 # The signals that stop a worker: a batch running when one arrives goes back to the queue.
@@ -134,11 +142,15 @@ def run_shard(payload: dict[str, Any]) -> dict[str, Any]:
         run_queue.enqueue([replace(job, avoid_worker=None)], id_suffix="-elsewhere")
         return {"shard_index": job.shard_index, "deferred": True}
     spec = trusted_spec(context, run_queue)
+    feed = _live_feed(job, context, run_queue)
     lease = Lease(job, context.name)
     lease.hold()
     try:
         with _handing_back_on_signals():
-            result = execute(job, context, spec, on_poll=lease.renew)
+            result = execute(job, context, spec, on_poll=_poll(lease, feed),
+                             on_event=feed.on_event if feed else None)
+        if feed is not None:
+            feed.flush()
         run_queue.push_result(result)
         log.info("%s", batch_line(result))
     except Cancelled as cancelled:
@@ -149,6 +161,29 @@ def run_shard(payload: dict[str, Any]) -> dict[str, Any]:
     finally:
         lease.release()
     return {"shard_index": result.shard_index, "attempt": result.attempt}
+
+
+def _live_feed(job: ShardJob, context: WorkerContext,
+               run_queue: queue.RunQueue) -> LiveFeed | None:
+    """The batch's live feed when the run asked for one (`run --verbose`), else None."""
+    try:
+        level = live_level(run_queue.meta())
+    except queue.MalformedMeta:  # the batch itself is refused for it (trusted_spec)
+        return None
+    if not level:
+        return None
+    return LiveFeed(run_queue.connection, job.run_id, context.worker_index, level)
+
+
+def _poll(lease: Lease, feed: LiveFeed | None) -> Callable[[], None]:
+    if feed is None:
+        return lease.renew
+
+    def poll() -> None:
+        lease.renew()
+        feed.tick()
+
+    return poll
 
 
 def batch_line(result: ShardResult) -> str:
@@ -211,7 +246,7 @@ def trusted_spec(context: WorkerContext, run_queue: queue.RunQueue) -> RunSpec |
 
 def execute(
     job: ShardJob, context: WorkerContext, spec: RunSpec | str,
-    on_poll: Callable[[], None] | None = None,
+    on_poll: Callable[[], None] | None = None, on_event: EventCallback | None = None,
 ) -> ShardResult:
     """Run the batch with `spec`; a str instead is why the worker refuses it (as it
     refuses a batch of another commit): the coordinator reports the reason."""
@@ -225,7 +260,7 @@ def execute(
         return replace(result, refused=True)
     try:
         validate_units(job.units, context.root)
-        return _run_runner(job, spec, context, started, on_poll)
+        return _run_runner(job, spec, context, started, on_poll, on_event)
     except ShardrunError as error:
         return _failed_result(job, context, started, str(error), retry=False)
     except Exception as error:  # the report must learn why, whatever it was
@@ -246,7 +281,7 @@ def validate_units(units: tuple[str, ...], root: Path) -> None:
 
 def _run_runner(
     job: ShardJob, spec: RunSpec, context: WorkerContext, started: float,
-    on_poll: Callable[[], None] | None,
+    on_poll: Callable[[], None] | None, on_event: EventCallback | None = None,
 ) -> ShardResult:
     runner = get_runner(spec.framework, context.root, spec.command_template, spec.python)
     env = _runner_env(context)
@@ -255,7 +290,7 @@ def _run_runner(
     if server_argv is None:
         return _run_command(job, spec, runner, context, env, log_path, started, on_poll)
     batch, warm = _run_in_server(job, spec, runner, server_argv, context, env, log_path,
-                                 on_poll)
+                                 on_poll, on_event)
     settled = reconcile(job.units, batch.events, batch.outcome,
                         timeout_seconds=job.timeout_seconds)
     result = _result(job, context, started, batch.outcome, settled, warm=warm)
@@ -360,7 +395,7 @@ def prewarm(context: WorkerContext, run_id: str, wanted: Prewarm) -> None:
 def _run_in_server(
     job: ShardJob, spec: RunSpec, runner: Runner, server_argv: tuple[str, ...],
     context: WorkerContext, env: dict[str, str], log_path: Path,
-    on_poll: Callable[[], None] | None,
+    on_poll: Callable[[], None] | None, on_event: EventCallback | None = None,
 ) -> tuple[BatchRun, bool]:
     """The batch in this worker's runner (started if needed); True if it was warm."""
     mode = Runners(spec.runners)
@@ -370,14 +405,15 @@ def _run_in_server(
         fresh = RunnerProcess(key, server_argv, context.root, env, log_path)
         try:
             return fresh.run(args, log_path, fork=False, timeout_seconds=job.timeout_seconds,
-                             on_poll=on_poll), False
+                             on_poll=on_poll, on_event=on_event), False
         finally:
             fresh.stop()
     if job.fresh_runner and mode is Runners.REUSE:
         _runner_pool.close()  # its tests never started in a runner earlier batches used
     process, warm = _booted_runner(key, server_argv, context, env, log_path)
     batch = process.run(args, log_path, fork=mode is Runners.FORK,
-                        timeout_seconds=job.timeout_seconds, on_poll=on_poll)
+                        timeout_seconds=job.timeout_seconds, on_poll=on_poll,
+                        on_event=on_event)
     _runner_pool.discard_dead()
     limit = spec.runner_max_rss_mb
     recycled = _runner_pool.recycle_above(None if limit is None else limit * 2**20)

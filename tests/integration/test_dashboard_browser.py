@@ -15,6 +15,7 @@ its own pytest.ini, as in test_run.py.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,11 @@ CHROMIUM_FLAGS = (
 # The page writes nothing to the console, so with --enable-logging=stderr any console line
 # ("...:CONSOLE:...") is a problem: an uncaught error, a request the page's CSP blocked.
 CONSOLE_PROBLEMS = ("Uncaught", ":CONSOLE")
+
+# A name longer than its table column: shortened in the middle, whole on hover.
+LONG_FILE = "tests/integration/payments/providers/stripe/test_webhook_signature_verification.py"
+ALWAYS_FAILS = "tests/test_models.py::test_validates"
+BRANCH = "feature/faster-checkout"
 
 SUITE = {
     "pytest.ini": "[pytest]\n",
@@ -95,15 +101,24 @@ SUITE = {
         def test_is_fast():
             pass
     """,
+    LONG_FILE: """
+        import time
+
+        def test_rejects_a_webhook_whose_signature_was_made_with_another_secret():
+            time.sleep(0.2)
+    """,
 }
 
 
 @dataclass(frozen=True)
 class Recorded:
-    """The rendered page and the run record its Gantt chart must show."""
+    """The rendered page, the run records, and what the terminal said of the last run."""
 
     page: Path
     last_run: dict[str, Any]
+    runs: list[dict[str, Any]]
+    last_stdout: str
+    commit: str
 
 
 @pytest.fixture
@@ -126,18 +141,32 @@ def record_runs(root: Path, count: int) -> Recorded:
     if not shutil.which("redis-server"):
         missing("redis-server not on PATH (apt-get install redis-server)")
     write_files(root, SUITE)
+    commit = git_commit(root)
     timings = root / "timings.json"
     for run in range(1, count + 1):
         # Static shards: every worker gets a batch, so every Gantt row has a bar.
         completed = shardrun(root, "run", "tests", "--workers", str(WORKERS), "--mode",
                              "static", "--timings", str(timings), DASHBOARD_RUN=str(run))
         assert completed.returncode == 1, completed.stdout + completed.stderr  # one failure
+        last_stdout = completed.stdout
     page = root / "dashboard.html"
     completed = shardrun(root, "dashboard", "html", "--timings", str(timings), "--out", str(page))
     assert completed.returncode == 0, completed.stderr
     runs = json.loads(timings.read_text(encoding="utf-8"))["runs"]
     assert len(runs) == count
-    return Recorded(page, runs[-1])
+    return Recorded(page, runs[-1], runs, last_stdout, commit)
+
+
+def git_commit(root: Path) -> str:
+    """The suite as one commit on BRANCH: what the run records' origin reads."""
+    if not shutil.which("git"):
+        missing("git not on PATH (apt-get install git)")
+    for argv in (["init", "-q", "-b", BRANCH], ["add", "-A"],
+                 ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "x"]):
+        subprocess.run(["git", "-C", str(root), *argv], check=True, capture_output=True)
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True)
+    return head.stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +195,9 @@ class DomCounter(HTMLParser):
         super().__init__()
         self.row_workers: list[str] = []
         self.bars: list[dict[str, str | None]] = []
+        self.gantt_run = ""
+        self.test_rows: dict[str, dict[str, str | None]] = {}
+        self.path_titles: list[str] = []
         self.predicted_outlines = 0
         self.errors = ""
         self.rendered = False
@@ -178,6 +210,12 @@ class DomCounter(HTMLParser):
             self.row_workers.append(attributes.get("data-worker") or "")
         if "gantt-bar" in classes:
             self.bars.append(attributes)
+        if "gantt" in classes:
+            self.gantt_run = attributes.get("data-run-id") or ""
+        if "test-row" in classes:
+            self.test_rows[attributes.get("data-test") or ""] = attributes
+        if "path" in classes and attributes.get("title"):
+            self.path_titles.append(attributes.get("title") or "")
         if "gantt-predicted" in classes:
             self.predicted_outlines += 1
         if tag == "body":
@@ -269,3 +307,68 @@ def test_a_broken_page_would_be_caught(
     assert "notDefined is not defined" in dom.errors
     assert "Blocked by the page's CSP" in dom.errors
     assert "Uncaught ReferenceError" in completed.stderr
+
+
+def dump(binary: str, profile: Path, url: str) -> tuple[DomCounter, str]:
+    completed = chromium(binary, profile, "--dump-dom", url)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    dom = DomCounter()
+    dom.feed(completed.stdout)
+    assert dom.rendered and dom.errors.strip() == "", dom.errors
+    return dom, completed.stdout
+
+
+def test_any_run_can_be_chosen_and_shows_its_own_gantt(
+    require_chromium: str, recorded: Recorded, dumped: tuple[DomCounter, str], tmp_path: Path
+) -> None:
+    """Only the last run had a Gantt chart; the picker sets #run=<id>, a link can too."""
+    last, _ = dumped
+    assert last.gantt_run == recorded.last_run["run_id"]
+    first = recorded.runs[0]
+    dom, html = dump(require_chromium, tmp_path / "profile",
+                     f"{recorded.page.as_uri()}#run={first['run_id']}")
+    assert dom.gantt_run == first["run_id"] != recorded.last_run["run_id"]
+    assert sorted(int(bar["data-batch"] or -1) for bar in dom.bars) == sorted(
+        batch["index"] for batch in first["batches"])
+    assert html.count('<option value="') == RUNS
+
+
+def test_runs_are_labelled_by_branch_commit_and_one_wall_time(
+    require_chromium: str, recorded: Recorded, tmp_path: Path
+) -> None:
+    """Runs were labelled by time only, and the card's wall time (first batch to last)
+    disagreed with the terminal's "in N s"."""
+    _, html = dump(require_chromium, tmp_path / "profile", recorded.page.as_uri())
+    assert recorded.last_run["origin"]["branch"] == BRANCH
+    assert recorded.last_run["origin"]["commit"] == recorded.commit
+    assert f"{BRANCH} · {recorded.commit[:7]}" in html
+    [said] = re.findall(r"^Finished in ([\d.]+) s ", recorded.last_stdout, re.MULTILINE)
+    assert f"{recorded.last_run['wall_seconds']:.1f}" == said
+    assert re.search(rf'Wall time</div><div class="value ">{re.escape(said)} s<', html), said
+
+
+def test_failure_history_flaky_rate_and_slowest_tests(
+    require_chromium: str, recorded: Recorded, tmp_path: Path
+) -> None:
+    """A test that failed in every run appeared nowhere; now it heads the list."""
+    dom, html = dump(require_chromium, tmp_path / "profile", recorded.page.as_uri())
+    row = dom.test_rows[ALWAYS_FAILS]
+    assert (row["data-failed-runs"], row["data-flaky-runs"]) == (str(RUNS), "0")
+    assert f"{RUNS} (100%)" in html
+    assert html.count('<i class="failed"') >= RUNS
+    assert 'class="slow-test"' in html
+
+
+def test_long_names_are_shortened_in_the_middle_and_whole_on_hover(
+    require_chromium: str, recorded: Recorded, tmp_path: Path
+) -> None:
+    dom, html = dump(require_chromium, tmp_path / "profile", recorded.page.as_uri())
+    assert LONG_FILE in dom.path_titles
+    # Shortened in the middle until it fits its column: the file's start and its name.
+    shown = re.findall(rf'title="{re.escape(LONG_FILE)}"><bdi>([^<]*)</bdi>', html)
+    assert shown, "the long file is listed"
+    for text in shown:
+        head, tail = text.split("…")
+        assert LONG_FILE.startswith(head) and LONG_FILE.endswith(tail), text
+        assert head.startswith("tests/") and tail.endswith(".py") and len(text) < len(LONG_FILE)
+    assert f"<bdi>{LONG_FILE}</bdi>" not in html

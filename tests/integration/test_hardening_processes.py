@@ -208,5 +208,5 @@ def test_dashboard_out_dev_stdout_prints_the_export(quick_suite: Path) -> None:
     """Never run against the old code as root: it renamed a file over /dev/stdout."""
     completed = shardrun("dashboard", "export", "--out", "/dev/stdout", cwd=quick_suite)
     assert completed.returncode == 0, completed.stderr
-    assert json.loads(completed.stdout.split("dashboard JSON:")[0])["version"] == 1
+    assert json.loads(completed.stdout.split("dashboard JSON:")[0])["version"] == 2
     assert os.path.islink("/dev/stdout")

@@ -112,12 +112,12 @@ def test_the_shardrun_command_line_from_pytests_own_parser(
     pytester.mkpydir("tests")
     config = pytester.parseconfig("--shardrun", "-n", "3", "-k", "tests", "tests", "-x",
                                   "--junitxml=out.xml", "--shardrun-timings", "t.json",
-                                  "-p", "no:randomly", "--basetemp=/tmp/shared")
+                                  "-p", "no:randomly", "--basetemp=/tmp/shared", "-vvv")
     argv = session.shardrun_argv(config, _parsers[config.pluginmanager])
     assert argv == ["run", "tests", "--framework", "pytest", "--python", sys.executable,
                     "--workers", "3", "--junit-out", "out.xml", "--fail-fast", "1",
-                    "--timings", "t.json",
-                    "--", "-k", "tests", "-x", "-p", "no:randomly", "--numprocesses=0"]
+                    "--timings", "t.json", "--verbose", "--verbose",
+                    "--", "-k", "tests", "-x", "-p", "no:randomly", "-vvv", "--numprocesses=0"]
 
 
 def test_without_paths_shardrun_plans_pytests_testpaths(

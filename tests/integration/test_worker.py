@@ -22,9 +22,11 @@ import pytest
 from rq import Callback, Queue, Webhook
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from support.runs import clean_ci_env
 
-from shardrun.models import RunSpec, ShardJob, ShardResult
+from shardrun.models import Mode, RunMeta, RunSpec, ShardJob, ShardResult
 from shardrun.queue import JOB_FUNCTION, Connection, RunQueue, connect, queue_name, register_run
+from shardrun.run.worker_group import started_workers
 from shardrun.work.worker import WorkerContext, execute
 
 # A burst worker with one tiny job exits in about a second; this only bounds a hang.
@@ -353,3 +355,100 @@ def test_a_worker_holds_no_pubsub_connection_and_stops_at_once(
     finally:
         worker.kill()
         connection.close()
+
+
+def test_scaled_workers_of_a_group_number_themselves_and_are_counted(
+    private_redis: str, unique_id: str, tmp_path: Path
+) -> None:
+    """`docker compose up --scale worker=3`: every container used to get the same
+    TEST_ENV_NUMBER, and the coordinator a WORKERS count kept equal to the scale by hand.
+    Three workers of one group, started at once, take 1, 2 and 3 from the group's Redis
+    counter; `ci --workers 0` reads 3 from it. On a private Redis: these burst workers
+    serve every announced run. Each also logs going idle, with no run announced."""
+    group = f"compose-{unique_id}"
+    argv = [sys.executable, "-m", "shardrun", "worker", "--redis-url", private_redis,
+            "--burst", "--root", str(tmp_path), "--framework", "pytest"]
+    env = {**os.environ, "SHARDRUN_WORKER_GROUP": group}
+    env.pop("SHARDRUN_WORKER_INDEX", None)
+    workers = [subprocess.Popen(argv, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(3)]
+    outputs = [worker.communicate(timeout=WORKER_TIMEOUT_SECONDS)[0] for worker in workers]
+
+    assert [worker.returncode for worker in workers] == [0, 0, 0], outputs
+    indexes = sorted(int(out.split("(index ", 1)[1].split(")", 1)[0]) for out in outputs)
+    assert indexes == [1, 2, 3], outputs
+    assert all("idle: no run announced" in out for out in outputs), outputs
+    assert started_workers(private_redis, group) == 3
+    assert started_workers(private_redis, f"other-{unique_id}") is None
+    connection = connect(private_redis)
+    keys = [key.decode() for key in connection.scan_iter(f"*{group}*")]
+    assert keys and all(connection.ttl(key) > 0 for key in keys), keys
+    connection.close()
+
+
+@pytest.mark.parametrize("live", [0, 1])
+def test_a_worker_streams_finished_tests_only_when_the_run_asks(
+    redis_url: str, unique_id: str, tmp_path: Path, live: int
+) -> None:
+    """`run --verbose` publishes `live` in the run's meta; without it a batch writes no
+    live entry at all (the stream key never exists)."""
+    for name, text in PYTEST_SUITE.items():
+        (tmp_path / name).write_text(text)
+    connection = connect(redis_url)
+    run_queue = RunQueue(connection, unique_id)
+    run_queue.publish_meta(RunMeta(unique_id, "pytest", Mode.QUEUE, 1, ("test_small.py",),
+                                   0.0, live=live))
+    run_queue.enqueue([ShardJob(unique_id, 0, ("test_small.py",), 1.0, 120.0)])
+    try:
+        worker = run_worker(redis_url, tmp_path, "--run-id", unique_id, "--framework",
+                            "pytest", "--worker-index", "3",
+                            env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+        assert worker.returncode == 0, worker.stdout
+        assert isinstance(run_queue.wait_result(5), ShardResult), worker.stdout
+        _, entries = run_queue.read_live("0")
+        if live:
+            assert sorted((entry["w"], entry["id"], entry["outcome"]) for entry in entries) == [
+                (3, "test_small.py::test_one", "passed"), (3, "test_small.py::test_two", "passed")]
+            assert connection.ttl(run_queue.key("live")) > 0
+        else:
+            assert entries == [] and not connection.exists(run_queue.key("live"))
+    finally:
+        run_queue.delete()
+        connection.close()
+
+
+def test_compose_topology_sizes_batches_for_the_workers_that_started(
+    private_redis: str, unique_id: str, tmp_path: Path
+) -> None:
+    """docker-compose.yml without Docker: two pool workers of one group, then `shardrun ci
+    --workers 0` with that group, as the coordinator service runs it. The coordinator
+    counts 2 workers (no WORKERS to keep equal to --scale) and they run the suite."""
+    for name, text in PYTEST_SUITE.items():
+        (tmp_path / name).write_text(text)
+    group = f"compose-{unique_id}"
+    env = clean_ci_env(SHARDRUN_WORKER_GROUP=group)
+    workers = [subprocess.Popen(
+        [sys.executable, "-m", "shardrun", "worker", "--redis-url", private_redis, "--root",
+         str(tmp_path), "--framework", "pytest"], cwd=tmp_path, env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)]
+    try:
+        started = [next(line for line in iter(worker.stdout.readline, "") if "(index" in line)
+                   for worker in workers if worker.stdout is not None]
+        assert sorted(line.split("(index ")[1][0] for line in started) == ["1", "2"], started
+        coordinator = subprocess.run(
+            [sys.executable, "-m", "shardrun", "ci", "--redis-url", private_redis,
+             "--build-id", unique_id, "--node-index", "0", "--node-total", "1",
+             "--workers", "0", "--junit-out", str(tmp_path / "merged.xml"),
+             "--timings", str(tmp_path / "timings.json")],
+            cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=WORKER_TIMEOUT_SECONDS, check=False)
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.communicate(timeout=WORKER_TIMEOUT_SECONDS)
+    assert coordinator.returncode == 0, coordinator.stdout + coordinator.stderr
+    assert (f"shardrun ci: batches sized for the 2 started workers of group {group}"
+            in coordinator.stdout), coordinator.stdout
+    assert "2 passed, 0 failed" in coordinator.stdout.splitlines()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,23 @@ def test_a_project_with_several_frameworks_exits_2_naming_them(
     assert code == 2 and "rspec (1 files), minitest (1 files)" in err and "--framework" in err
     code, out, _ = invoke("plan", "--framework", "minitest")
     assert code == 0 and "1 minitest files" in out
+
+
+def test_plan_without_timings_shows_no_made_up_seconds(project: Path) -> None:
+    """It printed "0.85s in total" for a 16 s suite: file sizes read as seconds."""
+    code, out, _ = invoke("plan", "spec", "-w", "2", "--timings", str(project / "none.json"))
+    assert code == 0
+    assert not re.search(r"\d\.\d\ds", out), out
+    assert "6 rspec files: no timings yet, so no predicted seconds" in out
+    assert "note: untimed plan" in out
+
+
+def test_top_level_help_shows_whole_descriptions_and_examples() -> None:
+    """click cut each description at 45 characters ("together they run PATHS...")."""
+    result = CliRunner().invoke(cli, ["--help"], terminal_width=100)
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "together they run PATHS once, as one run." in text
+    assert "what a container or CI node runs" in text
+    assert "..." not in result.stdout.split("Commands:")[1].split("Examples:")[0]
+    assert "shardrun run tests -w 4 -v" in result.stdout.split("Examples:")[1]

@@ -554,6 +554,26 @@ def test_worker_command_parses_and_serves_every_run(tmp_path: Path) -> None:
     assert context.params["run_id"] is None, "a pool worker serves every announced run"
     assert Path(context.params["root"]) == project
     assert urlsplit(context.params["redis_url"]).hostname == "redis"
+    # Each scaled container numbers itself from the group's counter: no fixed index, so
+    # no two share a TEST_ENV_NUMBER (tests/integration/test_worker.py runs the counter).
+    assert context.params["worker_index"] is None
+    assert context.params["worker_group"]
+
+
+def test_the_coordinator_counts_the_workers_of_their_group(tmp_path: Path) -> None:
+    """No WORKERS kept equal to --scale by hand: the coordinator sizes its batches for the
+    workers of the group it shares with them, and starts after they did."""
+    coordinator = service("coordinator")
+    argv = container_argv("coordinator", tmp_path)
+    skip_if_ci_missing(argv)
+    context = parse_shardrun(host_paths(argv, project_mount(coordinator)),
+                             "docker-compose.yml coordinator",
+                             service_environment(coordinator))
+    worker_env = service_environment(service("worker"))
+    assert context.params["total_workers"] is None
+    assert "${WORKERS" not in COMPOSE_FILE.read_text(encoding="utf-8")
+    assert context.params["worker_group"] == worker_env["SHARDRUN_WORKER_GROUP"]
+    assert coordinator["depends_on"]["worker"]["condition"] == "service_started"
 
 
 @pytest.mark.parametrize("framework", sorted(DOCKERFILES))

@@ -109,10 +109,11 @@ def assert_valid(data: Any) -> None:
 
 
 def test_checker_catches_what_the_schema_forbids() -> None:
-    good = {"version": 1, "generated_at": "x", "files": [], "runs": [], "slowest": [],
-            "drifting": [], "capacity": {"boot_seconds": 0, "points": [], "advice": ""}}
+    good = {"version": 2, "generated_at": "x", "files": [], "runs": [], "slowest": [],
+            "drifting": [], "capacity": {"boot_seconds": 0, "points": [], "advice": ""},
+            "tests": [], "slowest_tests": []}
     assert schema_errors(good, SCHEMA) == []
-    assert schema_errors({**good, "version": 2}, SCHEMA) == ["$.version: 2 != 1"]
+    assert schema_errors({**good, "version": 1}, SCHEMA) == ["$.version: 1 != 2"]
     assert schema_errors({**good, "extra": 1}, SCHEMA) == ["$: undocumented extra"]
     bad_file = {"path": "a", "samples": [1.0], "estimate": -1, "trend": None, "drift": "x",
                 "flaky": True}
@@ -232,7 +233,7 @@ def test_export_matches_the_documented_schema() -> None:
     data = dashboard.export(history, now=NOW)
     assert_valid(data)
     assert list(data) == ["version", "generated_at", "files", "runs", "slowest", "drifting",
-                          "capacity"]
+                          "capacity", "tests", "slowest_tests"]
     assert data["version"] == DASHBOARD_VERSION and data["generated_at"] == "2026-01-01T00:00:00Z"
     assert [entry["path"] for entry in data["slowest"]] == ["tests/test_b.py", "tests/test_a.py"]
     assert data["slowest"][1]["share"] == round(1.5 / 3.5, 4)

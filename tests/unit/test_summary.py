@@ -7,6 +7,7 @@ tests/unit/conftest.py; merging is tested in test_report.py.
 
 from __future__ import annotations
 
+import re
 import signal
 from dataclasses import replace
 
@@ -66,23 +67,31 @@ def test_pytest_rerun_quotes_node_ids() -> None:
 
 def test_summary_lines(mixed: RunReport) -> None:
     lines = summary_lines(mixed, framework="rspec", slowest=1)
-    assert lines[0] == "4 tests, 1 failure, 0 errors, 1 skipped (3.8 s of test time)"
+    assert lines[0] == "Failures:"
     assert "  FAILED spec/a_spec.rb:12 A fails: expected: 2" in lines
     assert "  rspec 'spec/a_spec.rb[1:2]'" in lines
-    assert "  shard 0 attempt 1 on host0:100: predicted 1.5 s, actual 2.0 s (+0.5 s)" in lines
+    assert "  shard 0 attempt 1 on w0 (host0:100): predicted 1.5 s, actual 2.0 s (+0.5 s)" in lines
     assert lines[lines.index("Slowest files:") + 1] == "  2.0 s  spec/b_spec.rb"
     assert "  1.8 s  spec/a_spec.rb" not in lines
-    assert lines[-1] == "2 passed, 1 failed, 1 skipped"
+    assert lines[-2:] == ["Finished (3.8 s of test time)", "2 passed, 1 failed, 1 skipped"]
 
 
 def test_summary_gives_the_runs_time_and_the_tests_apart(mixed: RunReport) -> None:
     lines = summary_lines(mixed, framework="rspec", wall_seconds=1.25)
-    assert lines[0] == "4 tests, 1 failure, 0 errors, 1 skipped in 1.2 s (3.8 s of test time)"
+    assert lines[-2] == "Finished in 1.2 s (3.8 s of test time)"
+
+
+def test_summary_counts_once(mixed: RunReport) -> None:
+    """The counts were given twice (first line and last), which invites a mismatch: only
+    the last line counts, as the last line of rspec and pytest does."""
+    lines = summary_lines(mixed, framework="rspec", wall_seconds=1.25)
+    counting = [line for line in lines if re.search(r"\d+ (passed|failures?|tests?)\b", line)]
+    assert counting == ["2 passed, 1 failed, 1 skipped"], lines
 
 
 def test_summary_predicts_nothing_without_timings(mixed: RunReport) -> None:
     lines = summary_lines(mixed, framework="rspec", timed=False)
-    assert "  shard 0 attempt 1 on host0:100: actual 2.0 s" in lines
+    assert "  shard 0 attempt 1 on w0 (host0:100): actual 2.0 s" in lines
     assert not any("predicted 1.5 s" in line for line in lines)
     assert any(line.startswith("Shards (no timings yet") for line in lines)
 
@@ -90,7 +99,7 @@ def test_summary_predicts_nothing_without_timings(mixed: RunReport) -> None:
 def test_summary_compares_the_run_with_the_tests_back_to_back(mixed: RunReport) -> None:
     """3.75 s of tests plus the least time a batch spent outside its tests (shard 1: none)."""
     lines = summary_lines(mixed, framework="rspec", wall_seconds=1.25)
-    assert lines[-2] == "2 workers: 1.2 s; back to back these tests take ~4 s (3.0x)"
+    assert lines[-3] == "2 workers: 1.2 s; back to back these tests take ~4 s (3.0x)"
     assert not any("back to back" in line
                    for line in summary_lines(mixed, framework="rspec"))  # no wall time
 
@@ -117,7 +126,6 @@ def test_back_to_back_adds_one_boot_and_ignores_crashed_batches() -> None:
 def test_summary_names_crashed_units_and_counts_errors_as_failed() -> None:
     crashed = batch(0, ["spec/c_spec.rb"], [], ending=process(None, sig=signal.SIGSEGV))
     lines = summary_lines(merge(["spec/c_spec.rb"], [crashed]), framework="rspec")
-    assert lines[0] == "1 test, 0 failures, 1 error, 0 skipped (0.0 s of test time)"
     assert "Not run: spec/c_spec.rb: never ran: killed by signal 11 (SIGSEGV)" in lines
     assert "Failures:" not in lines  # a lost unit is listed once, under "Not run"
     assert lines[-1] == "0 passed, 1 failed"
@@ -143,3 +151,14 @@ def test_github_annotation_escapes_newlines_and_separators() -> None:
     (annotation,) = github_annotations(report)
     assert "title=spec.a_spec a%2C b%3A c" in annotation
     assert annotation.endswith("::line one%0Aline two 100%25")
+
+
+def test_per_worker_lines_say_1_batch_not_1_batches() -> None:
+    units = [f"tests/test_{index}.py" for index in range(13)]
+    results = [replace(batch(index, [unit], [ran(f"{unit}::test_x"), done()],
+                             worker="busy:1" if index else "late:2"),
+                       worker_index=1 if index else 2)
+               for index, unit in enumerate(units)]
+    lines = summary_lines(merge(units, results), framework="pytest")
+    assert any(line.startswith("  w2 (late:2): 1 batch, ") for line in lines), lines
+    assert any(line.startswith("  w1 (busy:1): 12 batches, ") for line in lines), lines
