@@ -1,9 +1,12 @@
 """shardrun's pytest runner: one Python process that runs the batches a worker sends it.
 
 Started by a shardrun worker (shardrun/work/warm.py) as `python -m
-shardrun.runners.pytest_server`. It imports pytest once, and with a prewarm request the
-suite's conftest.py files and what they import (an app, a framework) before the first batch
-exists. Then each batch is one `pytest.main()` session, run one of two ways:
+shardrun.runners.pytest_server`. It imports pytest once, and with a prewarm request starts
+one pytest session (pytest_session.py) that loads the suite's conftest.py files and
+what they import (an app, a framework) before the first batch exists, collects each test
+file once as batches need it, and runs the node ids each batch is sent. Without a prewarm
+(or with other arguments than the session's) each batch is one `pytest.main()` of its
+own. Either way a batch runs one of two ways:
 
 - `fork` (the default): in a child forked from the booted process, so the boot is paid
   once per worker yet every batch starts from the same clean state, and a test that kills
@@ -35,8 +38,10 @@ a class inherits from another module carries the module that collected it.
 
 This file imports nothing from shardrun, so any interpreter with pytest can run it.
 Requests, one JSON line each on the descriptor in SHARDRUN_REQUEST_FD: {"args": [...],
-"log": path, "fork": bool} or {"prewarm": [...], "log": path}. While a request runs, file
-descriptors 1 and 2 point at its log. EOF on the requests ends the process.
+"units": [...], "log": path, "fork": bool} (`args` the batch's pytest command line,
+`units` its files and node ids, also in `args`) or {"prewarm": [...], "log": path}.
+While a request runs, file descriptors 1 and 2 point at its log. EOF on the requests ends
+the process.
 """
 
 from __future__ import annotations

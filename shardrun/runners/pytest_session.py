@@ -39,6 +39,8 @@ import pytest
 
 # What a forked batch answers when its session blew up outside of pytest's own handling.
 INTERNAL_ERROR = 3
+# pytest's status for an interrupted session: a batch a SIGINT or pytest.exit() stopped.
+INTERRUPTED = 2
 CLEAN_EXIT_CODES = (0, 1, 5)
 # prctl(2): a forked batch ends with its runner (as in pytest_server.py).
 PR_SET_PDEATHSIG = 1
@@ -240,12 +242,12 @@ class SessionServer:
         the session; its failures are summed up in its own log."""
         try:
             status = self.run(batch)
-        except Exception as error:  # pytest.exit(), an internal error: this batch only
-            self.emit({"e": "abort", "reason": f"the session was stopped "
-                       f"({type(error).__name__}: {error})"})
-            with contextlib.suppress(Exception):
+        except BaseException as error:  # SIGINT, pytest.exit(), an internal error
+            # Said as pytest's own session end says it (EventsPlugin's hook).
+            self.events.pytest_keyboard_interrupt(pytest.ExceptionInfo.from_exception(error))
+            with contextlib.suppress(BaseException):
                 self.session._setupstate.teardown_exact(None)
-            return INTERNAL_ERROR
+            return INTERRUPTED
         summarize(self.session.config)
         self.emit({"e": "done", "code": status})
         return status
