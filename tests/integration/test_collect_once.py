@@ -5,13 +5,17 @@ session or in the session itself, without losing a test that fails to load."""
 from __future__ import annotations
 
 import contextlib
+import json
+import sys
 import time
+import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from support.files import write_pytest_suite
-from support.runs import clean_env
+from support.runs import clean_env, run_command, shardrun
 
 from shardrun.runners import get_runner, worker_env
 from shardrun.work.accounting import Settled, reconcile
@@ -182,3 +186,33 @@ def test_the_runner_arguments_select_in_the_booted_session(tmp_path: Path) -> No
     assert outcomes(deselected) == {} and deselected.empty_units == (
         "tests/test_counted.py::test_b",)
     assert outcomes(child) == {"tests/test_child.py::TestChild::test_own": "passed"}
+
+
+# --- splitting a file whose tests the history knows
+
+
+def test_a_file_that_grew_since_its_timings_is_split_with_its_new_tests(tmp_path: Path) -> None:
+    files = {f"tests/test_file{index}.py": "def test_a():\n    pass\n\ndef test_b():\n    pass\n"
+             for index in range(8)}
+    files["tests/test_grown.py"] = "".join(f"def test_{index}():\n    pass\n\n"
+                                           for index in range(6))
+    root = write_pytest_suite(tmp_path / "suite", files)
+    # The history knows three tests of test_grown.py; it has six now.
+    durations = {f"tests/test_grown.py::test_{index}": 0.3 for index in range(3)}
+    durations.update({f"tests/test_file{index}.py::test_{name}": 0.3
+                      for index in range(8) for name in "ab"})
+    (tmp_path / ".test_durations").write_text(json.dumps(durations))
+    timings = tmp_path / "timings.json"
+    imported = run_command([sys.executable, "-m", "shardrun", "timings", "import",
+                            str(tmp_path / ".test_durations"), "--timings", str(timings)],
+                           root, clean_env())
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    completed = shardrun(root, "tests", "--workers", "2", "--timings", str(timings),
+                         "--junit-out", str(tmp_path / "run.xml"))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    names = Counter(case.get("name") for case in ET.parse(tmp_path / "run.xml").iter("testcase")
+                    if case.get("classname") == "tests.test_grown")
+    assert names == Counter(f"test_{index}" for index in range(6))
+    [record] = json.loads(timings.read_text())["runs"]
+    units = {unit for batch in record["batches"] for unit in batch["units"]}
+    assert {f"tests/test_grown.py::test_{index}" for index in range(6)} <= units
