@@ -31,6 +31,7 @@ import json
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,8 +131,17 @@ class SessionServer:
     def pytest_runtestloop(self, session: Any) -> bool:
         """Serve requests until EOF; a forked child returns at once to finish its session."""
         for line in self.requests:
-            if self.serve(json.loads(line)):
-                return True
+            request = json.loads(line)
+            try:
+                if self.serve(request):
+                    return True
+            except Exception as error:  # the batch must still be answered, and the next
+                if self.child:
+                    raise
+                traceback.print_exc()
+                self.emit({"e": "abort", "reason": "the pytest runner failed: "
+                           f"{type(error).__name__}: {error}"})
+                self.emit({"e": "exit", "code": INTERNAL_ERROR})
         return True
 
     # --- one request
@@ -191,6 +201,10 @@ class SessionServer:
             except pytest.UsageError as error:  # the file is gone, or not a test file
                 collected.events.append(self.events.file_error_event(
                     file, f"collection failed: {error}", str(error)))
+            except Exception as error:  # a plugin's collection hook blew up: this file's
+                collected.events.append(self.events.file_error_event(
+                    file, f"collection failed: {type(error).__name__}: {error}",
+                    traceback.format_exc()))
             finally:
                 self.events.collecting = None
             for event in collected.events:
