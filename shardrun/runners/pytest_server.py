@@ -309,8 +309,8 @@ def boot_session(
         legacy=lambda batch: run_request(pytest, batch, writer, root),
         redirect=_redirect_output, between_requests=_reap_orphans, prctl=_prctl)
     tail = [*NO_CACHE, *request["prewarm"]]
-    session.boot(tail, tail, request["log"], EventsPlugin(writer, root), requests,
-                 writer.emit, root, hooks)
+    session.boot(tail, request["log"], EventsPlugin(writer, root), requests, writer.emit,
+                 root, hooks)
 
 
 def run_request(

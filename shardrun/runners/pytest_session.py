@@ -95,7 +95,7 @@ class Batch:
 
 class SessionServer:
     """A pytest plugin: skips the session's own collection and turns its run loop into
-    the runner's request loop (the class docstring of the module says how)."""
+    the runner's request loop (the module docstring says how)."""
 
     def __init__(
         self, events: Any, requests: Iterable[bytes], emit: Emit, root: str,
@@ -284,13 +284,14 @@ class ServerHooks:
 
 
 def boot(
-    args: Sequence[str], boot_tail: Sequence[str], log: str, events: Any,
-    requests: Iterable[bytes], emit: Emit, root: str, hooks: ServerHooks,
+    args: Sequence[str], log: str, events: Any, requests: Iterable[bytes], emit: Emit,
+    root: str, hooks: ServerHooks,
 ) -> SessionServer:
-    """Run the booted session until the requests end (or, in a forked batch, until the
-    batch's session finished: then the process exits here)."""
+    """Run the booted session (`args`: what follows the units of each batch it serves)
+    until the requests end, or, in a forked batch, until the batch's session finished:
+    then the process exits here."""
     hooks.redirect(log)
-    server = SessionServer(events, requests, emit, root, boot_tail, hooks)
+    server = SessionServer(events, requests, emit, root, args, hooks)
     status = INTERNAL_ERROR
     try:
         status = int(pytest.main(list(args), plugins=[events, server]))
