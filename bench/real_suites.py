@@ -520,25 +520,40 @@ shardrun, none an order dependence of the suites:
 """
 
 
-# How to read the times of bench/results/real-suites-*.json (2026-12-07, 0567e5c): kept
-# with the numbers it reads; measure again and rewrite it when they change.
+# How to read the times of bench/results/real-suites-*.json (2026-12-07, 83481fe: the
+# pytest runner's booted session, splitting of files with known tests, the peers in the
+# same rounds): kept with the numbers it reads; measure again and rewrite it when they
+# change.
 READING = """\
 How to read the times. Every merged report equalled the serial run in every mode, N and
-round (66 runs). The times do not settle issue 24's other condition either way: the
-machine's load average stood at 5 to 7 on its 2 cores during the runs (other sessions'
-test suites), and at N = 2 the same 5,010 networkx tests took 65 to 84 s of test time
-(summed over the workers) from one shardrun run to the next, far more than the 5 % to be
-resolved; on the RSpec suites part
-of addressable's rounds and rspec-expectations' last round also overlapped this session's
-own integration tests. As measured, the default `fork` was not within 5 % of the fastest
-mode: its median ratio over the rounds with history was 1.10 (N = 2) and 1.08 (N = 4) on
-networkx, 1.16 and 1.19 on rspec-expectations, 1.00 and 1.19 on addressable. Of the 22
-(suite, N, round) cells `reuse` was the fastest in 12, `fork` in 6, `fresh` in 4 (on
-networkx 2 each). The RSpec suites run in 1 to 5 s serially, and shardrun is
-slower than serial on them in every mode: a private Redis, planning (with `rspec
---dry-run` listings when a file is split) and the workers' start cost 2 to 3 s. Measure
-again on a quiet machine (`flock /tmp/shardrun-bench.lock`, more `--rounds`) before
-choosing the default from these numbers.
+round (32 runs; `fresh` was left out of these rounds: it is not the question, fork against
+reuse and the peers are). The machine was far from quiet: its load average stood at 4 to
+12 on 2 cores (other sessions' test suites), the networkx serial run took 261 s (104 s in
+an earlier session) and the same tool's time moved by 2x and more between rounds (xdist
+at N = 2: 244 s, then 57 s). Read the ratios within a round, where the tools ran minutes
+apart, not the seconds; and read "serial / later" as a rough guide only, the serial run
+having met the heaviest load.
+
+- **Default mode against the fastest mode** (issue 24): `fork` was the fastest or within
+  5 % of it in 10 of the 12 (suite, N, round) cells with history: 1.00 to 1.02 on
+  rspec-expectations, 1.00 at N = 2 on addressable and networkx; the exceptions are
+  addressable at N = 4 (1.19 in round 2, 1.00 in round 3; a 3 s suite, where a second of
+  start-up noise is 20 %) and networkx at N = 4 in round 2 (1.40: reuse 41 s, fork 57.5 s,
+  while reuse had been 1.39 x fork in round 1). The earlier session's medians at N = 4
+  were 1.08 (networkx), 1.19 and 1.19 (the RSpec suites, whose runner this change did not
+  touch: their ratios moved with the load alone, which says how much of 5 % is noise
+  here). On the pytest runner itself, without the load of whole runs: bench/warm_runners.py
+  ("Warm runners over many batches").
+- **Against the fastest peer** (issue 19, same round): on networkx shardrun's default
+  beat xdist and pytest-split in every round, 0.52 and 0.83 at N = 2, 0.40 and 1.00 at
+  N = 4 (the peers collect the whole suite in every process: 7 s of CPU each, 4 x at
+  N = 4 on 2 cores; a shardrun worker collects only the files its batches need, once). On
+  rspec-expectations (4.8 s serial) fork was 0.94 x the best peer at N = 4 (median of 3
+  rounds) and 1.18 x at N = 2; on addressable (2.9 s serial) 1.07 to 3.2 x: parallel_tests
+  runs it in 2 to 4 s, and shardrun's fixed cost (CLI imports, a private redis-server,
+  planning, the workers' start: 2 to 4 s under this load) is the whole suite's length.
+  That fixed cost is issue 19's part 1, worked on apart from this change; on suites of a
+  few seconds it, not the dispatch, decides the ratio.
 """
 
 
@@ -552,8 +567,11 @@ def render(results: Sequence[dict[str, Any]], commands: Sequence[str], machine: 
              "round 1]` for each N and mode, the modes taking turns at each position from "
              "round to round; every merged JUnit is compared with the serial one by "
              "(collecting file, classname, name) and outcome. Wall times are of the whole "
-             "command, on a 2-core machine shared with other work. How to fetch and run "
-             "each suite: bench/README.md.", "", FINDINGS]
+             "command, on a 2-core machine shared with other work. The peers (rows \"(peer)\"; "
+             "bench/real_peers.py: pytest-xdist and pytest-split, parallel_tests and "
+             "knapsack) take their turns in the same rounds at the same N, each planned "
+             "from the serial run's timings; they learn nothing between rounds. How to "
+             "fetch and run each suite: bench/README.md.", "", FINDINGS]
     for result in results:
         lines += [*suite_section(result), ""]
     return "\n".join([*lines, READING])
