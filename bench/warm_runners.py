@@ -55,6 +55,9 @@ class Measured:
     warm_batch: float  # median wall time of a batch in the reused runner, seconds
     fork_batch: float  # ... in a fork of the booted runner
     cold_batch: float  # ... in a fresh process
+    # ... in a fork that starts a session of its own (pytest before collect-once; for
+    # rspec, whose runner has no booted session, the same as fork_batch)
+    fork_session_batch: float
 
     @property
     def growth(self) -> float:
@@ -81,20 +84,26 @@ def measure(framework: str, batches: int, scratch: Path) -> Measured:
     try:
         warm.prewarm((), scratch / "boot.log")
         for number in range(1, batches + 1):
-            walls.append(_batch(runner, scratch, lambda args, log: warm.run(
-                args, log, fork=False, timeout_seconds=120)))
+            walls.append(_batch(runner, scratch, lambda args, units, log: warm.run(
+                args, log, fork=False, timeout_seconds=120, units=units)))
             if number in MARKS or number == batches:
                 process = psutil.Process(warm.pid)
                 rss[number] = process.memory_info().rss / 2**20
                 files[number] = process.num_fds()
-        forks = [_batch(runner, scratch, lambda args, log: warm.run(
+        forks = [_batch(runner, scratch, lambda args, units, log: warm.run(
+            args, log, fork=True, timeout_seconds=120, units=units))
+            for _ in range(COLD_BATCHES)]
+        # Without its units a batch cannot run from the booted session's collection: it
+        # starts a session of its own in the fork, as every batch did before collect-once.
+        sessions = [_batch(runner, scratch, lambda args, units, log: warm.run(
             args, log, fork=True, timeout_seconds=120)) for _ in range(COLD_BATCHES)]
     finally:
         warm.stop()
-    cold = [_batch(runner, scratch, lambda args, log: _fresh(server, root, env, args, log))
+    cold = [_batch(runner, scratch,
+                   lambda args, units, log: _fresh(server, root, env, args, log))
             for _ in range(COLD_BATCHES)]
     return Measured(framework, rss, files, statistics.median(walls), statistics.median(forks),
-                    statistics.median(cold))
+                    statistics.median(cold), statistics.median(sessions))
 
 
 def _fresh(server: Sequence[str], root: Path, env: dict[str, str], args: Sequence[str],
@@ -107,12 +116,14 @@ def _fresh(server: Sequence[str], root: Path, env: dict[str, str], args: Sequenc
 
 
 def _batch(
-    runner: Runner, scratch: Path, run: Callable[[Sequence[str], Path], BatchRun]
+    runner: Runner, scratch: Path,
+    run: Callable[[Sequence[str], Sequence[str], Path], BatchRun],
 ) -> float:
     """Wall seconds of one batch of the suite's fast files, run by `run`."""
     out = Path(tempfile.mkdtemp(dir=scratch))
     started = time.monotonic()
-    batch = run(runner.batch_arguments(SUITES[runner.name]), out / "batch.log")
+    units = SUITES[runner.name]
+    batch = run(runner.batch_arguments(units), units, out / "batch.log")
     wall = time.monotonic() - started
     if batch.outcome.exit_code != 0:
         sys.exit(f"{runner.name} batch failed: {batch.outcome.output_tail}")
@@ -125,13 +136,14 @@ def table(rows: Sequence[Measured]) -> list[str]:
     lines = [
         "| runner | " + " | ".join(f"RSS after {mark} MB" for mark in marks)
         + " | last / 10th | files kept open | batch in the reused runner s "
-        "| in a fork of it s | in a fresh process s |",
-        "|:---|" + "---:|" * (len(marks) + 5),
+        "| in a fork of it s | in a fork, a session of its own s | in a fresh process s |",
+        "|:---|" + "---:|" * (len(marks) + 6),
     ]
     for row in rows:
         cells = " | ".join(f"{row.rss_mb.get(mark, float('nan')):.1f}" for mark in marks)
         lines.append(f"| {row.framework} | {cells} | {row.growth:.2f} | {row.files_kept} "
-                     f"| {row.warm_batch:.3f} | {row.fork_batch:.3f} | {row.cold_batch:.3f} |")
+                     f"| {row.warm_batch:.3f} | {row.fork_batch:.3f} "
+                     f"| {row.fork_session_batch:.3f} | {row.cold_batch:.3f} |")
     return lines
 
 
@@ -155,9 +167,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"work), run {args.batches} times in one warm runner, as a worker runs its batches;",
         "RSS is the runner process's after batch n. Then the same batch in a fresh process",
         f"({COLD_BATCHES} times, median), which is what every batch cost before warm runners",
-        "and still costs with `--process-per-batch`. Target: RSS after the last batch <= "
-        f"{MAX_GROWTH} x after the 10th, and no file descriptor opened after the 10th",
-        "batch still open after the last (files kept open).",
+        "and still costs with `--process-per-batch`; and in a fork of the booted runner, from",
+        "its collection (pytest: the booted session collected the files once) and starting a",
+        "session of its own (what every pytest batch did before).",
+        f"Target: RSS after the last batch <= {MAX_GROWTH} x after the 10th, and no file",
+        "descriptor opened after the 10th batch still open after the last (files kept open).",
         "",
         *table(rows),
         "",

@@ -9,7 +9,6 @@ A listing that fails is not an error: the file simply runs whole, as it would ha
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 from shardrun.errors import ShardrunError
 from shardrun.plan.batching import units_to_split
 from shardrun.plan.history import History
+from shardrun.plan.per_test import known_test_counts, split_file
 from shardrun.plan.timings import file_of_unit
 from shardrun.runners.base import Runner
 from shardrun.work.process import run_process
@@ -38,13 +38,11 @@ def split_slow_files(
     history: History,
     root: Path,
 ) -> dict[str, float]:
-    """The estimates with each file worth splitting replaced by its examples.
-
-    Examples get the history's estimates (rspec's JSON run times, pytest's node ids),
-    scaled so they add up to the file's estimate: the file's total also carries its
-    hooks (before(:all), module fixtures), which each piece now pays.
-    """
-    slow = units_to_split(estimates, workers, boot_seconds)
+    """The estimates with each file worth splitting replaced by its examples
+    (per_test.py prices them: known tests from the history, new ones at their
+    file's mean per-test time)."""
+    known = history.examples()
+    slow = units_to_split(estimates, workers, boot_seconds, known_test_counts(known))
     if not slow:
         return dict(estimates)
     listed = list_examples(runner, slow, root)
@@ -54,16 +52,8 @@ def split_slow_files(
         if len(examples) < 2:
             split[unit] = seconds
             continue
-        split.update(_scaled(history.estimates(examples, root), seconds))
+        split.update(split_file(seconds, examples, known, unit))
     return split
-
-
-def _scaled(example_estimates: Mapping[str, float], file_seconds: float) -> dict[str, float]:
-    total = math.fsum(example_estimates.values())
-    if total <= 0:
-        share = file_seconds / len(example_estimates)
-        return {example: share for example in example_estimates}
-    return {example: s * file_seconds / total for example, s in example_estimates.items()}
 
 
 def list_examples(runner: Runner, files: Sequence[str], root: Path) -> dict[str, list[str]]:

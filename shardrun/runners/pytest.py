@@ -1,8 +1,10 @@
 """pytest: batches run in shardrun's pytest runner server, which reports each test.
 
-`sys.executable` (not a `pytest` on PATH) so the worker's virtualenv decides which pytest
-and plugins run. The server (runners/pytest_server.py) runs each batch as one
-`pytest.main()` session with an events plugin: no JUnit file is written or read.
+An interpreter (not a `pytest` on PATH) runs it: the project's, as get_runner finds it
+(runners/interpreter.py), so the project's environment decides which pytest and plugins
+run; `sys.executable` is only the default of a runner built directly. The server
+(runners/pytest_server.py) runs each batch as one `pytest.main()` session with an events
+plugin: no JUnit file is written or read.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """shardrun's pytest runner: one Python process that runs the batches a worker sends it.
 
 Started by a shardrun worker (shardrun/work/warm.py) as `python -m
-shardrun.runners.pytest_server`. It imports pytest once, and with a prewarm request the
-suite's conftest.py files and what they import (an app, a framework) before the first batch
-exists. Then each batch is one `pytest.main()` session, run one of two ways:
+shardrun.runners.pytest_server`. It imports pytest once, and with a prewarm request starts
+one pytest session (pytest_session.py) that loads the suite's conftest.py files and
+what they import (an app, a framework) before the first batch exists, collects each test
+file once as batches need it, and runs the node ids each batch is sent. Without a prewarm
+(or with other arguments than the session's) each batch is one `pytest.main()` of its
+own. Either way a batch runs one of two ways:
 
 - `fork` (the default): in a child forked from the booted process, so the boot is paid
   once per worker yet every batch starts from the same clean state, and a test that kills
@@ -35,20 +38,23 @@ a class inherits from another module carries the module that collected it.
 
 This file imports nothing from shardrun, so any interpreter with pytest can run it.
 Requests, one JSON line each on the descriptor in SHARDRUN_REQUEST_FD: {"args": [...],
-"log": path, "fork": bool} or {"prewarm": [...], "log": path}. While a request runs, file
-descriptors 1 and 2 point at its log. EOF on the requests ends the process.
+"units": [...], "log": path, "fork": bool} (`args` the batch's pytest command line,
+`units` its files and node ids, also in `args`) or {"prewarm": [...], "log": path}.
+While a request runs, file descriptors 1 and 2 point at its log. EOF on the requests ends
+the process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import json
 import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 # pytest's exit status for an internal error: what a batch that blew up reports.
@@ -62,6 +68,9 @@ PREWARM_ARGS = ("--collect-only", "-q", "-p", "no:python")
 # Every batch runs every test it is given: a module that fails to import is reported as
 # an error of that module, and the other modules of the batch still run.
 BATCH_ARGS = ("--continue-on-collection-errors",)
+# What runners/pytest.py puts after a batch's units, before the runner's own arguments:
+# a batch whose arguments are the booted session's runs in it (pytest_session.py).
+NO_CACHE = ("-p", "no:cacheprovider")
 # Test output and failure texts are capped per test (the tail is kept): a test printing
 # megabytes must not make every event, and then the merged report, that large.
 MAX_TEXT_CHARS = 64 * 1024
@@ -96,6 +105,18 @@ class EventsPlugin:
         self.root = root
         self.rootpath = root
         self.reports: dict[str, list[Any]] = {}
+        # Set by the booted session (pytest_session.py) while it collects one file: that
+        # file's collection events are kept there and sent with each batch that runs it.
+        self.collecting: Any = None
+
+    def collection_event(self, event: dict[str, Any]) -> None:
+        if self.collecting is None:
+            self.writer.emit(event)
+        else:
+            self.collecting.events.append(event)
+
+    def file_error_event(self, file: str, message: str, details: str) -> dict[str, Any]:
+        return {"e": "file_error", "file": file, "message": message, "details": details}
 
     # --- ids relative to the runner's root, whatever pytest's rootdir is
 
@@ -123,9 +144,11 @@ class EventsPlugin:
     def pytest_collectreport(self, report: Any) -> None:
         if report.failed:
             details = _capped(getattr(report, "longreprtext", "") or str(report.longrepr))
-            self.writer.emit({"e": "file_error", "file": self.test_id(report.nodeid).split("::")[0],
-                              "message": "collection failed: " + _last_line(details),
-                              "details": details})
+            self.collection_event(self.file_error_event(
+                self.test_id(report.nodeid).split("::")[0],
+                "collection failed: " + _last_line(details), details))
+            if self.collecting is not None:
+                self.collecting.error_reports.append(report)
         elif report.skipped and report.nodeid:
             self.collector_skipped(report)
 
@@ -136,13 +159,14 @@ class EventsPlugin:
         report as a unit that ran with zero tests."""
         test_id = self.test_id(report.nodeid)
         name, classname = junit_names(test_id)
-        self.writer.emit({"e": "start", "id": test_id, "file": test_id.split("::")[0],
-                          "line": None, "name": name, "classname": classname})
-        self.writer.emit({"e": "finish", "id": test_id, **outcome_of([report])})
+        self.collection_event({"e": "start", "id": test_id, "file": test_id.split("::")[0],
+                               "line": None, "name": name, "classname": classname})
+        self.collection_event({"e": "finish", "id": test_id, **outcome_of([report])})
 
     def pytest_collection_finish(self, session: Any) -> None:
-        ids = [self.test_id(item.nodeid) for item in session.items]
-        self.writer.emit({"e": "collected", "tests": ids})
+        if self.collecting is None:  # the booted session sends each batch's own list
+            ids = [self.test_id(item.nodeid) for item in session.items]
+            self.writer.emit({"e": "collected", "tests": ids})
 
     # --- running
 
@@ -259,20 +283,60 @@ def main() -> int:
 
     _adopt_orphans()
     root = os.getcwd()
+    booted = False
     for line in requests:
         _reap_orphans()
         request = json.loads(line)
         os.chdir(root)  # the units are relative to it, whatever a test did to the cwd
-        if "prewarm" in request:
-            status = run_session(pytest, [*PREWARM_ARGS, *request["prewarm"]],
-                                 request["log"], None, root)
-            writer.emit({"e": "exit", "code": status, "prewarm": True})
-        elif request.get("fork"):
-            writer.emit(run_forked(pytest, request["args"], request["log"], writer, root))
-        else:
-            status = run_session(pytest, request["args"], request["log"], writer, root)
-            writer.emit({"e": "exit", "code": status})
+        if "prewarm" in request and not booted:
+            # The booted session serves the requests that follow (until EOF); it returns
+            # early only when the boot failed, and the batches then run one session each.
+            booted = True
+            boot_session(pytest, request, requests, writer, root)
+            continue
+        writer.emit(run_request(pytest, request, writer, root))
     return 0
+
+
+def boot_session(
+    pytest: Any, request: dict[str, Any], requests: Iterable[bytes], writer: EventWriter,
+    root: str,
+) -> None:
+    """One pytest session that collects each file once and runs each batch's node ids
+    (pytest_session.py, loaded by its path: this file is run by its path too)."""
+    session = _load_neighbour("pytest_session")
+    hooks = session.ServerHooks(
+        legacy=lambda batch: run_request(pytest, batch, writer, root),
+        redirect=_redirect_output, between_requests=_reap_orphans, prctl=_prctl)
+    tail = [*NO_CACHE, *request["prewarm"]]
+    session.boot(tail, request["log"], EventsPlugin(writer, root), requests, writer.emit,
+                 root, hooks)
+
+
+def run_request(
+    pytest: Any, request: dict[str, Any], writer: EventWriter, root: str
+) -> dict[str, Any]:
+    """A request in a session of its own (no booted session): its `exit` event."""
+    if "prewarm" in request:
+        status = run_session(pytest, [*PREWARM_ARGS, *request["prewarm"]], request["log"],
+                             None, root)
+        return {"e": "exit", "code": status, "prewarm": True}
+    if request.get("fork"):
+        return run_forked(pytest, request["args"], request["log"], writer, root)
+    status = run_session(pytest, request["args"], request["log"], writer, root)
+    return {"e": "exit", "code": status}
+
+
+def _load_neighbour(name: str) -> Any:
+    """A module beside this file, by its path, under a name no project uses."""
+    module_name = f"_shardrun_{name}"
+    spec = importlib.util.spec_from_file_location(
+        module_name, os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_forked(

@@ -180,8 +180,12 @@ class RunnerProcess:
         poll_interval: float = 0.1,
         on_poll: Callable[[], None] | None = None,
         on_event: EventCallback | None = None,
+        units: Sequence[str] = (),
     ) -> BatchRun:
         """Run one batch (`args` as the framework's own command line) and report it.
+
+        `units` are the batch's units (also in `args`): a runner that collected the suite
+        once runs them from its collection (runners/pytest_session.py).
 
         A batch that times out loses its forked child, or without one the runner; a
         runner that dies is dead: `alive()` is False afterwards and the caller starts
@@ -196,7 +200,9 @@ class RunnerProcess:
         deadline = None if timeout_seconds is None else started + timeout_seconds
         timed_out = False
         try:
-            if self._send({"args": list(args), "log": str(log_path), "fork": fork}):
+            request = {"args": list(args), "units": list(units), "log": str(log_path),
+                       "fork": fork}
+            if self._send(request):
                 timed_out = self._await_exit(events, deadline, poll_interval, on_poll)
         except BaseException:  # Ctrl-C, a cancelled worker: nothing of the batch survives
             self._kill()

@@ -413,7 +413,7 @@ def _run_in_server(
     process, warm = _booted_runner(key, server_argv, context, env, log_path)
     batch = process.run(args, log_path, fork=mode is Runners.FORK,
                         timeout_seconds=job.timeout_seconds, on_poll=on_poll,
-                        on_event=on_event)
+                        on_event=on_event, units=job.units)
     _runner_pool.discard_dead()
     limit = spec.runner_max_rss_mb
     recycled = _runner_pool.recycle_above(None if limit is None else limit * 2**20)

@@ -123,7 +123,8 @@ def test_a_terminal_sees_the_start_progress_by_tests_and_each_result(
     assert ran.returncode == 1, ran.text
     text = ran.text
     # The opening line comes first, before anything ran.
-    assert text.startswith("shardrun run: finding the tests under tests\n"), text[:300]
+    assert text.startswith("shardrun run: 2 workers; finding the tests under tests\n"), (
+        text[:300])
     # Each test's result as it finished, tagged with the worker that ran it: every test
     # of the JUnit once, and the failed one twice (its retry).
     lives = live_lines(text)

@@ -256,8 +256,9 @@ class Suite:
     def run(self, runner: RunnerProcess, name: str, *extra: str,
             timeout: float = BATCH_TIMEOUT) -> tuple[BatchRun, list[tuple[str, str]], Path]:
         log = self.evidence / f"batch-{name}-{time.monotonic_ns()}.log"
-        args = self.runner.batch_arguments([self.unit(name)], extra)
-        batch = runner.run(args, log, fork=self.fork, timeout_seconds=timeout)
+        units = [self.unit(name)]
+        args = self.runner.batch_arguments(units, extra)
+        batch = runner.run(args, log, fork=self.fork, timeout_seconds=timeout, units=units)
         return batch, finished(batch), log
 
 
@@ -513,12 +514,12 @@ def test_run_prewarms_and_boots_once_per_worker_unless_asked_for_a_process_per_b
     if per_batch:
         assert len(boots) == len(batches) and not any(b["warm"] for b in batches)
         assert prewarm_logs == []
-    else:  # each worker booted its runner's suite in a session that collected nothing
+    else:  # each worker booted its runner's session, which collects each batch's files
         assert len(set(boots)) == len(boots) <= 2
         assert sum(1 for b in batches if b["warm"]) == len(batches) - len(boots)
         assert [path.name for path in prewarm_logs] == ["prewarm-worker-1.log",
                                                         "prewarm-worker-2.log"]
-        assert all("no tests collected" in path.read_text() for path in prewarm_logs)
+        assert all("pytest session booted" in path.read_text() for path in prewarm_logs)
         assert len(set(boots)) == len(boots) == 2
     assert os.path.exists(tmp_path / "run.xml")
 

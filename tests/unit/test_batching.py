@@ -122,3 +122,16 @@ def test_simulate_is_list_scheduling() -> None:
     assert simulate([4.0, 3.0, 2.0, 1.0], 2, 0.0) == 5.0
     assert simulate([4.0, 3.0, 2.0, 1.0], 2, 1.0) == 7.0
     assert simulate([], 3, 1.0) == 0.0
+
+
+def test_units_to_split_every_file_whose_tests_are_known_down_to_a_tail_chunk() -> None:
+    estimates = {f"tests/test_{i}.py": 1.0 for i in range(30)}
+    estimates["tests/test_tiny.py"] = 0.01
+    known = {unit: 3 for unit in estimates}
+    known["tests/test_1.py"] = 1  # one known test: nothing to spread
+    split = units_to_split(estimates, 2, boot_seconds=0.05, known_tests=known)
+    assert "tests/test_0.py" in split and "tests/test_1.py" not in split
+    assert "tests/test_tiny.py" not in split  # under 1/16 of a worker's share
+    assert len(split) == 29
+    assert units_to_split(estimates, 2, boot_seconds=0.05) == []  # nothing known, none slow
+    assert units_to_split(estimates, 1, boot_seconds=0.05, known_tests=known) == []

@@ -1,5 +1,8 @@
 """Everything shardrun keeps in Redis. With rq_worker.py, the only code importing redis/rq.
 
+The package: `keys` (namespacing, TTLs, retries), `leader` (a CI build's books), `live`
+(`run --verbose`'s stream); RunQueue, here, has them all as methods.
+
 One RQ queue per run (``shardrun:<run_id>``) carries shard jobs; results come back on a
 list the coordinator blocks on, so nobody polls. Every key is built by `RunQueue.key`,
 namespaced by run id and given a TTL so an abandoned run cleans itself up. RQ's JSON
@@ -9,12 +12,10 @@ code on every worker.
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import redis
 from rq import Queue, get_current_job
@@ -25,10 +26,23 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from shardrun.config import KEY_TTL_SECONDS, REDIS_TIMEOUT_SECONDS
 from shardrun.errors import InfrastructureError, InputError
 from shardrun.models import RunMeta, ShardJob, ShardResult
+from shardrun.queue.keys import (
+    KEY_PREFIX as KEY_PREFIX,
+)
+from shardrun.queue.keys import (
+    MalformedMeta as MalformedMeta,
+)
+from shardrun.queue.keys import (
+    RedisUnavailable as RedisUnavailable,
+)
+from shardrun.queue.keys import (
+    _retrying,
+)
+from shardrun.queue.leader import MIN_BLOCK_SECONDS, LeaderKeys
+from shardrun.queue.live import LiveStream
 
 # The one callable a shardrun worker will execute (see rq_worker.ShardrunWorker).
 JOB_FUNCTION = "shardrun.work.worker.run_shard"
-KEY_PREFIX = "shardrun"
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
 # RQ's own kill timer must never fire before shardrun's process timeout has killed the
 # test tree and reported it; this margin covers the kill grace period and the report.
@@ -36,74 +50,11 @@ RQ_TIMEOUT_MARGIN_SECONDS = 120
 # A blocking read longer than the socket timeout (redis-py's default: 5 s) fails with
 # TimeoutError, so a long BLPOP is cut into slices of at most this (and half that timeout).
 BLOCK_SLICE_SECONDS = 1.0
-# BLPOP's timeout 0 means "forever": the shortest wait we ask for instead.
-MIN_BLOCK_SECONDS = 0.01
 # Results taken per round trip once one has arrived: a coordinator that fell behind
 # catches up without one BLPOP per result.
 RESULTS_PER_READ = 256
-# The live stream of finished tests (`run --verbose`) keeps about this many entries: the
-# coordinator reads it every second, so only a stalled reader ever needs more.
-LIVE_STREAM_MAX_ENTRIES = 10_000
-# Live entries read per round trip: a second's worth of a fast suite's tests.
-LIVE_PER_READ = 1000
-
-# Backoff between retries of a Redis call that lost its connection: short first (a
-# dropped connection usually reconnects at once), then up to once a second.
-FIRST_RETRY_SECONDS = 0.05
-MAX_RETRY_SECONDS = 1.0
-_RETRYABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-# Compare-and-delete: give the leader key up only while it still names this node.
-_RELEASE_IF_HELD = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('del', KEYS[1])
-end
-return 0
-"""
-# Compare-and-expire: renew the leader key only while it still names this node.
-_RENEW_IF_HELD = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-log = logging.getLogger(__name__)
 # Other modules name the connection type through this alias instead of importing redis.
 Connection = redis.Redis
-_Result = TypeVar("_Result")
-
-
-class RedisUnavailable(InfrastructureError):
-    """Redis did not answer for longer than the run's --redis-timeout."""
-
-
-class MalformedMeta(InfrastructureError):
-    """The run's meta key holds something shardrun did not write."""
-
-
-def _retrying(method: Callable[..., _Result]) -> Callable[..., _Result]:
-    """Retry a RunQueue call through dropped connections with backoff, for at most the
-    queue's `redis_timeout` seconds; then raise RedisUnavailable (exit 3)."""
-
-    @functools.wraps(method)
-    def wrapper(self: RunQueue, *args: Any, **kwargs: Any) -> _Result:
-        deadline, delay = None, FIRST_RETRY_SECONDS
-        while True:
-            try:
-                return method(self, *args, **kwargs)
-            except _RETRYABLE as error:
-                now = time.monotonic()
-                deadline = deadline if deadline is not None else now + self.redis_timeout
-                if now >= deadline:
-                    raise RedisUnavailable(
-                        f"Redis did not answer for {self.redis_timeout:.0f} s ({error}); "
-                        "check the server or raise --redis-timeout"
-                    ) from None
-                log.warning("Redis call failed (%s); retrying", error)
-                time.sleep(min(delay, deadline - now))
-                delay = min(delay * 2, MAX_RETRY_SECONDS)
-
-    return wrapper
 
 
 def connect(url: str, timeout: float = REDIS_TIMEOUT_SECONDS) -> redis.Redis:
@@ -148,7 +99,7 @@ def redact(url: str) -> str:
     return f"{scheme}{separator}{hidden}@{host}"
 
 
-class RunQueue:
+class RunQueue(LeaderKeys, LiveStream):
     """One run's keys, queue and result list on one Redis connection."""
 
     def __init__(
@@ -170,10 +121,6 @@ class RunQueue:
         self.block_slice = (
             min(BLOCK_SLICE_SECONDS, socket_timeout / 2) if socket_timeout else BLOCK_SLICE_SECONDS
         )
-
-    def key(self, *parts: str) -> str:
-        """The one place a Redis key is spelled: shardrun:<run_id>:<parts...>."""
-        return ":".join((KEY_PREFIX, self.run_id, *parts))
 
     @_retrying
     def publish_meta(self, meta: RunMeta) -> None:
@@ -258,37 +205,6 @@ class RunQueue:
     def results_pending(self) -> bool:
         return bool(self.connection.llen(self.key("results")))
 
-    # --- the live stream: finished tests as they happen, written only for `run --verbose`
-
-    @_retrying
-    def append_live(self, entries: Sequence[dict[str, Any]]) -> None:
-        """Add finished tests to the run's stream (capped, with the run's TTL)."""
-        if not entries:
-            return
-        key = self.key("live")
-        with self.connection.pipeline() as pipe:
-            for entry in entries:
-                pipe.xadd(key, {"d": json.dumps(entry)}, maxlen=LIVE_STREAM_MAX_ENTRIES,
-                          approximate=True)
-            pipe.expire(key, self.ttl)
-            pipe.execute()
-
-    @_retrying
-    def read_live(self, after: str) -> tuple[str, list[dict[str, Any]]]:
-        """Entries added after the stream id `after` ("0" for all), without blocking;
-        returns the id to read after next time and the entries."""
-        answer: Any = self.connection.xread({self.key("live"): after}, count=LIVE_PER_READ)
-        entries: list[dict[str, Any]] = []
-        for _, items in answer or ():
-            for entry_id, fields in items:
-                after = _text(entry_id)
-                entry = json.loads(fields.get(b"d", b"{}"))
-                if isinstance(entry, dict):
-                    entries.append(entry)
-        return after, entries
-
-    # --- leases: a running batch is held by a key its worker keeps renewing
-
     def _lease_key(self, batch_id: int) -> str:
         return self.key("lease", str(batch_id))
 
@@ -343,80 +259,6 @@ class RunQueue:
     def workers_listening(self) -> int:
         """Live RQ workers serving this run's queue."""
         return int(self.connection.scard(WORKERS_BY_QUEUE_KEY % self.rq_queue.name))
-
-    # --- CI mode: one leader at a time, and state any node can take over or merge from
-
-    @_retrying
-    def claim_leadership(self, node: str, seconds: float) -> bool:
-        """SET NX: exactly one node of the build wins; the key lapses if that node dies."""
-        return bool(self.connection.set(self.key("leader"), node, nx=True, px=int(seconds * 1000)))
-
-    @_retrying
-    def renew_leadership(self, node: str, seconds: float) -> bool:
-        """Extend the lease only if `node` still holds it (compare and expire, atomically)."""
-        held = self.connection.eval(
-            _RENEW_IF_HELD, 1, self.key("leader"), node, str(int(seconds * 1000))
-        )
-        return bool(held)
-
-    @_retrying
-    def release_leadership(self, node: str) -> None:
-        """Give up the lead at once (a cancelled node), only if `node` still holds it."""
-        self.connection.eval(_RELEASE_IF_HELD, 1, self.key("leader"), node)
-
-    @_retrying
-    def save_batches(self, jobs: Sequence[ShardJob]) -> None:
-        """The leader's ledger in Redis, so a node taking over knows every batch."""
-        if not jobs:
-            return
-        with self.connection.pipeline() as pipe:
-            pipe.hset(self.key("batches"),
-                      mapping={str(job.shard_index): json.dumps(job.to_dict()) for job in jobs})
-            pipe.expire(self.key("batches"), self.ttl)
-            pipe.execute()
-
-    @_retrying
-    def load_batches(self) -> list[ShardJob]:
-        raw = self.connection.hvals(self.key("batches"))
-        return sorted((ShardJob.from_dict(json.loads(item)) for item in raw),
-                      key=lambda job: job.shard_index)
-
-    @_retrying
-    def save_collected(self, result: ShardResult) -> None:
-        """Keep an accepted result where every node (and a later leader) can read it."""
-        with self.connection.pipeline() as pipe:
-            pipe.hsetnx(self.key("collected"), str(result.shard_index),
-                        json.dumps(result.to_dict()))
-            pipe.expire(self.key("collected"), self.ttl)
-            pipe.execute()
-
-    @_retrying
-    def collected(self) -> list[ShardResult]:
-        raw = self.connection.hvals(self.key("collected"))
-        return [ShardResult.from_dict(json.loads(item)) for item in raw]
-
-    @_retrying
-    def mark_complete(self, summary: dict[str, Any]) -> None:
-        """The run is merged: nodes waiting for it (and retried jobs) read this."""
-        with self.connection.pipeline() as pipe:
-            pipe.set(self.key("complete"), json.dumps(summary), ex=self.ttl)
-            pipe.rpush(self.key("completed"), "1")
-            pipe.expire(self.key("completed"), self.ttl)
-            pipe.execute()
-
-    @_retrying
-    def completion(self) -> dict[str, Any] | None:
-        raw = self.connection.get(self.key("complete"))
-        return json.loads(raw) if raw is not None else None
-
-    @_retrying
-    def wait_completion(self, timeout: float) -> dict[str, Any] | None:
-        """Block (not poll) until the run is merged, or `timeout` passes."""
-        block = max(min(timeout, self.block_slice), MIN_BLOCK_SECONDS)
-        item = self.connection.blpop([self.key("completed")], timeout=block)
-        if item is not None:  # leave the wake-up for the other nodes waiting too
-            self.connection.rpush(self.key("completed"), item[1])
-        return self.completion()
 
     @_retrying
     def meta(self) -> RunMeta | None:
