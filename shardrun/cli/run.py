@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from shardrun.cli.options import RunnerArgsCommand, execution_options
+from shardrun.phases import mark
 from shardrun.report.merge import RunReport
 from shardrun.report.summary import github_annotations, github_step_summary, summary_lines
 from shardrun.report.terminal import printable
@@ -63,6 +64,7 @@ def run(paths: tuple[str, ...], workers: int, redis_url: str | None, **settings:
                                  timed=outcome.planned.timed))
     click.echo(f"merged JUnit: {outcome.junit_path}")
     _print_problems(outcome.report, outcome.infrastructure_error)
+    mark("exit")
     sys.exit(outcome.exit_code)
 
 

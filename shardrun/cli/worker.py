@@ -19,6 +19,7 @@ import click
 
 from shardrun.errors import InputError, ShardrunError
 from shardrun.models import RunSpec
+from shardrun.phases import mark
 from shardrun.run.embedded import install_signal_handlers
 from shardrun.runners import RUNNER_NAMES, SERVER_FRAMEWORKS
 from shardrun.runspec import SECRET_VARIABLE, own_spec_from_environment
@@ -62,6 +63,7 @@ def worker_command(
     or the run's published settings when signed with the SHARDRUN_SECRET it shares with
     the coordinator.
     """
+    mark("worker start")
     install_signal_handlers()
     # Read by click already; the tests this worker runs inherit its environment and have
     # no use for the Redis password (local workers get the URL only here, pool.py).

@@ -25,6 +25,7 @@ from shardrun.errors import (
     ShardrunError,
 )
 from shardrun.models import Plan, RunSpec, ShardJob
+from shardrun.phases import mark
 from shardrun.plan.batching import DEFAULT_BOOT_SECONDS, DEFAULT_WARM_BATCH_SECONDS, queue_batches
 from shardrun.plan.discovery import Suite, discover
 from shardrun.plan.history import History
@@ -136,13 +137,17 @@ def run(
     hears each step before it is taken, so a person sees the run start at once."""
     started_at = time.time()  # the run's time includes planning and the private Redis
     planned = prepare(options.request)
+    mark("planned")
     announce(planned_line(planned, options))
     if options.redis_url:
         announce(f"Redis: {queue.redact(options.redis_url)}")
         return _run_on(options.redis_url, options, planned, on_progress, started_at)
     with EmbeddedRedis() as embedded:
+        mark("redis ready")
         announce(describe_redis_server(embedded.binary or "redis-server"))
-        return _run_on(embedded.url, options, planned, on_progress, started_at)
+        outcome = _run_on(embedded.url, options, planned, on_progress, started_at)
+    mark("redis stopped")
+    return outcome
 
 
 def planned_line(planned: PlannedSuite, options: RunOptions) -> str:
@@ -170,13 +175,18 @@ def _run_on(
         # the coordinator splits and batches.
         with LocalWorkers(url, run_id, options.request.workers, root, log_dir,
                           prewarm_for(planned, options), spec) as workers:
+            mark("workers started")
             dispatched = dispatch_plan(planned, options)
+            mark("batched")
             ledger = new_ledger(options, spec)
             jobs = ledger.add(batch_jobs(run_id, dispatched, options))
             publish = _publisher(run_queue, connection, run_id, planned, options, spec)
             publish()
             run_queue.enqueue(jobs)
+            mark("enqueued")
             watched = Watcher(run_queue, ledger, workers, on_progress, publish).run()
+            mark("last result")
+        mark("workers stopped")
     finally:
         _forget(run_queue, connection)
     return finish(run_id, planned, options, dispatched, ledger, watched, started_at)
@@ -284,12 +294,15 @@ def finish(
     report = merge(units, watched.results, skipped_units(ledger, watched),
                    ledger.lost_reasons())
     report = replace(report, notes=(*report.notes, *retry_notes(ledger)))
+    mark("merged")
     junit_path = options.junit_out or options.request.root / ".shardrun" / "junit.xml"
     write_junit(report, junit_path)
+    mark("junit written")
     learn(planned.history, report)
     record_run(planned.history, run_id, dispatched, watched.results, report, time.time(),
                timed=planned.timed)
     planned.history.save(options.request.root)
+    mark("history saved")
     exit_code = EXIT_OK if report.passed else EXIT_TESTS_FAILED
     if report.missing or watched.infrastructure_error:
         exit_code = EXIT_INFRASTRUCTURE

@@ -47,6 +47,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -267,12 +268,22 @@ def main() -> int:
             status = run_session(pytest, [*PREWARM_ARGS, *request["prewarm"]],
                                  request["log"], None, root)
             writer.emit({"e": "exit", "code": status, "prewarm": True})
+            _mark_phase("runner booted")
         elif request.get("fork"):
             writer.emit(run_forked(pytest, request["args"], request["log"], writer, root))
         else:
             status = run_session(pytest, request["args"], request["log"], writer, root)
             writer.emit({"e": "exit", "code": status})
     return 0
+
+
+def _mark_phase(phase: str) -> None:
+    """A timestamp for bench/startup.py, as shardrun/phases.py writes them (this file
+    imports nothing of shardrun)."""
+    path = os.environ.get("SHARDRUN_PHASES")
+    if path:
+        with open(path, "a", encoding="utf-8") as phases:
+            phases.write(f"{time.time():.6f} {os.getpid()} {phase}\n")
 
 
 def run_forked(
