@@ -22,6 +22,10 @@ noisy machine slows all of them alike; each cell is the median of the rounds.
     python bench/startup.py                             # print the tables
     python bench/startup.py --suites one-test --rounds 5
     python bench/startup.py --write docs/benchmarks.md  # and rewrite "## Start-up and finish"
+    python bench/startup.py --baseline ../wt-main/.venv/bin/shardrun  # before/after, same rounds
+
+With --baseline, another install's `shardrun` (an older commit) runs in the same rounds
+too, and each cell shows "now (baseline)".
 
 Exits 1 when a target is missed: the one-test suites at -w 2 more than 1.0 s over the
 bare framework, or `shardrun --help` over 0.3 s.
@@ -37,8 +41,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from _datasets import provenance, write_section
@@ -193,9 +198,8 @@ def read_phases(path: Path, started: float) -> dict[str, list[float]]:
     return phases
 
 
-def run_argv(suite: Suite, marks: Path, workers: int) -> list[str]:
-    return [*shardrun_executable(), "run", suite.path, "-w", str(workers), "--",
-            *suite.runner_args(marks)]
+def run_argv(shardrun: Sequence[str], suite: Suite, marks: Path, workers: int) -> list[str]:
+    return [*shardrun, "run", suite.path, "-w", str(workers), "--", *suite.runner_args(marks)]
 
 
 @dataclass(frozen=True)
@@ -204,30 +208,42 @@ class Cell:
     workers: int
     bare: list[Sample]
     runs: list[Sample]
+    baseline: list[Sample]  # empty without --baseline
 
 
-def measure(suites: Sequence[Suite], counts: Sequence[int], rounds: int,
-            scratch: Path) -> tuple[list[Cell], list[float]]:
+@dataclass(frozen=True)
+class Helps:
+    now: list[float]
+    baseline: list[float]
+
+
+def measure(suites: Sequence[Suite], counts: Sequence[int], rounds: int, scratch: Path,
+            baseline: Sequence[str] | None) -> tuple[list[Cell], Helps]:
     """Every suite and N, `rounds` times interleaved; and `shardrun --help` each round."""
+    versions = {"now": shardrun_executable(), **({"baseline": baseline} if baseline else {})}
     prepared = {suite.name: prepare(suite, scratch) for suite in suites}
     for suite in suites:  # one untimed run: the timed ones plan from a history
         root, marks = prepared[suite.name]
-        timed(run_argv(suite, marks, TARGET_WORKERS), root)
-    bare: dict[str, list[Sample]] = {suite.name: [] for suite in suites}
-    runs: dict[tuple[str, int], list[Sample]] = {}
-    helps: list[float] = []
+        timed(run_argv(versions["now"], suite, marks, TARGET_WORKERS), root)
+    samples: dict[tuple[str, str, int], list[Sample]] = {}
+    helps: dict[str, list[float]] = {"now": [], "baseline": []}
     for _ in range(rounds):
-        helps.extend(timed([*shardrun_executable(), "--help"], scratch).seconds
-                     for _ in range(HELP_RUNS))
+        for version, shardrun in versions.items():
+            helps[version].extend(timed([*shardrun, "--help"], scratch).seconds
+                                  for _ in range(HELP_RUNS))
         for suite in suites:
             root, marks = prepared[suite.name]
-            bare[suite.name].append(timed(suite.bare_argv(marks), root))
+            samples.setdefault(("bare", suite.name, 0), []).append(
+                timed(suite.bare_argv(marks), root))
             for workers in counts:
-                runs.setdefault((suite.name, workers), []).append(
-                    timed(run_argv(suite, marks, workers), root))
-    cells = [Cell(suite.name, workers, bare[suite.name], runs[(suite.name, workers)])
+                for version, shardrun in versions.items():
+                    samples.setdefault((version, suite.name, workers), []).append(
+                        timed(run_argv(shardrun, suite, marks, workers), root))
+    cells = [Cell(suite.name, workers, samples[("bare", suite.name, 0)],
+                  samples[("now", suite.name, workers)],
+                  samples.get(("baseline", suite.name, workers), []))
              for suite in suites for workers in counts]
-    return cells, helps
+    return cells, Helps(helps["now"], helps["baseline"])
 
 
 def median(values: Iterable[float | None]) -> float | None:
@@ -239,23 +255,37 @@ def seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def wall(samples: Sequence[Sample]) -> float:
+    return median(sample.seconds for sample in samples) or 0.0
+
+
 def summary_table(cells: Sequence[Cell]) -> list[str]:
+    """One row per suite and N; with a baseline, "now (baseline)" in shardrun's columns."""
     lines = [
         "| suite | N | bare s | shardrun s | over bare s | ratio | to first test s "
-        "(bare) | after last test s (bare) |",
+        "| after last test s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for cell in cells:
-        bare = median(sample.seconds for sample in cell.bare) or 0.0
-        run = median(sample.seconds for sample in cell.runs) or 0.0
+        now = columns(cell.runs, cell.bare)
+        before = columns(cell.baseline, cell.bare) if cell.baseline else None
+        shown = [value + (f" ({before[i]})" if before else "") for i, value in enumerate(now)]
+        bare_first = seconds(median(sample.to_first_test for sample in cell.bare))
+        bare_after = seconds(median(sample.after_last_test for sample in cell.bare))
         lines.append(
-            f"| {cell.suite} | {cell.workers} | {bare:.2f} | {run:.2f} | {run - bare:+.2f} "
-            f"| {run / bare:.2f} | {seconds(median(s.to_first_test for s in cell.runs))} "
-            f"({seconds(median(s.to_first_test for s in cell.bare))}) "
-            f"| {seconds(median(s.after_last_test for s in cell.runs))} "
-            f"({seconds(median(s.after_last_test for s in cell.bare))}) |"
+            f"| {cell.suite} | {cell.workers} | {wall(cell.bare):.2f} | {' | '.join(shown[:4])} "
+            f"| {shown[4]} [bare {bare_first}] | {shown[5]} [bare {bare_after}] |"
         )
     return lines
+
+
+def columns(runs: Sequence[Sample], bare: Sequence[Sample]) -> list[str]:
+    """shardrun s, over bare s, ratio, to first test s, after last test s."""
+    seconds_run, seconds_bare = wall(runs), wall(bare)
+    return [f"{seconds_run:.2f}", f"{seconds_run - seconds_bare:+.2f}",
+            f"{seconds_run / seconds_bare:.2f}",
+            seconds(median(sample.to_first_test for sample in runs)),
+            seconds(median(sample.after_last_test for sample in runs))]
 
 
 def milestone_table(cells: Sequence[Cell], suite: str) -> list[str]:
@@ -264,32 +294,39 @@ def milestone_table(cells: Sequence[Cell], suite: str) -> list[str]:
     header = "| milestone (ms from start) | " + " | ".join(f"N={c.workers}" for c in mine) + " |"
     lines = [header, "|---|" + "---:|" * len(mine)]
     for phase, which in (*START_MILESTONES, *FINISH_MILESTONES):
-        values = [median(sample.at(phase, which) for sample in cell.runs) for cell in mine]
-        if all(value is None for value in values):
-            continue
-        shown = " | ".join("-" if value is None else f"{value * MS:.0f}" for value in values)
-        lines.append(f"| {which} {phase} | {shown} |")
-    ends = " | ".join(f"{(median(s.seconds for s in c.runs) or 0) * MS:.0f}" for c in mine)
-    lines.append(f"| process end | {ends} |")
+        shown = [milestone(cell, partial(Sample.at, phase=phase, which=which))
+                 for cell in mine]
+        if any(text.strip("-() ") for text in shown):
+            lines.append(f"| {which} {phase} | {' | '.join(shown)} |")
+    ends = [milestone(cell, lambda sample: sample.seconds) for cell in mine]
+    lines.append(f"| process end | {' | '.join(ends)} |")
     return lines
 
 
-def misses(cells: Sequence[Cell], helps: Sequence[float]) -> list[str]:
+def milestone(cell: Cell, at: Callable[[Sample], float | None]) -> str:
+    """Median ms to a milestone: "now (baseline)" with a baseline, "-" where not reached."""
+    shown = []
+    for samples in (cell.runs, *([cell.baseline] if cell.baseline else [])):
+        value = median(at(sample) for sample in samples)
+        shown.append("-" if value is None else f"{value * MS:.0f}")
+    return shown[0] + (f" ({shown[1]})" if len(shown) > 1 else "")
+
+
+def misses(cells: Sequence[Cell], helps: Helps) -> list[str]:
     found = []
     for cell in cells:
         if cell.workers != TARGET_WORKERS or "one test" not in cell.suite:
             continue
-        over = (median(s.seconds for s in cell.runs) or 0) - (
-            median(s.seconds for s in cell.bare) or 0)
+        over = wall(cell.runs) - wall(cell.bare)
         if over > TARGET_OVER_SECONDS:
             found.append(f"{cell.suite}, -w {cell.workers}: {over:.2f} s over bare")
-    help_median = statistics.median(helps)
+    help_median = statistics.median(helps.now)
     if help_median > TARGET_HELP_SECONDS:
         found.append(f"`shardrun --help`: {help_median:.2f} s")
     return found
 
 
-def section(cells: Sequence[Cell], helps: Sequence[float], rounds: int,
+def section(cells: Sequence[Cell], helps: Helps, rounds: int,
             argv: Sequence[str] | None, load: float) -> str:
     missed = misses(cells, helps)
     verdict = "met." if not missed else "missed by " + "; ".join(missed) + "."
@@ -305,7 +342,9 @@ def section(cells: Sequence[Cell], helps: Sequence[float], rounds: int,
         "",
         *summary_table(cells),
         "",
-        f"`shardrun --help`: median {statistics.median(helps):.2f} s over {len(helps)} runs.",
+        f"`shardrun --help`: median {statistics.median(helps.now):.2f} s"
+        + (f" ({statistics.median(helps.baseline):.2f} s)" if helps.baseline else "")
+        + f" over {len(helps.now)} runs.",
     ]
     for suite in dict.fromkeys(cell.suite for cell in cells):
         body += ["", f"Milestones, {suite} (first/last over the run's processes):", "",
@@ -327,6 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--suites", choices=("all", "one-test", "examples"), default="all")
     parser.add_argument("--workers", type=int, nargs="+", default=list(WORKER_COUNTS))
     parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--baseline", type=Path, metavar="SHARDRUN",
+                        help="Also measure this `shardrun` executable (another install).")
     parser.add_argument("--write", type=Path, metavar="MARKDOWN",
                         help=f"Rewrite the {HEADING!r} section of this file.")
     args = parser.parse_args(argv)
@@ -337,7 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("rspec not found: measuring the pytest suites only")
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="shardrun-startup-") as scratch:
-        cells, helps = measure(suites, args.workers, args.rounds, Path(scratch))
+        baseline = [str(args.baseline.absolute())] if args.baseline else None
+        cells, helps = measure(suites, args.workers, args.rounds, Path(scratch), baseline)
     text = section(cells, helps, args.rounds, argv, load)
     print(text)
     if args.write:
