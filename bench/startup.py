@@ -273,8 +273,8 @@ def summary_table(cells: Sequence[Cell]) -> list[str]:
         bare_first = seconds(median(sample.to_first_test for sample in cell.bare))
         bare_after = seconds(median(sample.after_last_test for sample in cell.bare))
         lines.append(
-            f"| {cell.suite} | {cell.workers} | {wall(cell.bare):.2f} | {' | '.join(shown[:4])} "
-            f"| {shown[4]} [bare {bare_first}] | {shown[5]} [bare {bare_after}] |"
+            f"| {cell.suite} | {cell.workers} | {wall(cell.bare):.2f} | {' | '.join(shown[:3])} "
+            f"| {shown[3]} [bare {bare_first}] | {shown[4]} [bare {bare_after}] |"
         )
     return lines
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -15,6 +18,24 @@ from shardrun.phases import mark
 
 # 128 + SIGINT, as shells, rspec and pytest exit on Ctrl-C.
 EXIT_INTERRUPTED = 130
+
+
+def leave(code: object) -> NoReturn:
+    """Exit with `code` now, without tearing the interpreter down.
+
+    By then every `with` block has run (workers stopped, the private Redis shut down,
+    the report and the history written and closed): what Python's own exit would add is
+    freeing every module and object one by one, 50 ms on an idle machine and a few
+    hundred under load, between the summary and the shell's prompt.
+    """
+    if code is not None and not isinstance(code, int):  # sys.exit("message")
+        print(code, file=sys.stderr)
+        code = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code or 0)
 
 
 class ShardrunClickError(click.ClickException):
@@ -105,6 +126,8 @@ def main() -> None:
     mark("cli imported")
     try:
         cli.main(prog_name="shardrun")
+    except SystemExit as done:  # how click ends every command
+        leave(done.code)
     except KeyboardInterrupt:
         click.echo("shardrun: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)

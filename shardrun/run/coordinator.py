@@ -182,14 +182,26 @@ def _run_on(
             jobs = ledger.add(batch_jobs(run_id, dispatched, options))
             publish = _publisher(run_queue, connection, run_id, planned, options, spec)
             publish()
-            run_queue.enqueue(jobs)
+            enqueue_first_batches_first(run_queue, jobs, options.request.workers)
             mark("enqueued")
             watched = Watcher(run_queue, ledger, workers, on_progress, publish).run()
             mark("last result")
+            workers.request_stop()  # every result is in: they stop while the report is made
+            outcome = finish(run_id, planned, options, dispatched, ledger, watched, started_at)
         mark("workers stopped")
     finally:
         _forget(run_queue, connection)
-    return finish(run_id, planned, options, dispatched, ledger, watched, started_at)
+    return outcome
+
+
+def enqueue_first_batches_first(
+    run_queue: queue.RunQueue, jobs: Sequence[ShardJob], workers: int
+) -> None:
+    """One batch per worker in a pipeline of its own, then the rest: the workers start
+    on theirs while the other thousand batches of a big suite are still being written."""
+    run_queue.enqueue(jobs[:workers])
+    if jobs[workers:]:
+        run_queue.enqueue(jobs[workers:])
 
 
 def _publisher(

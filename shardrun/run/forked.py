@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
 import subprocess
 import sys
 import time
@@ -35,11 +34,10 @@ from typing import IO
 
 from shardrun.errors import ShardrunError
 from shardrun.work.lifeline import die_with_parent
+from shardrun.work.process import sleep_until_exit
 
 # What `ps` and psutil call a forked local worker (its command line is the coordinator's).
 WORKER_PROCESS_NAME = "shardrun-worker"
-# Where a system has no pidfd (macOS, Linux before 5.3): how often `wait` looks.
-FALLBACK_POLL_SECONDS = 0.01
 # The exit status of a child whose entry raised something unexpected.
 CRASHED = 70
 
@@ -72,26 +70,12 @@ class ForkedProcess:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0.0)
-            _sleep_until_exit(self.pid, left)
+            sleep_until_exit(self.pid, left)
         return self.returncode  # type: ignore[return-value]  # set by poll()
 
     def send_signal(self, signal_number: int) -> None:
         if self.poll() is None:
             os.kill(self.pid, signal_number)
-
-
-def _sleep_until_exit(pid: int, timeout: float | None) -> None:
-    """Until `pid` exits or `timeout` passes: on a pidfd where there is one."""
-    try:
-        fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):  # no pidfd here, or the process is already reaped
-        time.sleep(FALLBACK_POLL_SECONDS if timeout is None
-                   else min(FALLBACK_POLL_SECONDS, timeout))
-        return
-    try:
-        select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)
 
 
 def fork_child(

@@ -114,6 +114,7 @@ class LocalWorkers:
         self.restarts = 0
         self._logs: list[IO[bytes]] = []
         self._pids: list[int] = []
+        self._asked_to_stop: set[int] = set()  # pids sent SIGTERM already
         # Unique per pool, not per run: in CI mode several nodes (on one host in tests)
         # run pools for the same run id, and must never kill each other's workers.
         self._pool_tag = f"{run_id}/{uuid.uuid4().hex}/"
@@ -178,6 +179,17 @@ class LocalWorkers:
     def all_exited(self) -> bool:
         return all(process.poll() is not None for process in self.processes)
 
+    def request_stop(self) -> None:
+        """Ask each worker to stop (SIGTERM, once: a second one would cut short the stop of
+        its runner) without waiting; `stop` waits. After the last result the coordinator
+        asks first and merges the report while the workers and their runners exit."""
+        for process in self.processes:
+            if process.pid in self._asked_to_stop or process.poll() is not None:
+                continue
+            self._asked_to_stop.add(process.pid)
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+
     def stop(self) -> None:
         """Stop the workers and their test processes, and close the logs.
 
@@ -188,10 +200,8 @@ class LocalWorkers:
         the test processes a worker started sit in sessions of their own, so signalling
         the worker alone could orphan them.
         """
+        self.request_stop()
         running = [process for process in self.processes if process.poll() is None]
-        for process in running:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + HAND_BACK_SECONDS
         for process in running:
             with contextlib.suppress(subprocess.TimeoutExpired):
