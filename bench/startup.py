@@ -89,8 +89,8 @@ ONE_PYTEST = "def test_one():\n    assert 1 + 1 == 2\n"
 ONE_RSPEC = 'RSpec.describe "one" do\n  it("adds") { expect(1 + 1).to eq(2) }\nend\n'
 # The milestones shown, in the order a run reaches them: (phase, first or last of them).
 START_MILESTONES = (
-    ("cli imported", "first"), ("planned", "first"), ("redis ready", "first"),
-    ("workers started", "first"), ("worker start", "last"), ("enqueued", "first"),
+    ("cli imported", "first"), ("redis ready", "first"), ("workers started", "first"),
+    ("worker start", "last"), ("planned", "first"), ("enqueued", "first"),
     ("worker connected", "last"), ("runner booted", "last"), ("batch start", "first"),
     ("test start", "first"),
 )

@@ -104,9 +104,22 @@ class RunOutcome:
 
 def prepare(request: PlanRequest) -> PlannedSuite:
     """Discover the suite, estimate every unit from history (+ --from-junit), plan it."""
+    return plan_suite(request, find_suite(request))
+
+
+def find_suite(request: PlanRequest) -> Suite:
+    """The suite's files and framework, the options checked: all `run` needs to start its
+    workers, whose runners then boot the suite while `plan_suite` reads the history (a
+    second or more for a thousand files on a loaded machine)."""
     if request.workers < 1:
         raise InputError("--workers must be at least 1")
     suite = discover(request.paths, request.framework, request.root)
+    expand_globs(request.from_junit, request.root)  # a typo stops the run before it starts
+    return suite
+
+
+def plan_suite(request: PlanRequest, suite: Suite) -> PlannedSuite:
+    """Estimate every unit of `suite` from history (+ --from-junit) and plan it."""
     history = History.load(request.timings_path)
     for path in expand_globs(request.from_junit, request.root):
         history.record(load_durations(path))
@@ -136,16 +149,14 @@ def run(
     """Run the suite on N local workers, on the given Redis or a private one; `announce`
     hears each step before it is taken, so a person sees the run start at once."""
     started_at = time.time()  # the run's time includes planning and the private Redis
-    planned = prepare(options.request)
-    mark("planned")
-    announce(planned_line(planned, options))
+    suite = find_suite(options.request)
     if options.redis_url:
         announce(f"Redis: {queue.redact(options.redis_url)}")
-        return _run_on(options.redis_url, options, planned, on_progress, started_at)
+        return _run_on(options.redis_url, options, suite, on_progress, started_at, announce)
     with EmbeddedRedis() as embedded:
         mark("redis ready")
         announce(describe_redis_server(embedded.binary or "redis-server"))
-        outcome = _run_on(embedded.url, options, planned, on_progress, started_at)
+        outcome = _run_on(embedded.url, options, suite, on_progress, started_at, announce)
     mark("redis stopped")
     return outcome
 
@@ -161,21 +172,23 @@ def planned_line(planned: PlannedSuite, options: RunOptions) -> str:
 
 
 def _run_on(
-    url: str, options: RunOptions, planned: PlannedSuite, on_progress: ProgressCallback | None,
-    started_at: float,
+    url: str, options: RunOptions, suite: Suite, on_progress: ProgressCallback | None,
+    started_at: float, announce: Callable[[str], None],
 ) -> RunOutcome:
     connection = queue.connect(url, options.redis_timeout)
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     run_queue = queue.RunQueue(connection, run_id, redis_timeout=options.redis_timeout)
     root = options.request.root
     log_dir = root / ".shardrun" / "logs" / run_id
-    spec = run_spec(planned, options)
+    spec = suite_spec(suite, options)
     try:
-        # Workers boot (import Python, connect, boot the suite in their runners) while
-        # the coordinator splits and batches.
+        # The workers' runners boot the suite while the coordinator plans and batches.
         with LocalWorkers(url, run_id, options.request.workers, root, log_dir,
-                          prewarm_for(planned, options), spec) as workers:
+                          suite_prewarm(suite, options), spec) as workers:
             mark("workers started")
+            planned = plan_suite(options.request, suite)
+            mark("planned")
+            announce(planned_line(planned, options))
             dispatched = dispatch_plan(planned, options)
             mark("batched")
             ledger = new_ledger(options, spec)
@@ -253,9 +266,14 @@ def _warm(runner: Runner, options: RunOptions) -> bool:
 
 def prewarm_for(planned: PlannedSuite, options: RunOptions) -> Prewarm | None:
     """What local workers can boot before their first batch: the run's warm runner."""
+    return suite_prewarm(planned.suite, options)
+
+
+def suite_prewarm(suite: Suite, options: RunOptions) -> Prewarm | None:
+    """`prewarm_for`, known before the suite is planned."""
     if options.command_template:
         return None
-    framework = planned.suite.framework
+    framework = suite.framework
     if not _warm(get_runner(framework, options.request.root), options):
         return None
     return Prewarm(framework, options.runner_args)
@@ -330,8 +348,13 @@ def new_ledger(options: RunOptions, spec: RunSpec) -> Ledger:
 def run_spec(planned: PlannedSuite, options: RunOptions) -> RunSpec:
     """How this run's batches are executed: what workers receive from their own side or,
     signed, from the run's meta (runspec.py); never through a batch's payload."""
+    return suite_spec(planned.suite, options)
+
+
+def suite_spec(suite: Suite, options: RunOptions) -> RunSpec:
+    """`run_spec`, known before the suite is planned."""
     return RunSpec(
-        framework="command" if options.command_template else planned.suite.framework,
+        framework="command" if options.command_template else suite.framework,
         command_template=options.command_template, runner_args=options.runner_args,
         runners=options.runners, runner_max_rss_mb=options.runner_max_rss_mb,
     )

@@ -82,8 +82,9 @@ def test_a_forked_child_writes_to_its_log_in_its_directory_and_environment(
 PHASED_SUITE = {"tests/test_a.py": "def test_a():\n    pass\n",
                 "tests/test_b.py": "def test_b():\n    pass\n"}
 # The coordinator's milestones, in the order `shardrun run` must reach them: the workers
+# (and their runners' boot) start before the history is read and the suite planned; they
 # are asked to stop as the last result comes in and stop while the report is written.
-COORDINATOR_ORDER = ("cli imported", "planned", "redis ready", "workers started",
+COORDINATOR_ORDER = ("cli imported", "redis ready", "workers started", "planned",
                      "batched", "enqueued", "last result", "merged", "junit written",
                      "history saved", "workers stopped", "redis stopped", "exit")
 
