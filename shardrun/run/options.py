@@ -17,6 +17,7 @@ from typing import Any
 from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS, available_cpus
 from shardrun.models import Mode, Plan, RunSpec, ShardJob
 from shardrun.plan.batching import DEFAULT_BOOT_SECONDS, DEFAULT_WARM_BATCH_SECONDS, queue_batches
+from shardrun.plan.discovery import Suite
 from shardrun.plan.gather import PlannedSuite, PlanRequest
 from shardrun.plan.history import History
 from shardrun.plan.splitting import split_slow_files
@@ -136,9 +137,14 @@ def _warm(runner: Runner, options: RunOptions) -> bool:
 
 def prewarm_for(planned: PlannedSuite, options: RunOptions) -> Prewarm | None:
     """What local workers can boot before their first batch: the run's warm runner."""
+    return suite_prewarm(planned.suite, options)
+
+
+def suite_prewarm(suite: Suite, options: RunOptions) -> Prewarm | None:
+    """`prewarm_for`, known before the suite is planned."""
     if options.command_template:
         return None
-    framework = planned.suite.framework
+    framework = suite.framework
     if not _warm(get_runner(framework, options.request.root), options):
         return None
     return Prewarm(framework, options.runner_args)
@@ -183,8 +189,13 @@ def new_ledger(options: RunOptions, spec: RunSpec) -> Ledger:
 def run_spec(planned: PlannedSuite, options: RunOptions) -> RunSpec:
     """How this run's batches are executed: what workers receive from their own side or,
     signed, from the run's meta (runspec.py); never through a batch's payload."""
+    return suite_spec(planned.suite, options)
+
+
+def suite_spec(suite: Suite, options: RunOptions) -> RunSpec:
+    """`run_spec`, known before the suite is planned."""
     return RunSpec(
-        framework="command" if options.command_template else planned.suite.framework,
+        framework="command" if options.command_template else suite.framework,
         command_template=options.command_template, runner_args=options.runner_args,
         runners=options.runners, runner_max_rss_mb=options.runner_max_rss_mb,
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -318,8 +319,24 @@ def wait_exited(pid: int, timeout: float) -> bool:
         if remaining <= 0:
             return False
         delay = min(delay * 2, remaining, _EXIT_CHECK_MAX_SECONDS)
-        time.sleep(delay)
+        sleep_until_exit(pid, delay)
     return True
+
+
+def sleep_until_exit(pid: int, timeout: float | None) -> None:
+    """Sleep until `pid` exits or `timeout` passes. On a pidfd (Linux 5.3+) the exit
+    wakes it at once, where a sleep would notice it up to a poll interval late: at the end
+    of every run, each worker waits so for its runner and the coordinator for its workers.
+    Elsewhere (or once `pid` is reaped) it sleeps `timeout`. Reaps nothing."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        time.sleep(_EXIT_CHECK_MAX_SECONDS if timeout is None else timeout)
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
 
 
 def descendants(process: psutil.Process) -> list[psutil.Process]:

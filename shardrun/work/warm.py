@@ -76,11 +76,6 @@ class Prewarm:
     framework: str
     runner_args: tuple[str, ...] = ()
 
-    def worker_arguments(self) -> list[str]:
-        """As `shardrun worker` options; `=` keeps an argument like `-x` a value."""
-        return ["--prewarm", self.framework,
-                *(f"--prewarm-arg={argument}" for argument in self.runner_args)]
-
 
 @dataclass(frozen=True)
 class BatchRun:
