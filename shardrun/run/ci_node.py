@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from shardrun import queue
+from shardrun.checkout import committed_unchanged
 from shardrun.errors import (
     EXIT_INFRASTRUCTURE,
     EXIT_OK,
@@ -48,7 +49,6 @@ from shardrun.run.options import RunOptions, batch_jobs, prewarm_for, run_spec
 from shardrun.run.pool import LocalWorkers
 from shardrun.run.session import LeaderBooks, Session, lead
 from shardrun.run.watch import ProgressCallback
-from shardrun.work.process import committed_unchanged
 from shardrun.work.warm import Prewarm, Runners
 from shardrun.work.worker import default_context, execute
 

@@ -34,7 +34,7 @@ from typing import IO
 
 from shardrun.errors import ShardrunError
 from shardrun.work.lifeline import die_with_parent
-from shardrun.work.process import sleep_until_exit
+from shardrun.work.tree import sleep_until_exit
 
 # What `ps` and psutil call a forked local worker (its command line is the coordinator's).
 WORKER_PROCESS_NAME = "shardrun-worker"

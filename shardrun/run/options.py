@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shardrun.checkout import git_head
 from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS, available_cpus
 from shardrun.models import Mode, Plan, RunSpec, ShardJob
 from shardrun.plan.batching import DEFAULT_BOOT_SECONDS, DEFAULT_WARM_BATCH_SECONDS, queue_batches
@@ -25,7 +26,7 @@ from shardrun.report.merge import RunReport
 from shardrun.report.runlog import boot_seconds, warm_batch_seconds
 from shardrun.run.ledger import Ledger
 from shardrun.runners import Runner, get_runner
-from shardrun.work.process import default_timeout, git_head
+from shardrun.work.process import default_timeout
 from shardrun.work.warm import Prewarm, Runners
 
 

@@ -42,8 +42,8 @@ from shardrun.phases import mark
 from shardrun.run.embedded import install_signal_handlers
 from shardrun.run.forked import ForkedProcess, fork_child
 from shardrun.runspec import own_spec_from_environment
-from shardrun.work.process import kill_tree
 from shardrun.work.start import start_worker
+from shardrun.work.tree import kill_tree
 from shardrun.work.warm import Prewarm
 
 # Restarts allowed per worker slot before the run gives up on local workers: enough to

@@ -40,14 +40,8 @@ from typing import Any
 import psutil
 
 from shardrun.models import ProcessOutcome
-from shardrun.work.process import (
-    KILL_GRACE_SECONDS,
-    TreeMonitor,
-    kill_tree,
-    read_tail,
-    spawn,
-    wait_exited,
-)
+from shardrun.work.process import TreeMonitor, read_tail, spawn
+from shardrun.work.tree import KILL_GRACE_SECONDS, kill_tree, wait_exited
 
 # The environment variables that name the pipes' descriptors in the runner.
 REQUEST_FD_VARIABLE = "SHARDRUN_REQUEST_FD"

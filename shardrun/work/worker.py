@@ -23,6 +23,7 @@ from types import FrameType
 from typing import Any
 
 from shardrun import queue
+from shardrun.checkout import git_head
 from shardrun.errors import ShardrunError
 from shardrun.models import ProcessOutcome, RunSpec, ShardJob, ShardResult, TestResult
 from shardrun.phases import mark
@@ -33,7 +34,7 @@ from shardrun.runspec import UntrustedSpec, verified
 from shardrun.work import rq_worker
 from shardrun.work.accounting import Settled, reconcile, reconcile_junit
 from shardrun.work.live import LiveFeed, live_level
-from shardrun.work.process import git_head, run_process
+from shardrun.work.process import run_process
 from shardrun.work.warm import (
     BatchRun,
     EventCallback,
