@@ -42,7 +42,7 @@ from _datasets import provenance, write_section
 from shardrun.models import ShardJob, ShardResult
 from shardrun.queue import RunQueue, connect
 from shardrun.run.embedded import EmbeddedRedis
-from shardrun.work.process import kill_tree
+from shardrun.work.tree import kill_tree
 
 HEADING = "## Run overhead"
 SHARDS = 200

@@ -80,8 +80,8 @@ from shardrun.run.options import RunOptions, batch_jobs, dispatch_plan, new_ledg
 from shardrun.run.session import LocalBooks, Session, finish, publish, run_meta
 from shardrun.run.watch import Watcher
 from shardrun.work import worker as shardrun_worker
-from shardrun.work.process import kill_tree
 from shardrun.work.rq_worker import ShardrunWorker
+from shardrun.work.tree import kill_tree
 
 HEADING = "## Scale: 200 workers x 20,000 units"
 WORKERS = 200

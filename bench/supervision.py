@@ -32,8 +32,9 @@ import psutil
 from _datasets import provenance, publish
 
 from shardrun.runners import get_runner, worker_env
-from shardrun.work import process
-from shardrun.work.process import descendants, run_process
+from shardrun.work import tree
+from shardrun.work.process import run_process
+from shardrun.work.tree import descendants
 from shardrun.work.warm import RunnerProcess
 
 HEADING = "## Supervising a running batch"
@@ -52,14 +53,14 @@ class Cost:
 
 @contextmanager
 def walking(walk: str) -> Iterator[None]:
-    """Make shardrun.work.process find descendants by `walk` ("proc" or "psutil")."""
-    original = process._proc_children_readable
+    """Make shardrun.work.tree find descendants by `walk` ("proc" or "psutil")."""
+    original = tree._proc_children_readable
     if walk == "psutil":
-        process._proc_children_readable = lambda: False  # type: ignore[assignment]
+        tree._proc_children_readable = lambda: False  # type: ignore[assignment]
     try:
         yield
     finally:
-        process._proc_children_readable = original  # type: ignore[assignment]
+        tree._proc_children_readable = original  # type: ignore[assignment]
 
 
 def cpu_ms_per_second(seconds: float, batch: Callable[[], object]) -> float:

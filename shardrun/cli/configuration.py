@@ -45,7 +45,13 @@ def schema_of(group: click.Group) -> Schema:
 
 
 def _walk(group: click.Group, prefix: CommandPath) -> Iterator[tuple[CommandPath, click.Command]]:
-    for name, command in group.commands.items():
+    """Every command below `group`, loading those a lazy group (cli/lazy.py) has not yet:
+    a setting of a command not imported must still be known, or it would read as unknown."""
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        if command is None:
+            continue
         yield (*prefix, name), command
         if isinstance(command, click.Group):
             yield from _walk(command, (*prefix, name))

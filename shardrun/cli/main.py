@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
+import logging
+import os
 import sys
-import time
-from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from shardrun.cli import configuration
-from shardrun.cli import run as cli_run
-from shardrun.cli.options import framework_option, from_junit_option, timings_option, workers_option
-from shardrun.cli.worker import worker_command
+from shardrun.cli.lazy import LazyCommand, LazyGroup
 from shardrun.errors import EXIT_USAGE, ShardrunError, file_error
-from shardrun.plan.gather import PlannedSuite, PlanRequest, prepare
-from shardrun.plan.history import History
-from shardrun.plan.imports import describe, match_to_root
-from shardrun.plan.timings import load_durations
-from shardrun.report import dashboard
-from shardrun.report.terminal import printable
+from shardrun.phases import mark
 
-# How many file names a shard line shows before "...".
-FILES_SHOWN_PER_SHARD = 3
 # A command's first sentence in `shardrun --help`: long enough for any of ours, whole.
 SHORT_HELP_CHARS = 300
 # What `shardrun --help` ends with: the commands a newcomer types first. `\b` keeps
@@ -48,6 +39,27 @@ shardrun checkout."""
 EXIT_INTERRUPTED = 130
 
 
+def leave(code: str | int | None) -> NoReturn:
+    """Exit with `code` now, without tearing the interpreter down.
+
+    By then every `with` block has run (workers stopped, the private Redis shut down,
+    the report and the history written and closed): what Python's own exit would add is
+    freeing every module and object one by one, 50 ms on an idle machine and a few
+    hundred under load, between the summary and the shell's prompt. Under a profiler or
+    a tracer (cProfile, coverage) Python exits as usual, so they can write their reports.
+    """
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)
+    if code is not None and not isinstance(code, int):  # sys.exit("message")
+        print(code, file=sys.stderr)
+        code = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code or 0)
+
+
 class ShardrunClickError(click.ClickException):
     """A ShardrunError shown the click way: one line on stderr, its own exit code."""
 
@@ -67,8 +79,12 @@ class OneLineUsageError(click.UsageError):
         click.echo(f"shardrun: error: {self.format_message()}{hint}", err=True)
 
 
-class ShardrunGroup(click.Group):
+class ShardrunGroup(LazyGroup):
     """Every command's errors as one line and their own exit code, Ctrl-C as 130."""
+
+    # Each command's whole first sentence: click cuts them at 45 characters, which left
+    # "Every parallel CI node runs this: together they run PATHS...".
+    summary_chars = SHORT_HELP_CHARS
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -98,21 +114,29 @@ class ShardrunGroup(click.Group):
             raise OneLineUsageError(error.format_message(), error.ctx) from None
 
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """Each command's whole first sentence: click cuts them at 45 characters, which
-        left "Every parallel CI node runs this: together they run PATHS..."."""
-        rows = []
-        for name in self.list_commands(ctx):
-            command = self.get_command(ctx, name)
-            if command is not None and not command.hidden:
-                rows.append((name, command.get_short_help_str(limit=SHORT_HELP_CHARS)))
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
+CONFIG_SUMMARY = ("Print COMMAND's effective settings (default: run) and where each came "
+                  "from.")
+# Each command's module is imported when it runs, not for `--help` or another command
+# (cli/lazy.py); the summaries are what `--help` lists.
+COMMANDS = {
+    "plan": LazyCommand("shardrun.cli.plan:plan",
+                        "Show how PATHS would be split into balanced shards."),
+    "run": LazyCommand("shardrun.cli.run:run", "Run PATHS on WORKERS local workers; arguments "
+                       "after `--` go to the test runner."),
+    "ci": LazyCommand("shardrun.cli.run:ci_command", "Every parallel CI node runs this: "
+                      "together they run PATHS once, as one run."),
+    "worker": LazyCommand("shardrun.cli.worker:worker_command", "Pull shards from Redis and "
+                          "run them (what a container or CI node runs)."),
+    "timings": LazyCommand("shardrun.cli.timings:timings",
+                           "Import and inspect the timing history."),
+    "dashboard": LazyCommand("shardrun.cli.dashboard:dashboard_group", "Export the timing "
+                             "dashboard as JSON, or as one self-contained HTML page."),
+    "config": LazyCommand("shardrun.cli.configuration:config_command", CONFIG_SUMMARY),
+}
 
 
-@click.group(cls=ShardrunGroup, context_settings={"help_option_names": ["-h", "--help"]},
-             epilog=EXAMPLES)
+@click.group(cls=ShardrunGroup, lazy=COMMANDS, epilog=EXAMPLES,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="shardrun")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -126,192 +150,13 @@ def cli(ctx: click.Context) -> None:
         configuration.apply(ctx, cli)
 
 
-@cli.command()
-@click.argument("paths", nargs=-1)
-@workers_option()
-@timings_option
-@from_junit_option
-@framework_option
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (docs/plan.md).")
-@click.option("--index", type=click.IntRange(min=0), default=None,
-              help="Print only shard INDEX's files, one per line (0-based).")
-@click.option("--total", type=click.IntRange(min=1), default=None,
-              help="With --index: the number of shards (same as --workers).")
-def plan(
-    paths: tuple[str, ...], workers: int, timings: Path, from_junit: tuple[str, ...],
-    framework: str | None, as_json: bool, index: int | None, total: int | None,
-) -> None:
-    """Show how PATHS would be split into balanced shards."""
-    shards = total or workers
-    if index is not None and index >= shards:
-        raise click.BadParameter(f"must be below the shard count {shards}", param_hint="--index")
-    request = PlanRequest(Path.cwd(), paths, framework, shards, timings, from_junit)
-    planned = prepare(request)
-    if index is not None or as_json:  # standard output is for a program: notes to stderr
-        for note in planned.notes:
-            click.echo(note, err=True)
-    if index is not None:
-        for unit in planned.plan.shards[index].units:
-            click.echo(printable(unit))
-    elif as_json:
-        click.echo(json.dumps(planned.plan.to_dict(), indent=2))
-    else:
-        for line in plan_lines(planned):
-            click.echo(line)
-
-
-def plan_lines(planned: PlannedSuite) -> list[str]:
-    """The human view of a plan; file names pass through `printable`."""
-    plan = planned.plan
-    lines = []
-    for shard in plan.shards:
-        shown = ", ".join(printable(unit) for unit in shard.units[:FILES_SHOWN_PER_SHARD])
-        more = len(shard.units) - FILES_SHOWN_PER_SHARD
-        suffix = f", ... (+{more})" if more > 0 else ""
-        # Without timings the estimates are file sizes: showing them as seconds would
-        # read as a prediction nobody made.
-        seconds = f"{shard.predicted_seconds:9.2f}s" if planned.timed else "    no timings"
-        lines.append(f"shard {shard.index}: {len(shard.units):>4} files {seconds}  "
-                     f"{shown}{suffix}")
-    lines.append(_plan_total_line(planned))
-    lines.extend(planned.notes)
-    lines.extend(_untimed_notes(planned))
-    if plan.bounding_unit:
-        lines.append(
-            f"note: {printable(plan.bounding_unit)} alone takes longer than total/{plan.workers}; "
-            "more workers will not finish sooner unless that file is split"
-        )
-    return lines
-
-
-def _plan_total_line(planned: PlannedSuite) -> str:
-    plan = planned.plan
-    files = f"{len(planned.suite.files)} {planned.suite.framework} files"
-    if not planned.timed:
-        return f"{files}: no timings yet, so no predicted seconds (ratio -)"
-    ratio = f"{plan.predicted_makespan / plan.lower_bound:.3f}" if plan.lower_bound else "-"
-    return (f"{files}, {plan.total_seconds:.2f}s in total: predicted makespan "
-            f"{plan.predicted_makespan:.2f}s, lower bound {plan.lower_bound:.2f}s "
-            f"(ratio {ratio})")
-
-
-def _untimed_notes(planned: PlannedSuite) -> list[str]:
-    """Say when the plan rests on no measurement, so nobody reads its seconds as real."""
-    if planned.plan.total_seconds <= 0 and planned.suite.files:
-        return ["note: untimed plan: every estimate is 0 s (empty files, no timings), so "
-                "files are dealt out by count; run once (or `shardrun timings import`) to "
-                "time them"]
-    if not planned.timed:
-        return ["note: untimed plan: no timings for these files, so the split is by file "
-                "size; run once (or `shardrun timings import`) to time them"]
-    return []
-
-
-@cli.group()
-def timings() -> None:
-    """Import and inspect the timing history."""
-
-
-@timings.command("import")
-@click.argument("files", nargs=-1, required=True,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@timings_option
-@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=Path("."), show_default=True,
-              help="The project root the recorded paths are relative to.")
-def timings_import(files: tuple[Path, ...], timings: Path, root: Path) -> None:
-    """Learn timings from JUnit XML, rspec JSON, knapsack, pytest-split or parallel_tests files.
-
-    Only files that exist under --root are kept; each input says what it dropped and why.
-    """
-    history = History.load(timings)
-    found = 0
-    for path in files:
-        match = match_to_root(load_durations(path), root)
-        history.record(match.durations)
-        found += match.found
-        click.echo(f"{printable(str(path))}: {describe(match, printable(str(root)))}")
-    history.save(root)
-    click.echo(f"history: {timings} ({len(history.files())} files)")
-    if not found:
-        click.echo(f"shardrun: warning: nothing imported: no recorded file exists under "
-                   f"{printable(str(root))}", err=True)
-
-
-@timings.command("show")
-@timings_option
-@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True)
-def timings_show(timings: Path, top: int) -> None:
-    """Print the slowest files in the history with their sample counts and trend."""
-    history = History.load(timings)
-    rows = dashboard.file_rows(history)  # the dashboard export's numbers
-    if history.ignored_keys:
-        click.echo(f"note: {history.ignored_keys} entries of {timings} name paths outside the "
-                   "project (absolute or with ..); they are ignored", err=True)
-    if not rows:
-        click.echo(f"{timings}: no timings yet (run `shardrun run` or `shardrun timings import`)")
-        return
-    click.echo(f"{'estimate':>10}  {'samples':>7}  {'trend':>6}  file")
-    for row in dashboard.slowest_files(rows, top):
-        trend = f"x{row.trend:.2f}" if row.trend is not None else "-"
-        click.echo(f"{row.estimate:9.2f}s  {len(row.samples):>7}  {trend:>6}  "
-                   f"{printable(row.path)}")
-    total = sum(row.estimate for row in rows)
-    click.echo(f"{len(rows)} files, {total:.2f}s estimated in total")
-
-
-# --- dashboard: the timing history as versioned JSON (docs/dashboard.md) or one HTML page
-
-
-@cli.group("dashboard")
-def dashboard_group() -> None:
-    """Export the timing dashboard as JSON, or as one self-contained HTML page."""
-
-
-runs_option = click.option(
-    "--runs", type=click.IntRange(min=0), default=dashboard.DEFAULT_RUNS, show_default=True,
-    help="How many of the latest recorded runs to include.",
-)
-
-
-@dashboard_group.command("export")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the JSON here (default: standard output).")
-@runs_option
-@timings_option
-def dashboard_export(out: Path | None, runs: int, timings: Path) -> None:
-    """Print or write the dashboard JSON: files, runs, slowest, drifting, capacity."""
-    text = dashboard.export_json(dashboard.export(History.load(timings), now=time.time(),
-                                                  runs=runs))
-    if out is None:
-        click.echo(text, nl=False)
-    else:
-        dashboard.write_output(out, text)
-        click.echo(f"dashboard JSON: {out}")
-
-
-@dashboard_group.command("html")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path(".shardrun/dashboard.html"), show_default=True,
-              help="Write the page here.")
-@runs_option
-@timings_option
-def dashboard_html(out: Path, runs: int, timings: Path) -> None:
-    """Write one HTML file (no network needed) charting the history and the last run."""
-    data = dashboard.export(History.load(timings), now=time.time(), runs=runs)
-    dashboard.write_output(out, dashboard.render_html(data))
-    click.echo(f"dashboard: {out}")
-
-
-cli.add_command(worker_command, "worker")
-cli.add_command(cli_run.run, "run")
-cli.add_command(cli_run.ci_command, "ci")
-cli.add_command(configuration.config_command, "config")
-
 
 def main() -> None:
+    mark("cli imported")
     try:
         cli.main(prog_name="shardrun")
+    except SystemExit as done:  # how click ends every command
+        leave(done.code)
     except KeyboardInterrupt:
         click.echo("shardrun: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)

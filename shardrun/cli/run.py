@@ -17,6 +17,7 @@ from shardrun.cli.configuration import came_from_environment
 from shardrun.cli.options import RunnerArgsCommand, execution_options, workers_option
 from shardrun.cli.progress import ProgressReporter
 from shardrun.models import Mode
+from shardrun.phases import mark
 from shardrun.plan.gather import PlanRequest
 from shardrun.report.merge import RunReport
 from shardrun.report.summary import github_annotations, github_step_summary, summary_lines
@@ -74,6 +75,7 @@ def run(paths: tuple[str, ...], workers: int, redis_url: str | None, verbosity: 
                                  timed=outcome.planned.timed))
     click.echo(f"merged JUnit: {outcome.junit_path}")
     _print_problems(outcome.report, outcome.infrastructure_error)
+    mark("exit")
     sys.exit(outcome.exit_code)
 
 

@@ -1,29 +1,27 @@
 """The `shardrun worker` command, importable without the rest of the CLI.
 
-`shardrun run` starts its N local workers beside the tests, on the same cores. Through
-the whole CLI each of them imported the coordinator, planner, dashboard and report code
-it never uses (0.36 s against 0.26 s of imports per process, times N, before the first
-batch can start), so the pool runs `python -m shardrun.cli.worker` instead. `shardrun
-worker` is this same command, registered in cli.py.
+`python -m shardrun.cli.worker` imports only the worker's code (a container's entry
+point may use it); `shardrun worker` is this same command, loaded lazily by cli/main.py.
+The local workers of `shardrun run` are forks of the coordinator (run/forked.py) that
+call the same `start_worker` this command ends in.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from shardrun.errors import InputError, ShardrunError
 from shardrun.models import RunSpec
+from shardrun.phases import mark
 from shardrun.run.embedded import install_signal_handlers
 from shardrun.run.worker_group import take_worker_number
 from shardrun.runners import RUNNER_NAMES, SERVER_FRAMEWORKS
-from shardrun.runspec import SECRET_VARIABLE, own_spec_from_environment
-from shardrun.work import worker
+from shardrun.runspec import own_spec_from_environment
+from shardrun.work.start import start_worker
 from shardrun.work.warm import Prewarm, Runners
 
 
@@ -73,11 +71,11 @@ def worker_command(
     or the run's published settings when signed with the SHARDRUN_SECRET it shares with
     the coordinator.
     """
+    mark("worker start")
     install_signal_handlers()
     # Read by click already; the tests this worker runs inherit its environment and have
     # no use for the Redis password (local workers get the URL only here, pool.py).
     os.environ.pop("SHARDRUN_REDIS_URL", None)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if prewarm_framework and not run_id:
         raise InputError("--prewarm needs --run-id: a warm runner serves one run; "
                          "add --run-id or drop --prewarm")
@@ -93,11 +91,8 @@ def worker_command(
                          "worker's own settings; add --framework")
     if worker_index is None:
         worker_index = take_worker_number(redis_url, worker_group) if worker_group else 1
-    secret = os.environ.pop(SECRET_VARIABLE, None) or None  # not for the tests to read
-    context = replace(worker.default_context(root.resolve(), worker_index), spec=own,
-                      secret=secret)
     wanted = Prewarm(prewarm_framework, prewarm_args) if prewarm_framework else None
-    worker.serve(redis_url, context, run_id, burst=burst, prewarm_runner=wanted)
+    start_worker(redis_url, run_id, worker_index, root, own, wanted, burst=burst)
 
 
 def main() -> None:

@@ -49,9 +49,23 @@ class PlannedSuite:
 
 def prepare(request: PlanRequest) -> PlannedSuite:
     """Discover the suite, estimate every unit from history (+ --from-junit), plan it."""
+    return plan_suite(request, find_suite(request))
+
+
+def find_suite(request: PlanRequest) -> Suite:
+    """The suite's files and framework, the options checked: all `run` needs to start its
+    workers, whose runners then boot the suite while `plan_suite` reads the history (a
+    second or more for a thousand files on a loaded machine)."""
     if request.workers < 1:
         raise InputError("--workers must be at least 1")
     suite = discover(request.paths, request.framework, request.root)
+    expand_globs(request.from_junit, request.root)  # a typo stops the run before it starts
+    return suite
+
+
+def plan_suite(request: PlanRequest, suite: Suite) -> PlannedSuite:
+    """Gather the history (+ --from-junit, + other tools' files on a first run), then
+    compute: estimate every unit of `suite` and plan it."""
     history = History.load(request.timings_path)
     for path in expand_globs(request.from_junit, request.root):
         history.record(load_durations(path))

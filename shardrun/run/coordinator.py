@@ -12,12 +12,15 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from shardrun import queue
 from shardrun.errors import (
     ShardrunError,
 )
-from shardrun.plan.gather import PlannedSuite, prepare
+from shardrun.phases import mark
+from shardrun.plan.discovery import Suite
+from shardrun.plan.gather import find_suite, plan_suite
 from shardrun.run.embedded import EmbeddedRedis, describe_redis_server
 from shardrun.run.live import LiveCallback
 from shardrun.run.options import (
@@ -25,12 +28,13 @@ from shardrun.run.options import (
     RunOutcome,
     checked_interpreter,
     planned_line,
-    prewarm_for,
-    run_spec,
+    suite_prewarm,
+    suite_spec,
 )
 from shardrun.run.pool import LocalWorkers
 from shardrun.run.session import LocalBooks, Session, lead
 from shardrun.run.watch import ProgressCallback
+from shardrun.runners.interpreter import Interpreter
 
 
 def run(
@@ -41,21 +45,33 @@ def run(
     """Run the suite on N local workers, on the given Redis or a private one; `announce`
     hears each step before it is taken, so a person sees the run start at once."""
     started_at = time.time()  # the run's time includes planning and the private Redis
-    planned = prepare(options.request)
-    announce(planned_line(planned, options, checked_interpreter(planned, options)))
-    for note in planned.notes:
-        announce(note)
+    suite = find_suite(options.request)
+    # Before any worker boots a runner with it: exit 2 if it cannot run pytest.
+    hearers = Hearers(on_progress, announce, on_live, checked_interpreter(suite, options))
     if options.redis_url:
         announce(f"Redis: {queue.redact(options.redis_url)}")
-        return _run_on(options.redis_url, options, planned, on_progress, started_at, on_live)
+        return _run_on(options.redis_url, options, suite, hearers, started_at)
     with EmbeddedRedis() as embedded:
+        mark("redis ready")
         announce(describe_redis_server(embedded.binary or "redis-server"))
-        return _run_on(embedded.url, options, planned, on_progress, started_at, on_live)
+        outcome = _run_on(embedded.url, options, suite, hearers, started_at)
+    mark("redis stopped")
+    return outcome
+
+
+@dataclass(frozen=True)
+class Hearers:
+    """Who hears about the run as it goes: the progress line, the opening lines, and
+    (`--verbose`) each test as it finishes."""
+
+    on_progress: ProgressCallback | None
+    announce: Callable[[str], None]
+    on_live: LiveCallback | None
+    interpreter: Interpreter | None = None  # pytest's, for the opening line
 
 
 def _run_on(
-    url: str, options: RunOptions, planned: PlannedSuite, on_progress: ProgressCallback | None,
-    started_at: float, on_live: LiveCallback | None = None,
+    url: str, options: RunOptions, suite: Suite, hearers: Hearers, started_at: float,
 ) -> RunOutcome:
     connection = queue.connect(url, options.redis_timeout)
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
@@ -63,13 +79,19 @@ def _run_on(
     root = options.request.root
     log_dir = root / ".shardrun" / "logs" / run_id
     try:
-        # Workers boot (import Python, connect, boot the suite in their runners) while
-        # the session splits and batches.
+        # The workers' runners boot the suite while the coordinator plans and batches.
         with LocalWorkers(url, run_id, options.worker_processes, root, log_dir,
-                          prewarm_for(planned, options), run_spec(planned, options)) as workers:
+                          suite_prewarm(suite, options), suite_spec(suite, options)) as workers:
+            mark("workers started")
+            planned = plan_suite(options.request, suite)
+            mark("planned")
+            hearers.announce(planned_line(planned, options, hearers.interpreter))
+            for note in planned.notes:
+                hearers.announce(note)
             session = Session(run_queue, planned, options, LocalBooks(), workers, started_at,
-                              on_live)
-            outcome = lead(session, on_progress)
+                              hearers.on_live)
+            outcome = lead(session, hearers.on_progress)
+        mark("workers stopped")
     finally:
         _forget(run_queue, connection)
     assert outcome is not None  # a local run's lead is never lost

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shardrun.checkout import git_head
 from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS, available_cpus
 from shardrun.models import Mode, Plan, RunSpec, ShardJob
 from shardrun.plan.batching import DEFAULT_BOOT_SECONDS, DEFAULT_WARM_BATCH_SECONDS, queue_batches
+from shardrun.plan.discovery import Suite
 from shardrun.plan.gather import PlannedSuite, PlanRequest
 from shardrun.plan.history import History
 from shardrun.plan.splitting import split_slow_files
@@ -26,7 +28,7 @@ from shardrun.run.ledger import Ledger
 from shardrun.run.project_python import project_interpreter
 from shardrun.runners import Runner, get_runner
 from shardrun.runners.interpreter import Interpreter
-from shardrun.work.process import default_timeout, git_head
+from shardrun.work.process import default_timeout
 from shardrun.work.warm import Prewarm, Runners
 
 
@@ -95,9 +97,9 @@ def planned_line(
             f"{timings}" + oversubscribed(workers, available_cpus()))
 
 
-def checked_interpreter(planned: PlannedSuite, options: RunOptions) -> Interpreter | None:
+def checked_interpreter(suite: Suite, options: RunOptions) -> Interpreter | None:
     """For a pytest run, the project's interpreter, checked before any worker uses it."""
-    if planned.suite.framework != "pytest" or options.command_template:
+    if suite.framework != "pytest" or options.command_template:
         return None
     return project_interpreter(options.python, options.request.root)
 
@@ -150,9 +152,14 @@ def _warm(runner: Runner, options: RunOptions) -> bool:
 
 def prewarm_for(planned: PlannedSuite, options: RunOptions) -> Prewarm | None:
     """What local workers can boot before their first batch: the run's warm runner."""
+    return suite_prewarm(planned.suite, options)
+
+
+def suite_prewarm(suite: Suite, options: RunOptions) -> Prewarm | None:
+    """`prewarm_for`, known before the suite is planned."""
     if options.command_template:
         return None
-    framework = planned.suite.framework
+    framework = suite.framework
     if not _warm(get_runner(framework, options.request.root), options):
         return None
     return Prewarm(framework, options.runner_args)
@@ -197,8 +204,13 @@ def new_ledger(options: RunOptions, spec: RunSpec) -> Ledger:
 def run_spec(planned: PlannedSuite, options: RunOptions) -> RunSpec:
     """How this run's batches are executed: what workers receive from their own side or,
     signed, from the run's meta (runspec.py); never through a batch's payload."""
+    return suite_spec(planned.suite, options)
+
+
+def suite_spec(suite: Suite, options: RunOptions) -> RunSpec:
+    """`run_spec`, known before the suite is planned."""
     return RunSpec(
-        framework="command" if options.command_template else planned.suite.framework,
+        framework="command" if options.command_template else suite.framework,
         command_template=options.command_template, runner_args=options.runner_args,
         runners=options.runners, runner_max_rss_mb=options.runner_max_rss_mb,
         python=options.python,

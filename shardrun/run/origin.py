@@ -15,8 +15,8 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from shardrun.checkout import git_head
 from shardrun.run.ci_env import build_label
-from shardrun.work.process import git_head
 
 # The variables each CI names the commit and the branch by, in ci_env.py's provider order.
 # GitHub's GITHUB_HEAD_REF is a pull request's branch (GITHUB_REF_NAME is then "12/merge").

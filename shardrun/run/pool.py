@@ -1,9 +1,11 @@
-"""Local worker processes for `shardrun run`: the same `shardrun worker` a CI node runs.
+"""Local worker processes for `shardrun run`: the same worker a CI node runs.
 
-Starting real `shardrun worker` processes (not threads or forks of the coordinator) means
-a laptop run exercises exactly the path a fleet of containers does. They serve the run
-until the coordinator stops them (not --burst): a batch requeued after a lost lease still
-finds a worker. A worker that dies is restarted, a bounded number of times.
+Each is a fork of the coordinator (forked.py: no new interpreter, no second import of
+redis and rq) that runs the entry `shardrun worker` ends in (work/start.py): the same RQ
+loop and job function as a fleet of containers, on their own process each, so a test
+that kills its worker kills no other. They serve the run until the coordinator stops
+them (not --burst): a batch requeued after a lost lease still finds a worker. A worker
+that dies is restarted (forked again), a bounded number of times.
 
 A worker killed with SIGKILL cannot stop its test processes: they sit in sessions of their
 own and are re-parented to init, where no process tree leads to them. Left alone they run
@@ -14,18 +16,17 @@ replaced, and whatever still carries the pool's tag when the pool stops.
 
 If the coordinator itself is SIGKILLed none of that runs: each worker is started with a
 parent-death signal (lifeline.py) and so is each worker's runner, so the kernel ends them.
-The Redis URL reaches the workers through SHARDRUN_REDIS_URL, not their command line,
-where `ps` would show its password to every user of the machine.
+A forked worker's command line is the coordinator's: the Redis URL is on it only if it
+was on `shardrun run`'s (pass a password through SHARDRUN_REDIS_URL, not --redis-url).
+The tests a worker runs see neither the URL nor the run's secret.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -37,9 +38,12 @@ import psutil
 from shardrun.config import available_cpus
 from shardrun.errors import InfrastructureError, InputError, file_error
 from shardrun.models import RunSpec
-from shardrun.runspec import SPEC_VARIABLE
-from shardrun.work.lifeline import die_with_parent
-from shardrun.work.process import kill_tree
+from shardrun.phases import mark
+from shardrun.run.embedded import install_signal_handlers
+from shardrun.run.forked import ForkedProcess, fork_child
+from shardrun.runspec import own_spec_from_environment
+from shardrun.work.start import start_worker
+from shardrun.work.tree import kill_tree
 from shardrun.work.warm import Prewarm
 
 # Restarts allowed per worker slot before the run gives up on local workers: enough to
@@ -51,7 +55,7 @@ HAND_BACK_SECONDS = 5.0
 # The environment variable naming the pool and worker slot of every process a local
 # worker starts: "<run_id>/<pool>/<index>/" (its test processes inherit it via worker_env).
 WORKER_TAG_VARIABLE = "SHARDRUN_LOCAL_WORKER"
-# The variable `shardrun worker` reads its Redis URL from (worker_cli.py's envvar).
+# The variable `shardrun worker` reads its Redis URL from (cli/worker.py's envvar).
 REDIS_URL_VARIABLE = "SHARDRUN_REDIS_URL"
 # Local workers per CPU at most. Each is a Python process plus a warm rspec or pytest
 # process (50-300 MB, a Rails app's boot each): past a few per core even a suite that
@@ -85,8 +89,7 @@ def check_local_workers(count: int) -> None:
 
 
 class LocalWorkers:
-    """N `shardrun worker` processes serving one run (through `python -m
-    shardrun.cli.worker`, which spares each the rest of the CLI's imports)."""
+    """N worker processes serving one run, forked from this one (forked.py)."""
 
     def __init__(
         self, url: str, run_id: str, count: int, root: Path, log_dir: Path,
@@ -100,10 +103,11 @@ class LocalWorkers:
         self.count = count
         self.root = root
         self.log_dir = log_dir
-        self.processes: list[subprocess.Popen[bytes]] = []
+        self.processes: list[ForkedProcess] = []
         self.restarts = 0
         self._logs: list[IO[bytes]] = []
         self._pids: list[int] = []
+        self._asked_to_stop: set[int] = set()  # pids sent SIGTERM already
         # Unique per pool, not per run: in CI mode several nodes (on one host in tests)
         # run pools for the same run id, and must never kill each other's workers.
         self._pool_tag = f"{run_id}/{uuid.uuid4().hex}/"
@@ -112,18 +116,22 @@ class LocalWorkers:
         """Start the workers from the calling thread, which must outlive them (lifeline.py)."""
         self.processes = [self._spawn(index) for index in range(1, self.count + 1)]
 
-    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
-        log = self._open_log(index)
-        env = {**os.environ, WORKER_TAG_VARIABLE: self._tag(index), REDIS_URL_VARIABLE: self.url}
-        if self.spec is not None:
-            env[SPEC_VARIABLE] = json.dumps(self.spec.to_dict())
-        process = subprocess.Popen(
-            self.argv(index), cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=env,
-            preexec_fn=die_with_parent(WORKER_PARENT_DEATH_SIGNAL),
-        )
+    def _spawn(self, index: int) -> ForkedProcess:
+        process = fork_child(lambda: self._serve(index), self._open_log(index), self.root,
+                             {WORKER_TAG_VARIABLE: self._tag(index)},
+                             WORKER_PARENT_DEATH_SIGNAL)
         self._pids.append(process.pid)
         return process
+
+    def _serve(self, index: int) -> None:
+        """In the forked child: what `shardrun worker --run-id ID --worker-index I --root
+        R [--prewarm F]` does, with the pool's settings as the worker's own."""
+        install_signal_handlers()
+        mark("worker start")
+        os.environ.pop(REDIS_URL_VARIABLE, None)  # not for the tests to read
+        inherited = own_spec_from_environment()  # and taken out of theirs, too
+        own = self.spec if self.spec is not None else inherited
+        start_worker(self.url, self.run_id, index, self.root, own, self.prewarm, burst=False)
 
     def _open_log(self, index: int) -> IO[bytes]:
         """worker-<index>.log in the run's log dir; a read-only or full .shardrun is a
@@ -139,13 +147,6 @@ class LocalWorkers:
 
     def _tag(self, index: int) -> str:
         return f"{self._pool_tag}{index}/"  # the trailing "/" keeps slot 1 from matching 10
-
-    def argv(self, index: int) -> list[str]:
-        return [
-            sys.executable, "-m", "shardrun.cli.worker",  # the Redis URL is in the environment
-            "--run-id", self.run_id, "--worker-index", str(index), "--root", str(self.root),
-            *(self.prewarm.worker_arguments() if self.prewarm else ()),
-        ]
 
     def ensure_alive(self) -> None:
         """Restart workers that died (SIGKILL, OOM, lost Redis), within the restart budget."""
@@ -171,6 +172,17 @@ class LocalWorkers:
     def all_exited(self) -> bool:
         return all(process.poll() is not None for process in self.processes)
 
+    def request_stop(self) -> None:
+        """Ask each worker to stop (SIGTERM, once: a second one would cut short the stop of
+        its runner) without waiting; `stop` waits. After the last result the coordinator
+        asks first and merges the report while the workers and their runners exit."""
+        for process in self.processes:
+            if process.pid in self._asked_to_stop or process.poll() is not None:
+                continue
+            self._asked_to_stop.add(process.pid)
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+
     def stop(self) -> None:
         """Stop the workers and their test processes, and close the logs.
 
@@ -181,10 +193,8 @@ class LocalWorkers:
         the test processes a worker started sit in sessions of their own, so signalling
         the worker alone could orphan them.
         """
+        self.request_stop()
         running = [process for process in self.processes if process.poll() is None]
-        for process in running:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + HAND_BACK_SECONDS
         for process in running:
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -30,6 +30,7 @@ from shardrun.errors import (
     ShardrunError,
 )
 from shardrun.models import Mode, Plan, RunMeta, ShardJob, ShardResult
+from shardrun.phases import mark
 from shardrun.plan.gather import PlannedSuite
 from shardrun.plan.history import History
 from shardrun.plan.timings import Durations, file_of_unit
@@ -192,8 +193,11 @@ def lead(session: Session, on_progress: ProgressCallback | None = None) -> RunOu
     except BaseException:  # cancelled: another node may take over at once
         session.books.cancelled()
         raise
+    mark("last result")
     if session.books.lost:
         return None
+    if session.workers is not None:
+        session.workers.request_stop()  # every result is in: they stop while we report
     watched = replace(watched, results=session.books.results(watched.results))
     outcome = finish(session, dispatched, ledger, watched, meta.started_at)
     session.books.completed(outcome)
@@ -208,12 +212,24 @@ def _begin(session: Session, ledger: Ledger) -> tuple[RunMeta, Plan]:
         return stored, stored.plan()
     run_queue, options, planned = session.run_queue, session.options, session.planned
     dispatched = dispatch_plan(planned, options)
+    mark("batched")
     jobs = ledger.add(batch_jobs(run_queue.run_id, dispatched, options))
     meta = run_meta(session, dispatched)
     session.books.enqueued(jobs)
     publish(run_queue, meta)
-    run_queue.enqueue(jobs)
+    enqueue_first_batches_first(run_queue, jobs, options.request.workers)
+    mark("enqueued")
     return meta, dispatched
+
+
+def enqueue_first_batches_first(
+    run_queue: queue.RunQueue, jobs: Sequence[ShardJob], workers: int
+) -> None:
+    """One batch per worker in a pipeline of its own, then the rest: the workers start
+    on theirs while the other thousand batches of a big suite are still being written."""
+    run_queue.enqueue(jobs[:workers])
+    if jobs[workers:]:
+        run_queue.enqueue(jobs[workers:])
 
 
 def publish(run_queue: queue.RunQueue, meta: RunMeta) -> None:
@@ -246,14 +262,17 @@ def finish(
     report = merge(units, watched.results, skipped_units(ledger, watched),
                    ledger.lost_reasons())
     report = replace(report, notes=(*report.notes, *retry_notes(ledger)))
+    mark("merged")
     junit_path = options.junit_out or options.request.root / ".shardrun" / "junit.xml"
     write_junit(report, junit_path)
+    mark("junit written")
     learn(planned.history, report)
     ended_at = time.time()  # the record's wall time and the summary's "in N s" are one
     record_run(planned.history, run_id, dispatched, watched.results, report, ended_at,
                timed=planned.timed, run_started_at=started_at,
                origin=run_origin(options.request.root))
     planned.history.save(options.request.root)
+    mark("history saved")
     exit_code = EXIT_OK if report.passed else EXIT_TESTS_FAILED
     if report.missing or watched.infrastructure_error:
         exit_code = EXIT_INFRASTRUCTURE

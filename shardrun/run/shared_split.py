@@ -16,8 +16,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from shardrun.checkout import committed_unchanged
 from shardrun.plan.history import History
-from shardrun.work.process import committed_unchanged
 
 # Where the estimates come from without a committed timing file (they are not seconds).
 SIZES_SOURCE = "file sizes (no timing file committed in the checkout)"

@@ -102,6 +102,8 @@ class Workers(Protocol):
 
     def ensure_alive(self) -> None: ...
 
+    def request_stop(self) -> None: ...
+
 
 class Books(Protocol):
     """Where the run's books are kept besides the ledger: nowhere for a local run, in Redis

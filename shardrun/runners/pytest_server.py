@@ -53,6 +53,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -90,6 +91,17 @@ class EventWriter:
         data = (json.dumps(event) + "\n").encode("utf-8")
         while data:
             data = data[os.write(self.fd, data):]
+        if event.get("prewarm"):
+            _mark_phase("runner booted")
+
+
+def _mark_phase(phase: str) -> None:
+    """A timestamp for bench/startup.py, as shardrun/phases.py writes them (this file
+    imports nothing of shardrun)."""
+    path = os.environ.get("SHARDRUN_PHASES")
+    if path:
+        with open(path, "a", encoding="utf-8") as phases:
+            phases.write(f"{time.time():.6f} {os.getpid()} {phase}\n")
 
 
 def _capped(text: str | None) -> str:

@@ -319,6 +319,12 @@ module Shardrun
     end
   end
 
+  # A timestamp for bench/startup.py, as shardrun/phases.py writes them.
+  def self.mark_phase(phase)
+    path = ENV["SHARDRUN_PHASES"]
+    File.write(path, format("%.6f %d %s\n", Time.now.to_f, Process.pid, phase), mode: "a") if path
+  end
+
   def self.handle(request)
     if request.key?("prewarm")
       $stdout.reopen(request.fetch("log"), "a")
@@ -330,6 +336,7 @@ module Shardrun
         1
       end
       $stdout.flush
+      mark_phase("runner booted")
       return { "e" => "exit", "code" => status, "prewarm" => true }
     end
     return run_forked(request.fetch("args"), request.fetch("log")) if request["fork"]

@@ -40,14 +40,8 @@ from typing import Any
 import psutil
 
 from shardrun.models import ProcessOutcome
-from shardrun.work.process import (
-    KILL_GRACE_SECONDS,
-    TreeMonitor,
-    kill_tree,
-    read_tail,
-    spawn,
-    wait_exited,
-)
+from shardrun.work.process import TreeMonitor, read_tail, spawn
+from shardrun.work.tree import KILL_GRACE_SECONDS, kill_tree, wait_exited
 
 # The environment variables that name the pipes' descriptors in the runner.
 REQUEST_FD_VARIABLE = "SHARDRUN_REQUEST_FD"
@@ -75,11 +69,6 @@ class Prewarm:
 
     framework: str
     runner_args: tuple[str, ...] = ()
-
-    def worker_arguments(self) -> list[str]:
-        """As `shardrun worker` options; `=` keeps an argument like `-x` a value."""
-        return ["--prewarm", self.framework,
-                *(f"--prewarm-arg={argument}" for argument in self.runner_args)]
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,10 @@ from types import FrameType
 from typing import Any
 
 from shardrun import queue
+from shardrun.checkout import git_head
 from shardrun.errors import ShardrunError
 from shardrun.models import ProcessOutcome, RunSpec, ShardJob, ShardResult, TestResult
+from shardrun.phases import mark
 from shardrun.plan.timings import file_of_unit
 from shardrun.report.junit_reader import read_testcases
 from shardrun.runners import Runner, get_runner, worker_env
@@ -32,7 +34,7 @@ from shardrun.runspec import UntrustedSpec, verified
 from shardrun.work import rq_worker
 from shardrun.work.accounting import Settled, reconcile, reconcile_junit
 from shardrun.work.live import LiveFeed, live_level
-from shardrun.work.process import git_head, run_process
+from shardrun.work.process import run_process
 from shardrun.work.warm import (
     BatchRun,
     EventCallback,
@@ -143,6 +145,7 @@ def run_shard(payload: dict[str, Any]) -> dict[str, Any]:
         return {"shard_index": job.shard_index, "deferred": True}
     spec = trusted_spec(context, run_queue)
     feed = _live_feed(job, context, run_queue)
+    mark("batch start")
     lease = Lease(job, context.name)
     lease.hold()
     try:
@@ -152,6 +155,7 @@ def run_shard(payload: dict[str, Any]) -> dict[str, Any]:
         if feed is not None:
             feed.flush()
         run_queue.push_result(result)
+        mark("batch end")
         log.info("%s", batch_line(result))
     except Cancelled as cancelled:
         log.warning("stopping (%s): batch %s handed back unfinished", cancelled,
@@ -455,7 +459,9 @@ def serve(
     try:
         if prewarm_runner is not None and run_id:
             prewarm(context, run_id, prewarm_runner)
+            mark("prewarm sent")
         connection = queue.connect(url)
+        mark("worker connected")
         log.info("%s", _start_line(context, run_id))  # once Redis answered: no error came
         _serve_on(connection, run_id, burst=burst)
     finally:

@@ -20,6 +20,8 @@ from support.hostile import shardrun
 from support.runs import RUN_TIMEOUT_SECONDS, clean_env, free_port, shardrun_argv
 from support.waiting import wait_for
 
+from shardrun.run.forked import WORKER_PROCESS_NAME
+
 # The test writes its pid (and what it sees of the Redis URL) into EVIDENCE, then sleeps.
 SLEEPING_TEST = """
 import os, pathlib, time
@@ -46,11 +48,13 @@ def evidence(tmp_path: Path) -> Path:
     return path
 
 
-def start_run(suite: Path, evidence: Path, sleep: float, *args: str) -> subprocess.Popen[str]:
+def start_run(
+    suite: Path, evidence: Path, sleep: float, *args: str, **env: str
+) -> subprocess.Popen[str]:
     """`shardrun run tests ARGS` in a session of its own, as a terminal would start it."""
     return subprocess.Popen(
         shardrun_argv("tests", *args), cwd=suite,
-        env=clean_env(EVIDENCE=str(evidence), SLEEP=str(sleep)),
+        env=clean_env(EVIDENCE=str(evidence), SLEEP=str(sleep), **env),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -97,8 +101,8 @@ def test_sigkilled_coordinator_takes_its_children_along(
     wait_for(lambda: len(list(evidence.iterdir())) == 2, "both workers' runners in a test")
     children = tree(run.pid)
     reaper.extend(children)
-    names = " ".join(" ".join(child.cmdline()) for child in children)
-    assert "redis-server" in names and "shardrun.cli.worker" in names
+    names = " ".join(" ".join([child.name(), *child.cmdline()]) for child in children)
+    assert "redis-server" in names and WORKER_PROCESS_NAME in names
     killed_at = time.monotonic()
     run.kill()
     run.communicate()
@@ -131,13 +135,17 @@ def password_redis(tmp_path: Path) -> Iterator[str]:
 def test_local_workers_do_not_show_the_redis_password(
     sleeping_suite: Path, evidence: Path, password_redis: str, tmp_path: Path,
 ) -> None:
-    run = start_run(sleeping_suite, evidence, 2, "-w", "2", "--redis-url", password_redis,
-                    "--junit-out", str(tmp_path / "junit.xml"))
+    """Given through SHARDRUN_REDIS_URL, the password is on no command line of the run:
+    the coordinator's, its forked workers' (which share it), or their runners'."""
+    run = start_run(sleeping_suite, evidence, 2, "-w", "2", "--junit-out",
+                    str(tmp_path / "junit.xml"), SHARDRUN_REDIS_URL=password_redis)
     wait_for(lambda: len(list(evidence.iterdir())) == 2, "two tests to start")
-    command_lines = [" ".join(child.cmdline()) for child in tree(run.pid)]
+    processes = [psutil.Process(run.pid), *tree(run.pid)]
+    command_lines = [" ".join(process.cmdline()) for process in processes]
+    names = [process.name() for process in processes]
     stdout, stderr = run.communicate(timeout=RUN_TIMEOUT_SECONDS)
     assert run.returncode == 0, stdout + stderr
-    assert any("shardrun.cli.worker" in line for line in command_lines)
+    assert names.count(WORKER_PROCESS_NAME) == 2, names
     assert not [line for line in command_lines if "s3cret-pw" in line]
     # ...and the tests the workers run do not inherit it either
     assert [path.read_text() for path in evidence.iterdir()] == ["", ""]

@@ -21,15 +21,8 @@ import pytest
 
 from shardrun.errors import InputError
 from shardrun.models import ProcessOutcome
-from shardrun.work.process import (
-    KILL_GRACE_SECONDS,
-    TIMEOUT_MARGIN_SECONDS,
-    _proc_children_readable,
-    default_timeout,
-    descendants,
-    kill_tree,
-    run_process,
-)
+from shardrun.work.process import TIMEOUT_MARGIN_SECONDS, default_timeout, run_process
+from shardrun.work.tree import KILL_GRACE_SECONDS, _proc_children_readable, descendants, kill_tree
 
 MIB = 1024 * 1024
 # Long enough for a Python tree to start and record its pids on a loaded 2-core machine.

@@ -48,6 +48,7 @@ from shardrun.errors import InfrastructureError
 from shardrun.models import ShardJob, ShardResult
 from shardrun.plan.timings import file_of_unit
 from shardrun.queue import RunQueue, connect
+from shardrun.run.forked import WORKER_PROCESS_NAME
 
 # Bounds for waiting on something a run does (a file written by an inner test): they only
 # turn a hang into a failure, a passing run needs a fraction of them.
@@ -61,7 +62,7 @@ REDIS_TIMEOUT = ("--redis-timeout", "10")
 # A run whose Redis is gone for good with --redis-timeout 2 ends in about that long, plus
 # stopping the workers and writing the report; generous for a loaded CI machine.
 REDIS_GONE_BUDGET_SECONDS = 30.0
-WORKER_COMMAND = ["-m", "shardrun.cli.worker"]  # argv[1:3] of a local `shardrun worker`
+WORKER_NAME = WORKER_PROCESS_NAME  # what psutil calls a local (forked) worker
 
 # --- suites
 
@@ -78,7 +79,7 @@ KILL_TEST = f"""
 
     import psutil
 
-    WORKER_COMMAND = {WORKER_COMMAND!r}
+    WORKER_NAME = {WORKER_NAME!r}
     ORPHAN_SECONDS = 30
 
     def test_first():
@@ -89,7 +90,7 @@ KILL_TEST = f"""
         if not evidence or Path(evidence, "victim.json").exists():
             return
         worker = next(process for process in psutil.Process().parents()
-                      if process.cmdline()[1:3] == WORKER_COMMAND)
+                      if process.name() == WORKER_NAME)
         victim = {{"pid": worker.pid, "test_pid": os.getpid(),
                    "index": os.environ["SHARDRUN_WORKER_INDEX"]}}
         partial = Path(evidence, "victim.partial")
@@ -142,7 +143,7 @@ HANG_TEST = f"""
 
     import psutil
 
-    WORKER_COMMAND = {WORKER_COMMAND!r}
+    WORKER_NAME = {WORKER_NAME!r}
     WAIT_SECONDS = 30
 
     def test_worker_hangs_under_me():
@@ -154,7 +155,7 @@ HANG_TEST = f"""
             Path(evidence, "second-started").touch()
         else:
             worker = next(process for process in psutil.Process().parents()
-                          if process.cmdline()[1:3] == WORKER_COMMAND)
+                          if process.name() == WORKER_NAME)
             partial = Path(evidence, "victim.partial")
             partial.write_text(json.dumps({{"pid": worker.pid}}))
             partial.rename(victim)
@@ -365,7 +366,7 @@ def kill_victim(evidence: Path, process: subprocess.Popen[str]) -> dict[str, str
     wait_during(process, victim_file.exists, "the inner test to name its worker")
     victim: dict[str, str | int] = json.loads(victim_file.read_text())
     worker = psutil.Process(int(victim["pid"]))
-    assert worker.cmdline()[1:3] == WORKER_COMMAND
+    assert worker.name() == WORKER_NAME
     worker.kill()  # SIGKILL: no cleanup, no lease release, no result
     return victim
 

@@ -149,7 +149,8 @@ def test_no_file_means_no_settings(tmp_path: Path) -> None:
 def test_every_long_option_of_the_four_commands_is_a_setting() -> None:
     schema = schema_of(cli)
     for name in CONFIGURED_COMMANDS:
-        command = cli.commands[name]
+        command = cli.get_command(click.Context(cli), name)
+        assert command is not None
         options = {param.name for param in command.params if isinstance(param, click.Option)}
         assert {setting.param for setting in schema[(name,)].values()} == options, name
     assert schema[("run",)]["command"].param == "command_template"
