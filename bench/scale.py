@@ -80,6 +80,7 @@ from shardrun.run.options import RunOptions, batch_jobs, dispatch_plan, new_ledg
 from shardrun.run.session import LocalBooks, Session, finish, publish, run_meta
 from shardrun.run.watch import Watcher
 from shardrun.work import worker as shardrun_worker
+from shardrun.work.context import WorkerContext
 from shardrun.work.rq_worker import ShardrunWorker
 from shardrun.work.tree import kill_tree
 
@@ -156,11 +157,12 @@ def passing_tests(units: Sequence[str]) -> tuple[TestResult, ...]:
 
 
 def noop_execute(
-    job: ShardJob, context: shardrun_worker.WorkerContext, spec: RunSpec | str,
+    job: ShardJob, worker: shardrun_worker.Worker, spec: RunSpec | str,
     on_poll: Callable[[], None] | None = None,
 ) -> ShardResult:
     """Stands in for `worker.execute`: the units are checked, no test process runs."""
     started = time.time()
+    context = worker.context
     shardrun_worker.validate_units(job.units, context.root)
     if on_poll is not None:
         on_poll()
@@ -174,7 +176,8 @@ def noop_execute(
     )
 
 
-def worker_loop(url: str, run_id: str, name: str) -> None:
+def worker_loop(url: str, run_id: str, name: str, context: WorkerContext) -> None:
+    shardrun_worker.configure(context)  # per thread: the job function finds it there
     worker = ThreadedShardrunWorker(
         [queue_name(run_id)], connection=connect(url), serializer=JSONSerializer, name=name
     )
@@ -184,14 +187,12 @@ def worker_loop(url: str, run_id: str, name: str) -> None:
 def serve_workers(url: str, run_id: str, root: Path, threads: int, index: int) -> None:
     """One worker process: `threads` RQ worker loops until the bench kills the process."""
     scratch = Path(tempfile.mkdtemp(prefix=f"shardrun-scale-w{index}-"))
-    shardrun_worker.configure(
-        shardrun_worker.WorkerContext(root, index, root / ".shardrun" / "logs", scratch,
-                                      spec=RunSpec("command", NOOP_TEMPLATE))
-    )
+    context = WorkerContext(root, index, root / ".shardrun" / "logs", scratch,
+                            spec=RunSpec("command", NOOP_TEMPLATE))
     shardrun_worker.execute = noop_execute
     loops = [
         threading.Thread(target=worker_loop, name=f"t{number}", daemon=True,
-                         args=(url, run_id, f"scale-{os.getpid()}-{number}"))
+                         args=(url, run_id, f"scale-{os.getpid()}-{number}", context))
         for number in range(threads)
     ]
     for loop in loops:

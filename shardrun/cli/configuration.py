@@ -29,7 +29,7 @@ from shardrun.config import (
     settings_from,
 )
 from shardrun.errors import InputError
-from shardrun.queue import redact
+from shardrun.redaction import redact
 
 # Where the layered origins live in click's context: `meta` is shared by a context and its
 # children, so a subcommand (and an error raised in it) finds them.

@@ -40,6 +40,7 @@ from shardrun.queue.keys import (
 )
 from shardrun.queue.leader import MIN_BLOCK_SECONDS, LeaderKeys
 from shardrun.queue.live import LiveStream
+from shardrun.redaction import redact as redact
 
 # The one callable a shardrun worker will execute (see rq_worker.ShardrunWorker).
 JOB_FUNCTION = "shardrun.work.worker.run_shard"
@@ -84,19 +85,6 @@ def connect(url: str, timeout: float = REDIS_TIMEOUT_SECONDS) -> redis.Redis:
             "--redis-url / SHARDRUN_REDIS_URL"
         ) from None
     return client
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    scheme, separator, rest = url.partition("://")
-    if not separator:  # no scheme at all: "user:password@host:6379"
-        scheme, rest = "", url
-    if "@" not in rest:
-        return url
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    hidden = f"{user}:***" if user else "***"
-    return f"{scheme}{separator}{hidden}@{host}"
 
 
 class RunQueue(LeaderKeys, LiveStream):

@@ -47,8 +47,9 @@ from shardrun.run.pool import LocalWorkers
 from shardrun.run.session import LeaderBooks, Session, lead
 from shardrun.run.shared_split import plan_digest, shared_estimates
 from shardrun.run.watch import ProgressCallback
+from shardrun.work.context import default_context
 from shardrun.work.warm import Prewarm, Runners
-from shardrun.work.worker import default_context, execute
+from shardrun.work.worker import Worker, execute
 
 # How long a follower waits, at most, between checks that the leader is still alive.
 FOLLOWER_CHECK_SECONDS = 1.0
@@ -247,8 +248,11 @@ def fallback(planned: PlannedSuite, options: CiOptions, reason: str) -> CiOutcom
         # One batch: nothing to keep warm.
         spec = replace(run_spec(planned, options.run), runners=Runners.FRESH.value)
         root = options.run.request.root
-        worker_context = replace(default_context(root, 1), commit=None)
-        results.append(execute(job, worker_context, spec))
+        worker = Worker(replace(default_context(root, 1), commit=None))
+        try:
+            results.append(execute(job, worker, spec))
+        finally:
+            worker.close()
     report = merge(list(units), results)
     junit = options.run.junit_out or options.run.request.root / ".shardrun" / "junit.xml"
     write_junit(report, junit)

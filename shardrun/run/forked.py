@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -97,6 +98,8 @@ def fork_child(
         os.chdir(cwd)
         os.environ.update(environment)
         _name_process(WORKER_PROCESS_NAME)
+        for sig in (signal.SIGTERM, signal.SIGINT):  # the coordinator's handlers are not
+            signal.signal(sig, signal.SIG_DFL)      # the child's: `entry` sets its own
         status = _run(entry)
     finally:
         os._exit(status)

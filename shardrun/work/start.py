@@ -15,6 +15,7 @@ from pathlib import Path
 from shardrun.models import RunSpec
 from shardrun.runspec import SECRET_VARIABLE
 from shardrun.work import worker
+from shardrun.work.context import default_context
 from shardrun.work.warm import Prewarm
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
@@ -33,6 +34,6 @@ def start_worker(
     # force: a forked worker's logging is its own, not what its parent had set up.
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
     secret = os.environ.pop(SECRET_VARIABLE, None) or None
-    context = replace(worker.default_context(root.resolve(), worker_index), spec=own,
+    context = replace(default_context(root.resolve(), worker_index), spec=own,
                       secret=secret)
     worker.serve(url, context, run_id, burst=burst, prewarm_runner=prewarm)

@@ -13,35 +13,29 @@ import logging
 import os
 import shutil
 import signal
-import socket
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from types import FrameType
 from typing import Any
 
 from shardrun import queue
-from shardrun.checkout import git_head
 from shardrun.errors import ShardrunError
 from shardrun.models import ProcessOutcome, RunSpec, ShardJob, ShardResult, TestResult
 from shardrun.phases import mark
 from shardrun.plan.timings import file_of_unit
-from shardrun.report.junit_reader import read_testcases
-from shardrun.runners import Runner, get_runner, worker_env
+from shardrun.runners import Runner, get_runner
 from shardrun.runspec import UntrustedSpec, verified
 from shardrun.work import rq_worker
-from shardrun.work.accounting import Settled, reconcile, reconcile_junit
+from shardrun.work.accounting import Settled, reconcile
+from shardrun.work.context import WorkerContext, default_context
+from shardrun.work.executors import CommandExecutor, Executor, ServerExecutor, batch_log
 from shardrun.work.live import LiveFeed, live_level
-from shardrun.work.process import run_process
 from shardrun.work.warm import (
-    BatchRun,
     EventCallback,
     Prewarm,
-    RunnerPool,
-    RunnerProcess,
-    Runners,
 )
 
 log = logging.getLogger(__name__)
@@ -51,48 +45,42 @@ HAND_BACK_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 IDLE_RECHECK_SECONDS = 1.0
 
 
-@dataclass(frozen=True)
-class WorkerContext:
-    """What one worker process knows about itself; set once by `serve`."""
+@dataclass
+class Worker:
+    """One worker: its context, and the executors that run its batches (the server one
+    keeps this worker's runner between batches)."""
 
-    root: Path
-    worker_index: int
-    log_dir: Path
-    tmp_dir: Path
-    commit: str | None = None  # the checkout's HEAD; None when it is not a git checkout
-    # How to run batches, from this worker's own side (runspec.py); None: the run's
-    # published settings, if `secret` verifies them.
-    spec: RunSpec | None = None
-    secret: str | None = None
+    context: WorkerContext
+    servers: ServerExecutor = field(default_factory=ServerExecutor)
+    commands: CommandExecutor = field(default_factory=CommandExecutor)
 
-    @property
-    def name(self) -> str:
-        return f"{socket.gethostname()}:{os.getpid()}"
+    def executor_for(self, runner: Runner) -> Executor:
+        return self.servers if runner.server_argv() is not None else self.commands
+
+    def close(self) -> None:
+        self.servers.close()
 
 
-_context: WorkerContext | None = None
-# The runner this worker process keeps between batches (one at a time).
-_runner_pool = RunnerPool()
+# The worker `serve` runs in this thread's context: RQ calls the job function by name,
+# so it finds its worker here. A context variable, not a module global: bench/scale.py
+# runs many worker loops as threads of one process, each with its own worker.
+_current: ContextVar[Worker | None] = ContextVar("shardrun_worker", default=None)
 
 
-def configure(context: WorkerContext) -> None:
-    global _context
-    _context = context
+def configure(context: WorkerContext) -> Worker:
+    """Make a worker of `context` the current one (what `serve` does; benches too)."""
+    worker = Worker(context)
+    _current.set(worker)
+    return worker
 
 
-def current_context() -> WorkerContext:
-    """The configured context, or one derived from the environment (RQ CLI, tests)."""
-    if _context is not None:
-        return _context
-    root = Path.cwd()
+def current_worker() -> Worker:
+    """The configured worker, or one derived from the environment (RQ's CLI, tests)."""
+    worker = _current.get()
+    if worker is not None:
+        return worker
     index = int(os.environ.get("SHARDRUN_WORKER_INDEX", "1"))
-    return default_context(root, index)
-
-
-def default_context(root: Path, worker_index: int) -> WorkerContext:
-    scratch = Path(tempfile.mkdtemp(prefix=f"shardrun-w{worker_index}-"))
-    logs = root / ".shardrun" / "logs"
-    return WorkerContext(root, worker_index, logs, scratch, git_head(root))
+    return configure(default_context(Path.cwd(), index))
 
 
 class Lease:
@@ -135,7 +123,8 @@ class Lease:
 def run_shard(payload: dict[str, Any]) -> dict[str, Any]:
     """RQ job function: run one batch under a lease and push its result to the run."""
     job = ShardJob.from_dict(payload)
-    context = current_context()
+    worker = current_worker()
+    context = worker.context
     run_queue = queue.current_run_queue(job.run_id)
     stop = run_queue.stop_reason()
     if stop is not None:  # fail-fast: the coordinator reports this batch as skipped
@@ -150,7 +139,7 @@ def run_shard(payload: dict[str, Any]) -> dict[str, Any]:
     lease.hold()
     try:
         with _handing_back_on_signals():
-            result = execute(job, context, spec, on_poll=_poll(lease, feed),
+            result = execute(job, worker, spec, on_poll=_poll(lease, feed),
                              on_event=feed.on_event if feed else None)
         if feed is not None:
             feed.flush()
@@ -249,11 +238,12 @@ def trusted_spec(context: WorkerContext, run_queue: queue.RunQueue) -> RunSpec |
 
 
 def execute(
-    job: ShardJob, context: WorkerContext, spec: RunSpec | str,
+    job: ShardJob, worker: Worker, spec: RunSpec | str,
     on_poll: Callable[[], None] | None = None, on_event: EventCallback | None = None,
 ) -> ShardResult:
     """Run the batch with `spec`; a str instead is why the worker refuses it (as it
     refuses a batch of another commit): the coordinator reports the reason."""
+    context = worker.context
     started = time.time()
     reason = spec if isinstance(spec, str) else None
     if reason is None and job.commit and context.commit and job.commit != context.commit:
@@ -264,7 +254,11 @@ def execute(
         return replace(result, refused=True)
     try:
         validate_units(job.units, context.root)
-        return _run_runner(job, spec, context, started, on_poll, on_event)
+        runner = get_runner(spec.framework, context.root, spec.command_template, spec.python)
+        ran = worker.executor_for(runner).run(job, spec, runner, context,
+                                              batch_log(context, job), on_poll, on_event)
+        result = _result(job, context, started, ran.outcome, ran.settled, warm=ran.warm)
+        return replace(result, reused_runner=ran.reused_runner)
     except ShardrunError as error:
         return _failed_result(job, context, started, str(error), retry=False)
     except Exception as error:  # the report must learn why, whatever it was
@@ -283,46 +277,6 @@ def validate_units(units: tuple[str, ...], root: Path) -> None:
             raise ShardrunError(f"unit {unit!r} does not exist in the worker's checkout {root}")
 
 
-def _run_runner(
-    job: ShardJob, spec: RunSpec, context: WorkerContext, started: float,
-    on_poll: Callable[[], None] | None, on_event: EventCallback | None = None,
-) -> ShardResult:
-    runner = get_runner(spec.framework, context.root, spec.command_template, spec.python)
-    env = _runner_env(context)
-    log_path = _log_dir(context, job.run_id) / f"shard-{job.shard_index}-attempt-{job.attempt}.log"
-    server_argv = runner.server_argv()
-    if server_argv is None:
-        return _run_command(job, spec, runner, context, env, log_path, started, on_poll)
-    batch, warm = _run_in_server(job, spec, runner, server_argv, context, env, log_path,
-                                 on_poll, on_event)
-    settled = reconcile(job.units, batch.events, batch.outcome,
-                        timeout_seconds=job.timeout_seconds)
-    result = _result(job, context, started, batch.outcome, settled, warm=warm)
-    return replace(result, reused_runner=warm and spec.runners == Runners.REUSE.value)
-
-
-def _run_command(
-    job: ShardJob, spec: RunSpec, runner: Runner, context: WorkerContext, env: dict[str, str],
-    log_path: Path, started: float, on_poll: Callable[[], None] | None,
-) -> ShardResult:
-    """A `--command` batch: one process, settled from the JUnit XML it leaves behind."""
-    out_dir = Path(tempfile.mkdtemp(prefix=f"shard{job.shard_index}-", dir=context.tmp_dir))
-    try:
-        invocation = runner.invocation(job.units, out_dir, spec.runner_args)
-        outcome = run_process(
-            invocation.argv, cwd=context.root, env=env, log_path=log_path,
-            timeout_seconds=job.timeout_seconds, on_poll=on_poll,
-        )
-        junit = invocation.junit_path
-        xml = junit.read_text(encoding="utf-8", errors="replace") if junit.is_file() else None
-    finally:
-        shutil.rmtree(out_dir, ignore_errors=True)
-    tests, problem = read_testcases(xml)
-    settled = reconcile_junit(job.units, tests, outcome, timeout_seconds=job.timeout_seconds,
-                              problem=problem)
-    return _result(job, context, started, outcome, settled)
-
-
 def _result(
     job: ShardJob, context: WorkerContext, started: float, outcome: ProcessOutcome,
     settled: Settled, *, warm: bool = False, error: str | None = None,
@@ -335,98 +289,6 @@ def _result(
         unrun_reason=settled.unrun_reason, empty_units=settled.empty_units,
         notes=settled.notes, error=error, warm=warm,
     )
-
-
-def _runner_env(context: WorkerContext) -> dict[str, str]:
-    """The test process's environment: a warm runner keeps the one it started with."""
-    tmp = context.tmp_dir / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    return worker_env(os.environ, context.worker_index, tmp)
-
-
-def _log_dir(context: WorkerContext, run_id: str) -> Path:
-    log_dir = context.log_dir / run_id
-    log_dir.mkdir(parents=True, exist_ok=True)
-    return log_dir
-
-
-RunnerKey = tuple[str, str, tuple[str, ...], str]
-
-
-def _runner_key(
-    run_id: str, framework: str, runner_args: tuple[str, ...], root: Path
-) -> RunnerKey:
-    """A runner is for one run, one framework and one set of runner arguments: another
-    run may be at another commit, and other arguments may load other code."""
-    return (run_id, framework, tuple(runner_args), str(root))
-
-
-def _booted_runner(
-    key: RunnerKey, server_argv: tuple[str, ...], context: WorkerContext,
-    env: dict[str, str], log_path: Path,
-) -> tuple[RunnerProcess, bool]:
-    """This worker's runner for `key` and whether it ran a batch before. A new one is
-    started and asked to boot the suite (its output in `log_path`): every forked batch
-    then starts from that boot."""
-
-    def start() -> RunnerProcess:
-        runner = RunnerProcess(key, server_argv, context.root, env, log_path)
-        runner.prewarm(key[2], log_path)
-        return runner
-
-    return _runner_pool.get(key, start)
-
-
-def prewarm(context: WorkerContext, run_id: str, wanted: Prewarm) -> None:
-    """Start this worker's runner and boot the suite before the first batch arrives.
-
-    The boot (a Rails app's, seconds) then overlaps the worker's own start and the
-    coordinator's planning instead of delaying the first batch. Best effort: a worker
-    that cannot prewarm still runs its batches, starting the runner with the first.
-    """
-    try:
-        python = context.spec.python if context.spec else None
-        server_argv = get_runner(wanted.framework, context.root, python=python).server_argv()
-        if server_argv is None:
-            return
-        key = _runner_key(run_id, wanted.framework, wanted.runner_args, context.root)
-        log_path = _log_dir(context, run_id) / f"prewarm-worker-{context.worker_index}.log"
-        _booted_runner(key, server_argv, context, _runner_env(context), log_path)
-    except Exception as error:  # the batches will show the real failure
-        log.warning("could not prewarm the %s runner: %s", wanted.framework, error)
-
-
-def _run_in_server(
-    job: ShardJob, spec: RunSpec, runner: Runner, server_argv: tuple[str, ...],
-    context: WorkerContext, env: dict[str, str], log_path: Path,
-    on_poll: Callable[[], None] | None, on_event: EventCallback | None = None,
-) -> tuple[BatchRun, bool]:
-    """The batch in this worker's runner (started if needed); True if it was warm."""
-    mode = Runners(spec.runners)
-    args = runner.batch_arguments(job.units, spec.runner_args)
-    key = _runner_key(job.run_id, spec.framework, spec.runner_args, context.root)
-    if mode is Runners.FRESH:
-        fresh = RunnerProcess(key, server_argv, context.root, env, log_path)
-        try:
-            return fresh.run(args, log_path, fork=False, timeout_seconds=job.timeout_seconds,
-                             on_poll=on_poll, on_event=on_event), False
-        finally:
-            fresh.stop()
-    if job.fresh_runner and mode is Runners.REUSE:
-        _runner_pool.close()  # its tests never started in a runner earlier batches used
-    process, warm = _booted_runner(key, server_argv, context, env, log_path)
-    batch = process.run(args, log_path, fork=mode is Runners.FORK,
-                        timeout_seconds=job.timeout_seconds, on_poll=on_poll,
-                        on_event=on_event, units=job.units)
-    _runner_pool.discard_dead()
-    limit = spec.runner_max_rss_mb
-    recycled = _runner_pool.recycle_above(None if limit is None else limit * 2**20)
-    if recycled is not None:
-        with log_path.open("a", encoding="utf-8") as batch_log:
-            batch_log.write(f"shardrun: the runner held {recycled / 2**20:.0f} MB after "
-                            f"this batch (--runner-max-rss {limit}); the next batch starts "
-                            "a fresh one\n")
-    return batch, warm
 
 
 def _failed_result(
@@ -455,17 +317,17 @@ def serve(
 
     The context's scratch directory (the tests' TMPDIR) goes when the worker stops.
     """
-    configure(context)
+    worker = configure(context)
     try:
         if prewarm_runner is not None and run_id:
-            prewarm(context, run_id, prewarm_runner)
+            worker.servers.prewarm(context, run_id, prewarm_runner)
             mark("prewarm sent")
         connection = queue.connect(url)
         mark("worker connected")
         log.info("%s", _start_line(context, run_id))  # once Redis answered: no error came
         _serve_on(connection, run_id, burst=burst)
     finally:
-        _runner_pool.close()
+        worker.close()
         shutil.rmtree(context.tmp_dir, ignore_errors=True)
 
 

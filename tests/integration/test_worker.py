@@ -27,7 +27,8 @@ from support.runs import clean_ci_env
 from shardrun.models import Mode, RunMeta, RunSpec, ShardJob, ShardResult
 from shardrun.queue import JOB_FUNCTION, Connection, RunQueue, connect, queue_name, register_run
 from shardrun.run.worker_group import started_workers
-from shardrun.work.worker import WorkerContext, execute
+from shardrun.work.context import WorkerContext
+from shardrun.work.worker import Worker, execute
 
 # A burst worker with one tiny job exits in about a second; this only bounds a hang.
 WORKER_TIMEOUT_SECONDS = 60
@@ -220,7 +221,7 @@ def test_execute_refuses_units_that_are_not_files_in_the_checkout(
     job = ShardJob("run", 0, (unit,), 1.0, 60.0)
     context = WorkerContext(root, 1, tmp_path / "logs", tmp_path / "scratch")
 
-    result = execute(job, context, RunSpec("command", marking_template(marker)))
+    result = execute(job, Worker(context), RunSpec("command", marking_template(marker)))
 
     assert result.error is not None
     assert repr(unit) in result.error
