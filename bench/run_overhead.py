@@ -5,7 +5,7 @@ when no --redis-url is given) and run shards with the `command` framework and a 
 that runs `true`, so the test process costs almost nothing and what is left is shardrun:
 
 - enqueue -> start: from `RunQueue.enqueue` in the coordinator to the job function
-  starting on a worker (`ShardResult.started_at`). Measured closed-loop: one shard per
+  starting on a worker (`BatchResult.started_at`). Measured closed-loop: one shard per
   worker in flight, the next enqueued as a result comes back, so no shard waits behind
   another and the number is dispatch latency, not queueing.
 - finish -> collected: from the worker's `finished_at` (runner done, JUnit read) to the
@@ -39,7 +39,7 @@ from pathlib import Path
 import psutil
 from _datasets import provenance, write_section
 
-from shardrun.models import ShardJob, ShardResult
+from shardrun.models import Batch, BatchResult
 from shardrun.queue import RunQueue, connect
 from shardrun.run.embedded import EmbeddedRedis
 from shardrun.work.tree import kill_tree
@@ -62,7 +62,7 @@ MS = 1000.0
 class Sample:
     enqueued_at: float
     collected_at: float
-    result: ShardResult
+    result: BatchResult
 
     @property
     def enqueue_to_start_ms(self) -> float:
@@ -140,25 +140,25 @@ def make_units(root: Path, count: int) -> list[str]:
     return units
 
 
-def noop_jobs(run_id: str, units: Sequence[str], first_index: int) -> list[ShardJob]:
+def noop_jobs(run_id: str, units: Sequence[str], first_index: int) -> list[Batch]:
     """One shard per unit; indexes (and so RQ job ids) distinct across the phases."""
     return [
-        ShardJob(run_id, first_index + offset, (unit,), 0.0, 60.0)
+        Batch(run_id, first_index + offset, (unit,), 0.0, 60.0)
         for offset, unit in enumerate(units)
     ]
 
 
-def next_result(run_queue: RunQueue) -> tuple[ShardResult, float]:
+def next_result(run_queue: RunQueue) -> tuple[BatchResult, float]:
     result = run_queue.wait_result(RESULT_TIMEOUT_SECONDS)
     collected_at = time.time()
     if result is None:
         raise RuntimeError("no result within the timeout: see the worker logs")
     if result.error or result.outcome.exit_code != 0:
-        raise RuntimeError(f"shard {result.shard_index} failed: {result.error}")
+        raise RuntimeError(f"shard {result.batch_id} failed: {result.error}")
     return result, collected_at
 
 
-def closed_loop(run_queue: RunQueue, jobs: Sequence[ShardJob], in_flight: int) -> list[Sample]:
+def closed_loop(run_queue: RunQueue, jobs: Sequence[Batch], in_flight: int) -> list[Sample]:
     """Keep `in_flight` shards queued or running; enqueue the next as each result arrives."""
     enqueued_at: dict[int, float] = {}
     samples: list[Sample] = []
@@ -166,20 +166,20 @@ def closed_loop(run_queue: RunQueue, jobs: Sequence[ShardJob], in_flight: int) -
 
     def enqueue_next() -> None:
         job = waiting.pop()
-        enqueued_at[job.shard_index] = time.time()
+        enqueued_at[job.batch_id] = time.time()
         run_queue.enqueue([job])
 
     for _ in range(min(in_flight, len(jobs))):
         enqueue_next()
     while len(samples) < len(jobs):
         result, collected_at = next_result(run_queue)
-        samples.append(Sample(enqueued_at[result.shard_index], collected_at, result))
+        samples.append(Sample(enqueued_at[result.batch_id], collected_at, result))
         if waiting:
             enqueue_next()
     return samples
 
 
-def all_at_once(run_queue: RunQueue, jobs: Sequence[ShardJob]) -> tuple[list[ShardResult], float]:
+def all_at_once(run_queue: RunQueue, jobs: Sequence[Batch]) -> tuple[list[BatchResult], float]:
     """Enqueue every shard in one pipeline, as `shardrun run` does; results and wall time."""
     started = time.monotonic()
     run_queue.enqueue(jobs)
@@ -187,9 +187,9 @@ def all_at_once(run_queue: RunQueue, jobs: Sequence[ShardJob]) -> tuple[list[Sha
     return results, time.monotonic() - started
 
 
-def gaps_ms(results: Sequence[ShardResult]) -> list[float]:
+def gaps_ms(results: Sequence[BatchResult]) -> list[float]:
     """Per worker, from finishing one shard to starting the next."""
-    by_worker: dict[str, list[ShardResult]] = {}
+    by_worker: dict[str, list[BatchResult]] = {}
     for result in results:
         by_worker.setdefault(result.worker, []).append(result)
     gaps = []
@@ -299,7 +299,7 @@ def section(
         "nothing and what is measured is shardrun, RQ and Redis.",
         "",
         "*enqueue -> start*: the coordinator's `RunQueue.enqueue` to the job function starting",
-        "(`ShardResult.started_at`); closed loop, the next shard enqueued as each result comes",
+        "(`BatchResult.started_at`); closed loop, the next shard enqueued as each result comes",
         "back, so no shard waits behind another. *finish -> collected*: the worker's",
         "`finished_at` to the coordinator's `wait_result` returning the result.",
         "",

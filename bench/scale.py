@@ -63,13 +63,13 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty
 
 from shardrun.models import (
+    Batch,
+    BatchResult,
     Mode,
     Plan,
     ProcessOutcome,
     RunSpec,
     Shard,
-    ShardJob,
-    ShardResult,
     TestResult,
 )
 from shardrun.plan.gather import PlannedSuite, PlanRequest, prepare
@@ -157,17 +157,17 @@ def passing_tests(units: Sequence[str]) -> tuple[TestResult, ...]:
 
 
 def noop_execute(
-    job: ShardJob, worker: shardrun_worker.Worker, spec: RunSpec | str,
+    job: Batch, worker: shardrun_worker.Worker, spec: RunSpec | str,
     on_poll: Callable[[], None] | None = None,
-) -> ShardResult:
+) -> BatchResult:
     """Stands in for `worker.execute`: the units are checked, no test process runs."""
     started = time.time()
     context = worker.context
     shardrun_worker.validate_units(job.units, context.root)
     if on_poll is not None:
         on_poll()
-    return ShardResult(
-        run_id=job.run_id, shard_index=job.shard_index, attempt=job.attempt,
+    return BatchResult(
+        run_id=job.run_id, batch_id=job.batch_id, attempt=job.attempt,
         worker=f"{context.name}/{threading.current_thread().name}",
         worker_index=context.worker_index, units=job.units,
         outcome=ProcessOutcome(0, None, False, 0.0, 0.0, 0), started_at=started,

@@ -200,12 +200,14 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
-class ShardJob:
-    """A batch's payload: which units to run, for how long at most. Data only: how to run
-    them is the RunSpec's, which no payload carries."""
+class Batch:
+    """A queue job: which units to run, for how long at most. Not a `Shard` (one worker's
+    share of a static plan): a queue-mode run has many more batches than workers, and a
+    retry is a batch of its own. Data only: how to run them is the RunSpec's, which no
+    payload carries."""
 
     run_id: str
-    shard_index: int
+    batch_id: int
     units: tuple[str, ...]
     predicted_seconds: float
     timeout_seconds: float
@@ -226,7 +228,7 @@ class ShardJob:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ShardJob:
+    def from_dict(cls, data: dict[str, Any]) -> Batch:
         job = _from_dict(cls, data)
         return replace(job, units=tuple(job.units))
 
@@ -296,7 +298,7 @@ class TestResult:
 
 
 @dataclass(frozen=True)
-class ShardResult:
+class BatchResult:
     """What a worker sends back for one batch: each test's result, what never started, and
     how the runner process ended.
 
@@ -305,7 +307,7 @@ class ShardResult:
     """
 
     run_id: str
-    shard_index: int
+    batch_id: int
     attempt: int
     worker: str  # "hostname:pid"
     worker_index: int
@@ -316,7 +318,7 @@ class ShardResult:
     predicted_seconds: float = 0.0
     tests: tuple[TestResult, ...] = ()
     # Units (or test ids inside them) that never started; the coordinator sends them out
-    # once more (ShardJob.fresh_runner), and reports them as errors if they never run.
+    # once more (Batch.fresh_runner), and reports them as errors if they never run.
     unrun: tuple[str, ...] = ()
     unrun_reason: str = ""
     empty_units: tuple[str, ...] = ()  # ran to a clean end with zero tests
@@ -336,7 +338,7 @@ class ShardResult:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ShardResult:
+    def from_dict(cls, data: dict[str, Any]) -> BatchResult:
         result = _from_dict(cls, data)
         return replace(
             result,

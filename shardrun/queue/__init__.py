@@ -25,7 +25,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from shardrun.config import KEY_TTL_SECONDS, REDIS_TIMEOUT_SECONDS
 from shardrun.errors import InfrastructureError, InputError
-from shardrun.models import RunMeta, ShardJob, ShardResult
+from shardrun.models import Batch, BatchResult, RunMeta
 from shardrun.queue.keys import (
     KEY_PREFIX as KEY_PREFIX,
 )
@@ -120,7 +120,7 @@ class RunQueue(LeaderKeys, LiveStream):
         return bool(self.connection.exists(self.key("meta")))
 
     @_retrying
-    def enqueue(self, jobs: Sequence[ShardJob], id_suffix: str = "") -> None:
+    def enqueue(self, jobs: Sequence[Batch], id_suffix: str = "") -> None:
         """Enqueue in the given order (the coordinator passes longest first).
 
         RQ job ids are batch and attempt; `id_suffix` tells apart a batch a worker passed
@@ -135,21 +135,21 @@ class RunQueue(LeaderKeys, LiveStream):
                     result_ttl=self.ttl,
                     ttl=self.ttl,
                     failure_ttl=self.ttl,
-                    job_id=f"{self.run_id}-{job.shard_index}-{job.attempt}{id_suffix}",
+                    job_id=f"{self.run_id}-{job.batch_id}-{job.attempt}{id_suffix}",
                     pipeline=pipe,
                 )
             pipe.expire(self.rq_queue.key, self.ttl)
             pipe.execute()
 
     @_retrying
-    def push_result(self, result: ShardResult) -> None:
+    def push_result(self, result: BatchResult) -> None:
         with self.connection.pipeline() as pipe:
             pipe.rpush(self.key("results"), json.dumps(result.to_dict()))
             pipe.expire(self.key("results"), self.ttl)
             pipe.execute()
 
     @_retrying
-    def wait_result(self, timeout: float) -> ShardResult | None:
+    def wait_result(self, timeout: float) -> BatchResult | None:
         """Block up to `timeout` seconds for the next result; None if none arrived."""
         deadline = time.monotonic() + timeout
         while True:
@@ -157,18 +157,18 @@ class RunQueue(LeaderKeys, LiveStream):
             block = max(min(remaining, self.block_slice), MIN_BLOCK_SECONDS)
             item = self.connection.blpop([self.key("results")], timeout=block)
             if item is not None:
-                return ShardResult.from_dict(json.loads(item[1]))
+                return BatchResult.from_dict(json.loads(item[1]))
             if remaining <= self.block_slice:
                 return None
 
-    def wait_results(self, timeout: float, limit: int = RESULTS_PER_READ) -> list[ShardResult]:
+    def wait_results(self, timeout: float, limit: int = RESULTS_PER_READ) -> list[BatchResult]:
         """Block up to `timeout` seconds for a result, then take up to `limit` - 1 more
         that are already waiting; [] if none arrived."""
         first = self.wait_result(timeout)
         return [] if first is None else [first, *self._take_results(limit - 1)]
 
     @_retrying
-    def _take_results(self, count: int) -> list[ShardResult]:
+    def _take_results(self, count: int) -> list[BatchResult]:
         if count < 1:
             return []
         key = self.key("results")
@@ -176,7 +176,7 @@ class RunQueue(LeaderKeys, LiveStream):
             pipe.lrange(key, 0, count - 1)
             pipe.ltrim(key, count, -1)
             items, _ = pipe.execute()
-        return [ShardResult.from_dict(json.loads(item)) for item in items]
+        return [BatchResult.from_dict(json.loads(item)) for item in items]
 
     @_retrying
     def queued_batches(self) -> set[tuple[int, int]]:

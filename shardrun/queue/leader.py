@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from shardrun.models import ShardJob, ShardResult
+from shardrun.models import Batch, BatchResult
 from shardrun.queue.keys import RunKeys, _retrying
 
 # BLPOP's timeout 0 means "forever": the shortest wait we ask for instead.
@@ -52,35 +52,35 @@ class LeaderKeys(RunKeys):
         self.connection.eval(_RELEASE_IF_HELD, 1, self.key("leader"), node)
 
     @_retrying
-    def save_batches(self, jobs: Sequence[ShardJob]) -> None:
+    def save_batches(self, jobs: Sequence[Batch]) -> None:
         """The leader's ledger in Redis, so a node taking over knows every batch."""
         if not jobs:
             return
         with self.connection.pipeline() as pipe:
             pipe.hset(self.key("batches"),
-                      mapping={str(job.shard_index): json.dumps(job.to_dict()) for job in jobs})
+                      mapping={str(job.batch_id): json.dumps(job.to_dict()) for job in jobs})
             pipe.expire(self.key("batches"), self.ttl)
             pipe.execute()
 
     @_retrying
-    def load_batches(self) -> list[ShardJob]:
+    def load_batches(self) -> list[Batch]:
         raw = self.connection.hvals(self.key("batches"))
-        return sorted((ShardJob.from_dict(json.loads(item)) for item in raw),
-                      key=lambda job: job.shard_index)
+        return sorted((Batch.from_dict(json.loads(item)) for item in raw),
+                      key=lambda job: job.batch_id)
 
     @_retrying
-    def save_collected(self, result: ShardResult) -> None:
+    def save_collected(self, result: BatchResult) -> None:
         """Keep an accepted result where every node (and a later leader) can read it."""
         with self.connection.pipeline() as pipe:
-            pipe.hsetnx(self.key("collected"), str(result.shard_index),
+            pipe.hsetnx(self.key("collected"), str(result.batch_id),
                         json.dumps(result.to_dict()))
             pipe.expire(self.key("collected"), self.ttl)
             pipe.execute()
 
     @_retrying
-    def collected(self) -> list[ShardResult]:
+    def collected(self) -> list[BatchResult]:
         raw = self.connection.hvals(self.key("collected"))
-        return [ShardResult.from_dict(json.loads(item)) for item in raw]
+        return [BatchResult.from_dict(json.loads(item)) for item in raw]
 
     @_retrying
     def mark_complete(self, summary: dict[str, Any]) -> None:

@@ -59,19 +59,19 @@ def junit_xml(report: RunReport) -> str:
     """
     groups: dict[tuple[str, int, int, str], list[CaseResult]] = defaultdict(list)
     for case in report.cases:
-        groups[(case.file, case.shard_index, case.attempt, case.worker)].append(case)
+        groups[(case.file, case.batch_id, case.attempt, case.worker)].append(case)
     name_counts = Counter(file for file, _, _, _ in groups)
     root = _MergedXml("shardrun")
-    for (file, shard_index, attempt, worker), cases in groups.items():
+    for (file, batch_id, attempt, worker), cases in groups.items():
         name = file or "(unknown file)"
         if name_counts[file] > 1:
-            name = f"{name} (shard {shard_index}, attempt {attempt})"
+            name = f"{name} (shard {batch_id}, attempt {attempt})"
         suite = _FileSuite(_xml_text(name))
         if file:
             suite.file = _xml_text(file)
-        if shard_index >= 0:
+        if batch_id >= 0:
             suite.hostname = _xml_text(worker.rsplit(":", 1)[0])
-            for key, value in (("shard", shard_index), ("worker", worker), ("attempt", attempt)):
+            for key, value in (("shard", batch_id), ("worker", worker), ("attempt", attempt)):
                 suite.add_property(key, _xml_text(str(value)))
         suite.add_testcases([_junit_case(case) for case in cases])
         root.append(suite)  # type: ignore[no-untyped-call]  # not add_testsuite: O(n^2)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from shardrun.models import FAILED_OUTCOMES, ShardResult, TestResult
+from shardrun.models import FAILED_OUTCOMES, BatchResult, TestResult
 from shardrun.plan.timings import file_of_unit
 from shardrun.units import UnitIndex, holds
 
@@ -51,7 +51,7 @@ class Attempt:
     seconds: float
     attempt: int
     worker: str
-    shard_index: int
+    batch_id: int
     system_out: str = ""
     system_err: str = ""
     reused_runner: bool = False  # ran where earlier batches ran (`--runners reuse`)
@@ -70,7 +70,7 @@ class CaseResult:
     outcome: str  # "passed" | "failed" | "error" | "skipped"
     message: str
     line: int | None
-    shard_index: int  # -1: no worker ever reported the unit
+    batch_id: int  # -1: no worker ever reported the unit
     worker: str
     attempt: int
     details: str = ""  # body of <failure>/<error>/<skipped>: the backtrace
@@ -92,7 +92,7 @@ class RunReport:
 
     cases: tuple[CaseResult, ...]
     units: tuple[str, ...]
-    results: tuple[ShardResult, ...]
+    results: tuple[BatchResult, ...]
     empty_units: tuple[str, ...] = ()  # ran cleanly with zero tests
     unplanned_files: tuple[str, ...] = ()  # had tests, but nobody planned them
     attempts: dict[str, int] = field(default_factory=dict)  # unit -> times dispatched
@@ -166,9 +166,9 @@ class RunReport:
         }
 
 
-def _shard_dict(result: ShardResult) -> dict[str, Any]:
+def _shard_dict(result: BatchResult) -> dict[str, Any]:
     outcome = result.outcome
-    return {"index": result.shard_index, "attempt": result.attempt, "worker": result.worker,
+    return {"index": result.batch_id, "attempt": result.attempt, "worker": result.worker,
             "predicted_seconds": round(result.predicted_seconds, 6),
             "actual_seconds": round(outcome.wall_seconds, 6), "exit_code": outcome.exit_code,
             "signal": outcome.signal, "timed_out": outcome.timed_out, "error": result.error}
@@ -179,7 +179,7 @@ def _shard_dict(result: ShardResult) -> dict[str, Any]:
 
 def merge(
     planned_units: Sequence[str],
-    results: Sequence[ShardResult],
+    results: Sequence[BatchResult],
     skipped: Mapping[str, str] | None = None,
     lost_reasons: Mapping[str, str] | None = None,
 ) -> RunReport:
@@ -190,7 +190,7 @@ def merge(
     units = tuple(dict.fromkeys(planned_units))
     index = UnitIndex(units)
     ordered = sorted(results, key=_recency)
-    runs: dict[str, list[tuple[ShardResult, TestResult]]] = defaultdict(list)
+    runs: dict[str, list[tuple[BatchResult, TestResult]]] = defaultdict(list)
     for result in ordered:
         for test in result.tests:
             runs[test.id].append((result, test))
@@ -212,12 +212,12 @@ def merge(
     )
 
 
-def _recency(result: ShardResult) -> tuple[int, float]:
+def _recency(result: BatchResult) -> tuple[int, float]:
     return result.attempt, result.finished_at
 
 
 def _final_case(
-    test_id: str, runs: Sequence[tuple[ShardResult, TestResult]], index: UnitIndex
+    test_id: str, runs: Sequence[tuple[BatchResult, TestResult]], index: UnitIndex
 ) -> CaseResult:
     """The latest attempt that ran the test (one that never ran only when none did),
     with every other failed attempt inside it."""
@@ -233,7 +233,7 @@ def _final_case(
     return CaseResult(
         name=final.name or test_id, classname=final.classname, file=final.file,
         unit=unit or "", seconds=final.seconds, outcome=final.outcome, message=final.message,
-        line=_line_to_look_at(final), shard_index=result.shard_index, worker=result.worker,
+        line=_line_to_look_at(final), batch_id=result.batch_id, worker=result.worker,
         attempt=result.attempt, details=final.details, result_type=final.result_type,
         system_out=final.stdout, system_err=final.stderr, flaky=passed_again and not polluted,
         id=test_id, earlier=earlier, origin=final.origin, polluted=polluted,
@@ -248,21 +248,21 @@ def _line_to_look_at(test: TestResult) -> int | None:
     return test.line
 
 
-def _attempt(result: ShardResult, test: TestResult) -> Attempt:
+def _attempt(result: BatchResult, test: TestResult) -> Attempt:
     return Attempt(test.outcome, test.message, test.details, test.result_type, test.seconds,
-                   result.attempt, result.worker, result.shard_index, test.stdout, test.stderr,
+                   result.attempt, result.worker, result.batch_id, test.stdout, test.stderr,
                    result.reused_runner)
 
 
 def _never_ran(
-    ordered: Sequence[ShardResult], cases: Sequence[CaseResult], empty: set[str],
+    ordered: Sequence[BatchResult], cases: Sequence[CaseResult], empty: set[str],
     index: UnitIndex, skipped: Mapping[str, str],
 ) -> list[CaseResult]:
     """Errors for what a batch sent back unrun and no later batch ran: "never ran: why".
 
     An item is a unit or a test id; a later case held by it, a clean empty run of it, or
     a --fail-fast skip settles it instead."""
-    reasons: dict[str, tuple[str, ShardResult]] = {}
+    reasons: dict[str, tuple[str, BatchResult]] = {}
     for result in ordered:
         for item in result.unrun:
             reasons[item] = (result.unrun_reason, result)
@@ -284,11 +284,11 @@ def _never_ran(
     return lost
 
 
-def _unrun_case(item: str, unit: str, reason: str, result: ShardResult) -> CaseResult:
+def _unrun_case(item: str, unit: str, reason: str, result: BatchResult) -> CaseResult:
     file = file_of_unit(item)
     return CaseResult(
         name=item, classname=file, file=file, unit=unit, seconds=0.0, outcome="error",
-        message=f"never ran: {reason}", line=None, shard_index=result.shard_index,
+        message=f"never ran: {reason}", line=None, batch_id=result.batch_id,
         worker=result.worker, attempt=result.attempt, result_type=CRASH_ERROR_TYPE,
         system_out=result.outcome.output_tail, id=item, origin=NEVER_RAN,
     )
@@ -298,7 +298,7 @@ def _skipped_case(item: str, reason: str, unit: str | None = None) -> CaseResult
     file = file_of_unit(item)
     return CaseResult(
         name=item, classname=file, file=file, unit=unit or item, seconds=0.0,
-        outcome="skipped", message=reason, line=None, shard_index=-1, worker="", attempt=0,
+        outcome="skipped", message=reason, line=None, batch_id=-1, worker="", attempt=0,
         id=item, origin=SKIPPED_ORIGIN,
     )
 
@@ -308,12 +308,12 @@ def _lost_case(unit: str, reason: str | None = None) -> CaseResult:
     return CaseResult(
         name=unit, classname=file, file=file, unit=unit, seconds=0.0, outcome="error",
         message=f"{NO_RESULT} ({reason})" if reason else NO_RESULT, line=None,
-        shard_index=-1, worker="", attempt=0,
+        batch_id=-1, worker="", attempt=0,
         result_type=CRASH_ERROR_TYPE, id=unit, origin=NO_RESULT_ORIGIN,
     )
 
 
-def _attempts(ordered: Iterable[ShardResult]) -> dict[str, int]:
+def _attempts(ordered: Iterable[BatchResult]) -> dict[str, int]:
     attempts: dict[str, int] = {}
     for result in ordered:
         for unit in result.units:
@@ -339,9 +339,9 @@ def _in_plan_order(cases: Sequence[CaseResult], units: Sequence[str]) -> tuple[C
     """Planned files first, in plan order; a file's tests keep the order they ran in."""
     position = {file: index for index, file in enumerate(dict.fromkeys(map(file_of_unit, units)))}
     return tuple(sorted(cases, key=lambda case: (position.get(case.file, len(position)),
-                                                 case.file, case.shard_index, case.attempt)))
+                                                 case.file, case.batch_id, case.attempt)))
 
 
-def latest_per_shard(results: Iterable[ShardResult]) -> list[ShardResult]:
-    latest = {result.shard_index: result for result in sorted(results, key=_recency)}
+def latest_per_shard(results: Iterable[BatchResult]) -> list[BatchResult]:
+    latest = {result.batch_id: result for result in sorted(results, key=_recency)}
     return [latest[index] for index in sorted(latest)]

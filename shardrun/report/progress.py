@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shardrun.models import FAILED_OUTCOMES, ShardResult
+from shardrun.models import FAILED_OUTCOMES, BatchResult
 from shardrun.plan.timings import file_of_unit
 from shardrun.report.terminal import printable
 
@@ -52,7 +52,7 @@ class ResultTally:
     latest: dict[str, str] = field(default_factory=dict)
     failed_before: set[str] = field(default_factory=set)
 
-    def add(self, result: ShardResult) -> None:
+    def add(self, result: BatchResult) -> None:
         """A retry's result replaces the earlier one; a test that never ran does not
         replace one that did (as merge.py decides)."""
         for test in result.tests:
@@ -120,9 +120,9 @@ def eta_text(seconds: float | None) -> str:
     return f", ETA {whole // 60}m{whole % 60:02d}s"
 
 
-def batch_note(result: ShardResult) -> str:
+def batch_note(result: BatchResult) -> str:
     """What the plain (CI log) progress line says of the batch that just came back."""
-    return (f"batch {result.shard_index} done on worker {result.worker_index} in "
+    return (f"batch {result.batch_id} done on worker {result.worker_index} in "
             f"{result.outcome.wall_seconds:.1f}s")
 
 

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from shardrun.models import Plan, ShardResult
+from shardrun.models import BatchResult, Plan
 from shardrun.plan.history import History
 from shardrun.plan.timings import file_of_unit
 from shardrun.report.merge import FAILED_OUTCOMES, CaseResult, RunReport
@@ -40,7 +40,7 @@ _CLEAN_EXIT_CODES = frozenset({0, 5})
 _DIGITS = 3
 
 
-def batch_outcome(result: ShardResult) -> str:
+def batch_outcome(result: BatchResult) -> str:
     """One of OUTCOMES for a batch: how its process ended, not what its tests said."""
     outcome = result.outcome
     if outcome.timed_out:
@@ -54,13 +54,13 @@ def _case_seconds_by_batch(report: RunReport) -> dict[tuple[int, int, str], floa
     """Testcase seconds per (shard index, attempt, worker): the time spent inside tests."""
     seconds: dict[tuple[int, int, str], float] = defaultdict(float)
     for case in report.cases:
-        seconds[(case.shard_index, case.attempt, case.worker)] += case.seconds
+        seconds[(case.batch_id, case.attempt, case.worker)] += case.seconds
     return seconds
 
 
-def _batch(result: ShardResult, case_seconds: float | None) -> dict[str, Any]:
+def _batch(result: BatchResult, case_seconds: float | None) -> dict[str, Any]:
     return {
-        "index": result.shard_index,
+        "index": result.batch_id,
         "attempt": result.attempt,
         "worker": result.worker,
         "worker_index": result.worker_index,
@@ -76,16 +76,16 @@ def _batch(result: ShardResult, case_seconds: float | None) -> dict[str, Any]:
     }
 
 
-def batches(results: Sequence[ShardResult], report: RunReport) -> list[dict[str, Any]]:
+def batches(results: Sequence[BatchResult], report: RunReport) -> list[dict[str, Any]]:
     """One entry per result (a shard, or a queue batch; every attempt), in start order.
 
     `case_seconds` is None for an attempt the report superseded: its testcases were
     replaced by a later attempt's, so the time it spent inside tests is unknown.
     """
     case_seconds = _case_seconds_by_batch(report)
-    ordered = sorted(results, key=lambda r: (r.started_at, r.worker_index, r.shard_index))
+    ordered = sorted(results, key=lambda r: (r.started_at, r.worker_index, r.batch_id))
     return [
-        _batch(result, case_seconds.get((result.shard_index, result.attempt, result.worker)))
+        _batch(result, case_seconds.get((result.batch_id, result.attempt, result.worker)))
         for result in ordered
     ]
 
@@ -183,7 +183,7 @@ def _report_fields(report: RunReport) -> dict[str, Any]:
 
 
 def build_run_record(
-    run_id: str, plan: Plan, results: Sequence[ShardResult], report: RunReport,
+    run_id: str, plan: Plan, results: Sequence[BatchResult], report: RunReport,
     recorded_at: float, *, timed: bool = True, run_started_at: float | None = None,
     origin: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
@@ -224,7 +224,7 @@ def build_run_record(
 
 
 def record_run(
-    history: History, run_id: str, plan: Plan, results: Sequence[ShardResult],
+    history: History, run_id: str, plan: Plan, results: Sequence[BatchResult],
     report: RunReport, recorded_at: float, *, timed: bool = True,
     run_started_at: float | None = None, origin: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:

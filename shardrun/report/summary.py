@@ -13,7 +13,7 @@ import re
 import shlex
 from collections.abc import Iterable, Sequence
 
-from shardrun.models import ShardResult
+from shardrun.models import BatchResult
 from shardrun.plan.timings import file_of_unit
 from shardrun.report.merge import (
     FAILED_OUTCOMES,
@@ -116,14 +116,14 @@ def _speedup_lines(report: RunReport, wall_seconds: float | None) -> list[str]:
     inside: dict[tuple[int, int, str], float] = {}  # (shard, attempt, worker) -> test seconds
     for case in report.cases:
         if case.origin in ("", "interrupted"):  # what a runner ran, not what shardrun made up
-            key = (case.shard_index, case.attempt, case.worker)
+            key = (case.batch_id, case.attempt, case.worker)
             inside[key] = inside.get(key, 0.0) + case.seconds
     if not wall_seconds or not inside:
         return []
     booted: list[float] = []  # seconds outside tests of batches that started a process
     reused: list[float] = []  # ... of batches run in a warm runner (shardrun/work/warm.py)
     for result in report.results:
-        key = (result.shard_index, result.attempt, result.worker)
+        key = (result.batch_id, result.attempt, result.worker)
         if key in inside:
             outside = result.outcome.wall_seconds - inside[key]
             (reused if result.warm else booted).append(outside)
@@ -157,18 +157,18 @@ def _first_line(case: CaseResult) -> str:
     return "(no message)"
 
 
-def _shard_lines(results: Sequence[ShardResult], timed: bool) -> list[str]:
+def _shard_lines(results: Sequence[BatchResult], timed: bool) -> list[str]:
     latest = latest_per_shard(results)
     if len(latest) > MAX_BATCH_LINES:
         return _worker_lines(latest, timed)
-    lines = [f"  shard {result.shard_index} attempt {result.attempt} on "
+    lines = [f"  shard {result.batch_id} attempt {result.attempt} on "
              f"{_worker_name(result.worker_index, result.worker)}: "
              + _versus(result.predicted_seconds, result.outcome.wall_seconds, timed)
              for result in latest]
     return [_heading("Shards", timed), *lines] if lines else []
 
 
-def _worker_lines(results: Sequence[ShardResult], timed: bool) -> list[str]:
+def _worker_lines(results: Sequence[BatchResult], timed: bool) -> list[str]:
     """Queue mode runs many batches: predicted vs actual summed per worker instead."""
     totals: dict[tuple[int, str], list[float]] = {}
     for result in results:

@@ -30,10 +30,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from shardrun.models import ShardJob, ShardResult
+from shardrun.models import Batch, BatchResult
 
 
-def retry_units(result: ShardResult, framework: str) -> list[str]:
+def retry_units(result: BatchResult, framework: str) -> list[str]:
     """What to run again for the result's failed tests: each test by its own id, which
     rspec and pytest select it by; a `command` batch's tests by their unit (no command
     selects a JUnit testcase). Tests that never ran are requeued through `unrun` instead."""
@@ -52,7 +52,7 @@ class BatchStatus(Enum):
 
 @dataclass
 class BatchEntry:
-    job: ShardJob
+    job: Batch
     status: BatchStatus = BatchStatus.QUEUED
     losses: int = 0
 
@@ -71,7 +71,7 @@ def default_retry_budget(tests: int) -> int:
 
 @dataclass
 class Ledger:
-    """Run bookkeeping; batch ids (`ShardJob.shard_index`) are unique within the run.
+    """Run bookkeeping; batch ids (`Batch.batch_id`) are unique within the run.
 
     Every status change goes through `_set`, which keeps the sets of queued and running
     batches: the watch loop asks `complete` once per result and looks at queued and
@@ -97,14 +97,14 @@ class Ledger:
     _running: set[int] = field(default_factory=set, init=False, repr=False)
     _next_id: int = field(default=0, init=False, repr=False)
 
-    def add(self, jobs: Iterable[ShardJob]) -> list[ShardJob]:
+    def add(self, jobs: Iterable[Batch]) -> list[Batch]:
         added = list(jobs)
         for job in added:
             if job.attempt == 1:
                 self.planned_units += len(job.units)
-            self.batches[job.shard_index] = BatchEntry(job)
-            self._set(job.shard_index, BatchStatus.QUEUED)
-            self._next_id = max(self._next_id, job.shard_index + 1)
+            self.batches[job.batch_id] = BatchEntry(job)
+            self._set(job.batch_id, BatchStatus.QUEUED)
+            self._next_id = max(self._next_id, job.batch_id + 1)
         return added
 
     def _set(self, batch_id: int, status: BatchStatus) -> None:
@@ -116,14 +116,14 @@ class Ledger:
             else:
                 members.discard(batch_id)
 
-    def restore(self, jobs: Iterable[ShardJob], done: Iterable[int]) -> None:
+    def restore(self, jobs: Iterable[Batch], done: Iterable[int]) -> None:
         """Rebuild the books from Redis when a node takes over from a leader that died:
         every batch as last enqueued, those with a collected result done. Retry batches
         (single units that avoid a worker) count as retries already spent."""
         done_ids = set(done)
         for job in self.add(jobs):
-            if job.shard_index in done_ids:
-                self._set(job.shard_index, BatchStatus.DONE)
+            if job.batch_id in done_ids:
+                self._set(job.batch_id, BatchStatus.DONE)
             if job.fresh_runner:
                 self.requeued_unrun.update(job.units)
             elif job.avoid_worker is not None:
@@ -142,18 +142,18 @@ class Ledger:
         if batch_id in self._queued:
             self._set(batch_id, BatchStatus.RUNNING)
 
-    def accepts(self, result: ShardResult) -> bool:
+    def accepts(self, result: BatchResult) -> bool:
         """Whether this result is the first for its batch (any attempt: a worker given up
         for lost that did finish still delivers a valid result)."""
-        entry = self.batches.get(result.shard_index)
+        entry = self.batches.get(result.batch_id)
         return entry is not None and entry.status not in (BatchStatus.DONE, BatchStatus.ABANDONED)
 
-    def finished(self, result: ShardResult) -> list[ShardJob]:
+    def finished(self, result: BatchResult) -> list[Batch]:
         """Record a result; returns the batches it makes due: one for the tests it never
         started (once), one per failed test to retry."""
         if not self.accepts(result):
             return []  # a duplicate: the batch is already accounted for
-        self._set(result.shard_index, BatchStatus.DONE)
+        self._set(result.batch_id, BatchStatus.DONE)
         failed = retry_units(result, self.framework)
         self.failures += len(failed)
         self.tests_seen.update(test.id for test in result.tests)
@@ -184,7 +184,7 @@ class Ledger:
         allowed = set(fresh[:room])
         return [unit for unit in due if unit in self.retried_units or unit in allowed]
 
-    def _unrun_batch(self, result: ShardResult) -> list[ShardJob]:
+    def _unrun_batch(self, result: BatchResult) -> list[Batch]:
         due = [unit for unit in result.unrun if unit not in self.requeued_unrun]
         if not due:
             return []
@@ -192,8 +192,8 @@ class Ledger:
         share = result.predicted_seconds * len(due) / max(len(result.units), 1)
         return self._next(result, due, share, fresh_runner=True)
 
-    def _retry_batches(self, units: Sequence[str], result: ShardResult) -> list[ShardJob]:
-        retries: list[ShardJob] = []
+    def _retry_batches(self, units: Sequence[str], result: BatchResult) -> list[Batch]:
+        retries: list[Batch] = []
         for unit in units:
             self.retried_units[unit] = self.retried_units.get(unit, 0) + 1
             share = result.predicted_seconds / max(len(result.units), 1)
@@ -202,12 +202,12 @@ class Ledger:
         return retries
 
     def _next(
-        self, result: ShardResult, units: Sequence[str], predicted_seconds: float,
+        self, result: BatchResult, units: Sequence[str], predicted_seconds: float,
         *, avoid_worker: str | None = None, fresh_runner: bool = False,
-    ) -> list[ShardJob]:
+    ) -> list[Batch]:
         job = replace(
-            self.batches[result.shard_index].job,
-            shard_index=self.next_batch_id(),
+            self.batches[result.batch_id].job,
+            batch_id=self.next_batch_id(),
             units=tuple(units),
             attempt=result.attempt + 1,
             predicted_seconds=predicted_seconds,
@@ -216,7 +216,7 @@ class Ledger:
         )
         return self.add([job])
 
-    def lost(self, batch_id: int) -> ShardJob | None:
+    def lost(self, batch_id: int) -> Batch | None:
         """A running batch lost its lease: the job to enqueue again, or None if abandoned."""
         entry = self.batches[batch_id]
         if entry.status is not BatchStatus.RUNNING:
@@ -229,7 +229,7 @@ class Ledger:
         self._set(batch_id, BatchStatus.QUEUED)
         return entry.job
 
-    def refused(self, batch_id: int, reason: str = "") -> ShardJob | None:
+    def refused(self, batch_id: int, reason: str = "") -> Batch | None:
         """A worker declined the batch (another commit, no trusted settings): try another,
         like a lost lease; the reason is what the report says if no worker runs it."""
         if reason:
@@ -243,21 +243,21 @@ class Ledger:
                 if entry.status is BatchStatus.ABANDONED and batch_id in self.refusals
                 for unit in entry.job.units}
 
-    def requeue_unfinished(self) -> list[ShardJob]:
+    def requeue_unfinished(self) -> list[Batch]:
         """Redis lost the queue: every open batch is queued again, attempts unchanged
         (losing Redis is not the batch's fault)."""
         jobs = self.unfinished()
         for job in jobs:
-            self._set(job.shard_index, BatchStatus.QUEUED)
+            self._set(job.batch_id, BatchStatus.QUEUED)
         return jobs
 
-    def queued(self) -> list[ShardJob]:
+    def queued(self) -> list[Batch]:
         return [self.batches[batch_id].job for batch_id in sorted(self._queued)]
 
-    def running(self) -> list[ShardJob]:
+    def running(self) -> list[Batch]:
         return [self.batches[batch_id].job for batch_id in sorted(self._running)]
 
-    def unfinished(self) -> list[ShardJob]:
+    def unfinished(self) -> list[Batch]:
         """Queued or running batches, for re-enqueueing after Redis lost the queue."""
         return [self.batches[batch_id].job for batch_id in sorted(self._queued | self._running)]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from shardrun.checkout import git_head
 from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS, available_cpus
-from shardrun.models import Mode, Plan, RunSpec, ShardJob
+from shardrun.models import Batch, Mode, Plan, RunSpec
 from shardrun.plan.batching import DEFAULT_BOOT_SECONDS, DEFAULT_WARM_BATCH_SECONDS, queue_batches
 from shardrun.plan.discovery import Suite
 from shardrun.plan.gather import PlannedSuite, PlanRequest
@@ -176,16 +176,16 @@ def batch_overhead(runs: Sequence[Mapping[str, Any]], framework: str, *, warm: b
     return boot_seconds(runs) or DEFAULT_BOOT_SECONDS[framework]
 
 
-def batch_jobs(run_id: str, dispatched: Plan, options: RunOptions) -> list[ShardJob]:
+def batch_jobs(run_id: str, dispatched: Plan, options: RunOptions) -> list[Batch]:
     """One job per non-empty shard or batch, longest first so the big ones start first."""
     shards = [shard for shard in dispatched.shards if shard.units]
     if options.mode == Mode.STATIC:
         shards.sort(key=lambda shard: (-shard.predicted_seconds, shard.index))
     commit = git_head(options.request.root)
     return [
-        ShardJob(
+        Batch(
             run_id=run_id,
-            shard_index=shard.index,
+            batch_id=shard.index,
             units=shard.units,
             predicted_seconds=shard.predicted_seconds,
             timeout_seconds=options.timeout_seconds or default_timeout(shard.predicted_seconds),

@@ -29,7 +29,7 @@ from shardrun.errors import (
     InfrastructureError,
     ShardrunError,
 )
-from shardrun.models import Mode, Plan, RunMeta, ShardJob, ShardResult
+from shardrun.models import Batch, BatchResult, Mode, Plan, RunMeta
 from shardrun.phases import mark
 from shardrun.plan.gather import PlannedSuite
 from shardrun.plan.history import History
@@ -65,16 +65,16 @@ class Leadership(Protocol):
     def restore(self, ledger: Ledger) -> None:
         """Fill the ledger with an earlier leader's batches and what they collected."""
 
-    def accepted(self, result: ShardResult) -> None:
+    def accepted(self, result: BatchResult) -> None:
         """A result was accepted for its batch."""
 
-    def enqueued(self, jobs: list[ShardJob]) -> None:
+    def enqueued(self, jobs: list[Batch]) -> None:
         """Batches were (re)enqueued: the first ones, retries, requeues."""
 
     def checked(self) -> None:
         """Once a second; raises ShardrunError to end the watch (leadership lost)."""
 
-    def results(self, watched: Sequence[ShardResult]) -> list[ShardResult]:
+    def results(self, watched: Sequence[BatchResult]) -> list[BatchResult]:
         """Every batch's result: this session's and those earlier leaders collected."""
 
     def completed(self, outcome: RunOutcome) -> None:
@@ -95,16 +95,16 @@ class LocalBooks:
     def restore(self, ledger: Ledger) -> None:
         """Nothing to restore: a local run is never taken over."""
 
-    def accepted(self, result: ShardResult) -> None:
+    def accepted(self, result: BatchResult) -> None:
         """In memory only."""
 
-    def enqueued(self, jobs: list[ShardJob]) -> None:
+    def enqueued(self, jobs: list[Batch]) -> None:
         """In memory only."""
 
     def checked(self) -> None:
         """Nobody can take the lead."""
 
-    def results(self, watched: Sequence[ShardResult]) -> list[ShardResult]:
+    def results(self, watched: Sequence[BatchResult]) -> list[BatchResult]:
         return list(watched)
 
     def completed(self, outcome: RunOutcome) -> None:
@@ -127,13 +127,13 @@ class LeaderBooks:
         return self.run_queue.meta()
 
     def restore(self, ledger: Ledger) -> None:
-        done = [result.shard_index for result in self.run_queue.collected()]
+        done = [result.batch_id for result in self.run_queue.collected()]
         ledger.restore(self.run_queue.load_batches(), done)
 
-    def accepted(self, result: ShardResult) -> None:
+    def accepted(self, result: BatchResult) -> None:
         self.run_queue.save_collected(result)
 
-    def enqueued(self, jobs: list[ShardJob]) -> None:
+    def enqueued(self, jobs: list[Batch]) -> None:
         self.run_queue.save_batches(jobs)
 
     def checked(self) -> None:
@@ -141,11 +141,11 @@ class LeaderBooks:
             self.lost = True
             raise InfrastructureError("lost the leadership of the build to another node")
 
-    def results(self, watched: Sequence[ShardResult]) -> list[ShardResult]:
-        by_batch = {result.shard_index: result for result in watched}
+    def results(self, watched: Sequence[BatchResult]) -> list[BatchResult]:
+        by_batch = {result.batch_id: result for result in watched}
         with contextlib.suppress(ShardrunError):  # Redis gone: what this leader saw
             for result in self.run_queue.collected():
-                by_batch.setdefault(result.shard_index, result)
+                by_batch.setdefault(result.batch_id, result)
         return list(by_batch.values())
 
     def completed(self, outcome: RunOutcome) -> None:
@@ -223,7 +223,7 @@ def _begin(session: Session, ledger: Ledger) -> tuple[RunMeta, Plan]:
 
 
 def enqueue_first_batches_first(
-    run_queue: queue.RunQueue, jobs: Sequence[ShardJob], workers: int
+    run_queue: queue.RunQueue, jobs: Sequence[Batch], workers: int
 ) -> None:
     """One batch per worker in a pipeline of its own, then the rest: the workers start
     on theirs while the other thousand batches of a big suite are still being written."""

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from shardrun.config import WAIT_SLICE_SECONDS
 from shardrun.errors import ShardrunError
-from shardrun.models import FAILED_OUTCOMES, ShardJob, ShardResult
+from shardrun.models import FAILED_OUTCOMES, Batch, BatchResult
 from shardrun.run.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class Progress:
     predicted_total: float = 0.0
     predicted_done: float = 0.0
     elapsed: float = 0.0
-    results: list[ShardResult] = field(default_factory=list)
+    results: list[BatchResult] = field(default_factory=list)
     latest_outcomes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -57,7 +57,7 @@ class Progress:
         left = max(self.predicted_total - self.predicted_done, 0.0)
         return self.elapsed * left / self.predicted_done
 
-    def add(self, result: ShardResult, planned: set[str], done: set[str]) -> None:
+    def add(self, result: BatchResult, planned: set[str], done: set[str]) -> None:
         """Count a result: its planned units (less those it never started), its tests
         (a retry's result replaces the earlier one; a test that never ran does not replace
         one that did), and, for a first attempt, its predicted seconds."""
@@ -74,7 +74,7 @@ class Progress:
 
 @dataclass
 class WatchOutcome:
-    results: list[ShardResult]
+    results: list[BatchResult]
     infrastructure_error: str | None = None
 
 
@@ -87,8 +87,8 @@ class BatchQueue(Protocol):
 
     run_id: str
 
-    def wait_results(self, timeout: float) -> list[ShardResult]: ...
-    def enqueue(self, jobs: Sequence[ShardJob], id_suffix: str = "") -> None: ...
+    def wait_results(self, timeout: float) -> list[BatchResult]: ...
+    def enqueue(self, jobs: Sequence[Batch], id_suffix: str = "") -> None: ...
     def meta_present(self) -> bool: ...
     def queued_batches(self) -> set[tuple[int, int]]: ...
     def started_batches(self, batch_ids: Sequence[int]) -> dict[int, tuple[int, str]]: ...
@@ -109,10 +109,10 @@ class Books(Protocol):
     """Where the run's books are kept besides the ledger: nowhere for a local run, in Redis
     under a lease for a CI leader (run/session.py)."""
 
-    def accepted(self, result: ShardResult) -> None:
+    def accepted(self, result: BatchResult) -> None:
         """A result was accepted for its batch."""
 
-    def enqueued(self, jobs: list[ShardJob]) -> None:
+    def enqueued(self, jobs: list[Batch]) -> None:
         """Batches were (re)enqueued: retries, requeues after a lost lease."""
 
     def checked(self) -> None:
@@ -140,7 +140,7 @@ class Watcher:
         self.books = books
         self.clock = clock
         self.on_tick = on_tick  # each pass of the loop: `run --verbose` reads live results
-        self.results: list[ShardResult] = []
+        self.results: list[BatchResult] = []
         jobs = [entry.job for entry in ledger.batches.values()]
         self.planned = {unit for job in jobs for unit in job.units}
         self.done: set[str] = set()
@@ -171,13 +171,13 @@ class Watcher:
             return WatchOutcome(self.results, str(error))
         return WatchOutcome(self.results)
 
-    def _accept(self, result: ShardResult) -> None:
+    def _accept(self, result: BatchResult) -> None:
         if not self.ledger.accepts(result):
             return
         if result.refused:
             reason = f"refused by worker {result.worker}: {result.error}"
-            log.warning("batch %s %s", result.shard_index, reason)
-            self._requeue(self.ledger.refused(result.shard_index, reason))
+            log.warning("batch %s %s", result.batch_id, reason)
+            self._requeue(self.ledger.refused(result.batch_id, reason))
             return
         followers = self.ledger.finished(result)
         self.books.accepted(result)
@@ -196,11 +196,11 @@ class Watcher:
         if not self.run_queue.meta_present():
             self._recover()
         off_queue = self._off_queue()
-        started = self.run_queue.started_batches([job.shard_index for job in off_queue])
+        started = self.run_queue.started_batches([job.batch_id for job in off_queue])
         unstarted = []
         for job in off_queue:
-            if started.get(job.shard_index, (0, ""))[0] == job.attempt:
-                self.ledger.started(job.shard_index)
+            if started.get(job.batch_id, (0, ""))[0] == job.attempt:
+                self.ledger.started(job.batch_id)
             else:
                 unstarted.append(job)
         self._reclaim_lost_leases()
@@ -208,18 +208,18 @@ class Watcher:
         if self.workers is not None:
             self.workers.ensure_alive()
 
-    def _off_queue(self) -> list[ShardJob]:
+    def _off_queue(self) -> list[Batch]:
         """Batches the ledger has queued that are no longer on the queue: a worker took
         them. Only these can have started since the last check."""
         queued = self.ledger.queued()
         if not queued:
             return []
         on_queue = self.run_queue.queued_batches()
-        return [job for job in queued if (job.shard_index, job.attempt) not in on_queue]
+        return [job for job in queued if (job.batch_id, job.attempt) not in on_queue]
 
     def _reclaim_lost_leases(self) -> None:
         """Running batches nobody holds: their worker died, vanished or hung."""
-        running = [job.shard_index for job in self.ledger.running()]
+        running = [job.batch_id for job in self.ledger.running()]
         if not running or self.run_queue.results_pending():
             return  # results not read yet release leases: look once they are read
         held = self.run_queue.leased(running)
@@ -230,20 +230,20 @@ class Watcher:
                 log.warning("batch %s lost its lease; requeueing", batch_id)
                 self._requeue(self.ledger.lost(batch_id))
 
-    def _reclaim_vanished(self, unstarted: list[ShardJob]) -> None:
+    def _reclaim_vanished(self, unstarted: list[Batch]) -> None:
         """Queued batches that left the queue but never started: the worker that took
         them died before taking the lease. Given a lease's time to show up, they are
         treated like a lost lease."""
         now = self.clock()
-        current = {job.shard_index for job in unstarted}
+        current = {job.batch_id for job in unstarted}
         for batch_id in [b for b in self.off_queue_since if b not in current]:
             del self.off_queue_since[batch_id]
         for job in unstarted:
-            since = self.off_queue_since.setdefault(job.shard_index, now)
+            since = self.off_queue_since.setdefault(job.batch_id, now)
             if now - since > job.lease_seconds:
-                self.off_queue_since.pop(job.shard_index)
-                self.ledger.started(job.shard_index)
-                self._requeue(self.ledger.lost(job.shard_index))
+                self.off_queue_since.pop(job.batch_id)
+                self.ledger.started(job.batch_id)
+                self._requeue(self.ledger.lost(job.batch_id))
 
     def _recover(self) -> None:
         """Redis lost the run (a restart without persistence): enqueue again from the
@@ -255,7 +255,7 @@ class Watcher:
         self.run_queue.enqueue(self.ledger.requeue_unfinished(), id_suffix=f"-r{self.recoveries}")
         self.off_queue_since.clear()
 
-    def _requeue(self, job: ShardJob | None) -> None:
+    def _requeue(self, job: Batch | None) -> None:
         if job is not None:
             self.books.enqueued([job])
             self.run_queue.enqueue([job])

@@ -14,7 +14,7 @@ from shardrun.runners.minitest import MinitestRunner
 from shardrun.runners.pytest import PytestRunner
 from shardrun.runners.rspec import RspecRunner
 
-# The framework names the CLI offers (click.Choice) and ShardJob.framework carries.
+# The framework names the CLI offers (click.Choice) and Batch.framework carries.
 RUNNER_NAMES = ("rspec", "pytest", "minitest", "cucumber", "command")
 # The frameworks whose runner is a server a worker can boot ahead (`worker --prewarm`).
 SERVER_FRAMEWORKS = ("rspec", "pytest", "minitest", "cucumber")

@@ -79,7 +79,7 @@ class EventLog:
 
 @dataclass(frozen=True)
 class Settled:
-    """A batch's accounting: what the worker puts into its ShardResult."""
+    """A batch's accounting: what the worker puts into its BatchResult."""
 
     tests: tuple[TestResult, ...]
     unrun: tuple[str, ...] = ()

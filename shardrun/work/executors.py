@@ -7,7 +7,7 @@
   fresh one (`fresh`), settled from the runner's per-test events. It owns the runner
   kept between batches.
 
-Both return a `Ran`; worker.py turns it into the batch's ShardResult.
+Both return a `Ran`; worker.py turns it into the batch's BatchResult.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from shardrun.models import ProcessOutcome, RunSpec, ShardJob
+from shardrun.models import Batch, ProcessOutcome, RunSpec
 from shardrun.report.junit_reader import read_testcases
 from shardrun.runners import Runner, get_runner
 from shardrun.work.accounting import Settled, reconcile, reconcile_junit
@@ -51,20 +51,20 @@ class Ran:
 
 
 class Executor(Protocol):
-    def run(self, job: ShardJob, spec: RunSpec, runner: Runner, context: WorkerContext,
+    def run(self, job: Batch, spec: RunSpec, runner: Runner, context: WorkerContext,
             log_path: Path, on_poll: Poll | None, on_event: EventCallback | None) -> Ran: ...
 
 
-def batch_log(context: WorkerContext, job: ShardJob) -> Path:
-    return run_log_dir(context, job.run_id) / f"shard-{job.shard_index}-attempt-{job.attempt}.log"
+def batch_log(context: WorkerContext, job: Batch) -> Path:
+    return run_log_dir(context, job.run_id) / f"shard-{job.batch_id}-attempt-{job.attempt}.log"
 
 
 class CommandExecutor:
     """A `--command` batch: one process, settled from the JUnit XML it leaves behind."""
 
-    def run(self, job: ShardJob, spec: RunSpec, runner: Runner, context: WorkerContext,
+    def run(self, job: Batch, spec: RunSpec, runner: Runner, context: WorkerContext,
             log_path: Path, on_poll: Poll | None, on_event: EventCallback | None) -> Ran:
-        out_dir = Path(tempfile.mkdtemp(prefix=f"shard{job.shard_index}-",
+        out_dir = Path(tempfile.mkdtemp(prefix=f"shard{job.batch_id}-",
                                         dir=context.tmp_dir))
         try:
             invocation = runner.invocation(job.units, out_dir, spec.runner_args)
@@ -89,7 +89,7 @@ class ServerExecutor:
     def __init__(self) -> None:
         self.pool = RunnerPool()  # one runner at a time
 
-    def run(self, job: ShardJob, spec: RunSpec, runner: Runner, context: WorkerContext,
+    def run(self, job: Batch, spec: RunSpec, runner: Runner, context: WorkerContext,
             log_path: Path, on_poll: Poll | None, on_event: EventCallback | None) -> Ran:
         server_argv = runner.server_argv()
         assert server_argv is not None  # executor_for sends no other runner here

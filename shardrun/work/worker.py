@@ -3,7 +3,7 @@
 A worker runs in the project checkout: the payload names units relative to that root, and
 the runner writes JUnit into a scratch directory whose text goes back to the coordinator
 (the coordinator may be on another host). The job function never raises: whatever goes
-wrong becomes a ShardResult the report turns into error testcases.
+wrong becomes a BatchResult the report turns into error testcases.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from shardrun import queue
 from shardrun.errors import ShardrunError
-from shardrun.models import ProcessOutcome, RunSpec, ShardJob, ShardResult, TestResult
+from shardrun.models import Batch, BatchResult, ProcessOutcome, RunSpec, TestResult
 from shardrun.phases import mark
 from shardrun.plan.timings import file_of_unit
 from shardrun.runners import Runner, get_runner
@@ -91,7 +91,7 @@ class Lease:
     supervision of the test process.
     """
 
-    def __init__(self, job: ShardJob, worker: str):
+    def __init__(self, job: Batch, worker: str):
         self.job = job
         self.worker = worker
         self.interval = job.lease_seconds / 3
@@ -101,7 +101,7 @@ class Lease:
 
     def hold(self) -> None:
         self.run_queue.hold_lease(
-            self.job.shard_index, self.job.attempt, self.worker, self.job.lease_seconds
+            self.job.batch_id, self.job.attempt, self.worker, self.job.lease_seconds
         )
         self.renewed_at = time.monotonic()
 
@@ -111,27 +111,27 @@ class Lease:
         try:
             self.hold()
         except ShardrunError as error:
-            log.warning("could not renew the lease of batch %s: %s", self.job.shard_index, error)
+            log.warning("could not renew the lease of batch %s: %s", self.job.batch_id, error)
 
     def release(self) -> None:
         try:
-            self.run_queue.release_lease(self.job.shard_index)
+            self.run_queue.release_lease(self.job.batch_id)
         except ShardrunError as error:
-            log.warning("could not release batch %s: %s", self.job.shard_index, error)
+            log.warning("could not release batch %s: %s", self.job.batch_id, error)
 
 
 def run_shard(payload: dict[str, Any]) -> dict[str, Any]:
     """RQ job function: run one batch under a lease and push its result to the run."""
-    job = ShardJob.from_dict(payload)
+    job = Batch.from_dict(payload)
     worker = current_worker()
     context = worker.context
     run_queue = queue.current_run_queue(job.run_id)
     stop = run_queue.stop_reason()
     if stop is not None:  # fail-fast: the coordinator reports this batch as skipped
-        return {"shard_index": job.shard_index, "skipped": stop}
+        return {"batch_id": job.batch_id, "skipped": stop}
     if job.avoid_worker == context.name and run_queue.workers_listening() > 1:
         run_queue.enqueue([replace(job, avoid_worker=None)], id_suffix="-elsewhere")
-        return {"shard_index": job.shard_index, "deferred": True}
+        return {"batch_id": job.batch_id, "deferred": True}
     spec = trusted_spec(context, run_queue)
     feed = _live_feed(job, context, run_queue)
     mark("batch start")
@@ -148,15 +148,15 @@ def run_shard(payload: dict[str, Any]) -> dict[str, Any]:
         log.info("%s", batch_line(result))
     except Cancelled as cancelled:
         log.warning("stopping (%s): batch %s handed back unfinished", cancelled,
-                    job.shard_index)
+                    job.batch_id)
         cancelled.deliver()
-        return {"shard_index": job.shard_index, "handed_back": True}
+        return {"batch_id": job.batch_id, "handed_back": True}
     finally:
         lease.release()
-    return {"shard_index": result.shard_index, "attempt": result.attempt}
+    return {"batch_id": result.batch_id, "attempt": result.attempt}
 
 
-def _live_feed(job: ShardJob, context: WorkerContext,
+def _live_feed(job: Batch, context: WorkerContext,
                run_queue: queue.RunQueue) -> LiveFeed | None:
     """The batch's live feed when the run asked for one (`run --verbose`), else None."""
     try:
@@ -179,13 +179,13 @@ def _poll(lease: Lease, feed: LiveFeed | None) -> Callable[[], None]:
     return poll
 
 
-def batch_line(result: ShardResult) -> str:
+def batch_line(result: BatchResult) -> str:
     """What a worker's log says of each batch it ran."""
     failed = sum(1 for test in result.tests if test.failed)
     how = "refused" if result.refused else (
         f"{len(result.tests)} tests, {failed} failed" + (
             f", {len(result.unrun)} never started" if result.unrun else ""))
-    return (f"run {result.run_id} batch {result.shard_index} attempt {result.attempt}: "
+    return (f"run {result.run_id} batch {result.batch_id} attempt {result.attempt}: "
             f"{len(result.units)} units in {result.outcome.wall_seconds:.1f} s: {how}")
 
 
@@ -238,9 +238,9 @@ def trusted_spec(context: WorkerContext, run_queue: queue.RunQueue) -> RunSpec |
 
 
 def execute(
-    job: ShardJob, worker: Worker, spec: RunSpec | str,
+    job: Batch, worker: Worker, spec: RunSpec | str,
     on_poll: Callable[[], None] | None = None, on_event: EventCallback | None = None,
-) -> ShardResult:
+) -> BatchResult:
     """Run the batch with `spec`; a str instead is why the worker refuses it (as it
     refuses a batch of another commit): the coordinator reports the reason."""
     context = worker.context
@@ -262,7 +262,7 @@ def execute(
     except ShardrunError as error:
         return _failed_result(job, context, started, str(error), retry=False)
     except Exception as error:  # the report must learn why, whatever it was
-        log.exception("shard %s failed before its runner finished", job.shard_index)
+        log.exception("shard %s failed before its runner finished", job.batch_id)
         return _failed_result(job, context, started, f"{type(error).__name__}: {error}",
                               retry=True)
 
@@ -278,11 +278,11 @@ def validate_units(units: tuple[str, ...], root: Path) -> None:
 
 
 def _result(
-    job: ShardJob, context: WorkerContext, started: float, outcome: ProcessOutcome,
+    job: Batch, context: WorkerContext, started: float, outcome: ProcessOutcome,
     settled: Settled, *, warm: bool = False, error: str | None = None,
-) -> ShardResult:
-    return ShardResult(
-        run_id=job.run_id, shard_index=job.shard_index, attempt=job.attempt,
+) -> BatchResult:
+    return BatchResult(
+        run_id=job.run_id, batch_id=job.batch_id, attempt=job.attempt,
         worker=context.name, worker_index=context.worker_index, units=job.units,
         outcome=outcome, started_at=started, finished_at=time.time(),
         predicted_seconds=job.predicted_seconds, tests=settled.tests, unrun=settled.unrun,
@@ -292,8 +292,8 @@ def _result(
 
 
 def _failed_result(
-    job: ShardJob, context: WorkerContext, started: float, error: str, *, retry: bool
-) -> ShardResult:
+    job: Batch, context: WorkerContext, started: float, error: str, *, retry: bool
+) -> BatchResult:
     """The worker could not run the batch. A problem worth another try (the runner did
     not start) sends every unit back; one that would recur (a unit outside the checkout)
     is an error of each unit at once."""

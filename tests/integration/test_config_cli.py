@@ -17,7 +17,7 @@ import pytest
 from support.files import write_files, write_pytest_suite
 from support.runs import clean_env, run_command, shardrun_argv
 
-from shardrun.models import ShardJob, ShardResult
+from shardrun.models import Batch, BatchResult
 from shardrun.queue import RunQueue, connect
 
 SPECS = {
@@ -138,11 +138,11 @@ def test_a_worker_configured_by_its_file_and_environment_alone(
     connection = connect(redis_url)
     run_queue = RunQueue(connection, unique_id)
     try:
-        run_queue.enqueue([ShardJob(unique_id, 0, ("test_small.py",), 1.0, 120.0)])
+        run_queue.enqueue([Batch(unique_id, 0, ("test_small.py",), 1.0, 120.0)])
         worker = cli(root, "worker", SHARDRUN_REDIS_URL=redis_url, SHARDRUN_RUN_ID=unique_id)
         result = run_queue.wait_result(5)
         assert worker.returncode == 0, worker.stdout + worker.stderr
-        assert isinstance(result, ShardResult), worker.stderr
+        assert isinstance(result, BatchResult), worker.stderr
         assert result.error is None and result.outcome.exit_code == 0
         assert sorted(test.outcome for test in result.tests) == ["passed", "passed"]
     finally:

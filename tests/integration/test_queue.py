@@ -23,7 +23,7 @@ from support.requirements import missing
 from support.runs import free_port
 
 from shardrun.errors import InfrastructureError, InputError
-from shardrun.models import Mode, ProcessOutcome, RunMeta, ShardJob, ShardResult
+from shardrun.models import Batch, BatchResult, Mode, ProcessOutcome, RunMeta
 from shardrun.queue import (
     JOB_FUNCTION,
     MalformedMeta,
@@ -44,13 +44,13 @@ ADMIN_PASSWORD = "admin-s3cret"
 ALICE_PASSWORD = "alice-s3cret"
 
 
-def shard_job(run_id: str, index: int = 0) -> ShardJob:
-    return ShardJob(run_id, index, (f"tests/test_{index}.py",), 1.5, 60.0)
+def shard_job(run_id: str, index: int = 0) -> Batch:
+    return Batch(run_id, index, (f"tests/test_{index}.py",), 1.5, 60.0)
 
 
-def shard_result(run_id: str, index: int = 0) -> ShardResult:
+def shard_result(run_id: str, index: int = 0) -> BatchResult:
     outcome = ProcessOutcome(0, None, False, 1.25, 0.5, 1024)
-    return ShardResult(
+    return BatchResult(
         run_id, index, 1, "host:1", 1, (f"tests/test_{index}.py",), outcome, 10.0, 11.25
     )
 
@@ -182,7 +182,7 @@ def test_every_key_of_a_run_is_namespaced_by_run_id_and_expires(
 
         own_keys = sorted(key.decode() for key in connection.scan_iter(f"shardrun:{unique_id}:*"))
         assert own_keys == [f"shardrun:{unique_id}:meta", f"shardrun:{unique_id}:results"]
-        rq_job_keys = [f"rq:job:{unique_id}-{job.shard_index}-1" for job in jobs]
+        rq_job_keys = [f"rq:job:{unique_id}-{job.batch_id}-1" for job in jobs]
         rq_queue_key = f"rq:queue:shardrun:{unique_id}"
         for key in [*own_keys, *rq_job_keys, rq_queue_key]:
             assert connection.ttl(key) > 0, f"{key} has no TTL"

@@ -45,7 +45,7 @@ from support.runs import (
 from support.waiting import wait_for
 
 from shardrun.errors import InfrastructureError
-from shardrun.models import ShardJob, ShardResult
+from shardrun.models import Batch, BatchResult
 from shardrun.plan.timings import file_of_unit
 from shardrun.queue import RunQueue, connect
 from shardrun.run.forked import WORKER_PROCESS_NAME
@@ -678,8 +678,8 @@ def run_worker(
 
 
 def work_jobs(
-    url: str, root: Path, run_id: str, jobs: Sequence[ShardJob], *settings: str
-) -> tuple[list[ShardResult], str]:
+    url: str, root: Path, run_id: str, jobs: Sequence[Batch], *settings: str
+) -> tuple[list[BatchResult], str]:
     """Enqueue `jobs`, let one burst worker (its own SETTINGS) serve them, and read one
     result per job."""
     connection = connect(url)
@@ -710,12 +710,12 @@ def test_real_worker_refuses_hostile_units_and_runs_nothing(
     settings = ["--framework", framework]
     if framework == "command":
         settings += ["--command", f"touch {marker} {{files}} {{junit}}"]
-    jobs = [ShardJob(unique_id, index, (unit,), 1.0, 60.0)
+    jobs = [Batch(unique_id, index, (unit,), 1.0, 60.0)
             for index, unit in enumerate(HOSTILE_UNITS)]
 
     results, output = work_jobs(private_redis, root, unique_id, jobs, *settings)
 
-    by_batch = {result.shard_index: result for result in results}
+    by_batch = {result.batch_id: result for result in results}
     for index, unit in enumerate(HOSTILE_UNITS):
         result = by_batch[index]
         assert result.error is not None, output
@@ -735,7 +735,7 @@ def test_unit_named_like_a_shell_command_stays_one_literal_argument(
     junit = ('<testsuite name="s" tests="1"><testcase classname="c" name="literal" '
              'file="$(touch x)" time="0.1"/></testsuite>')
     root = write_files(tmp_path / "checkout", {"$(touch x)": junit})
-    job = ShardJob(unique_id, 0, ("$(touch x)",), 1.0, 60.0)
+    job = Batch(unique_id, 0, ("$(touch x)",), 1.0, 60.0)
 
     [result], output = work_jobs(private_redis, root, unique_id, [job], "--framework",
                                  "command", "--command", "cp {files} {junit}")
@@ -769,7 +769,7 @@ def test_worker_at_another_commit_refuses_the_batch(
     marker = tmp_path / "ran"
     other_commit = "0" * 40
     assert git(root, "rev-parse", "HEAD") != other_commit
-    job = ShardJob(unique_id, 0, ("tests/test_ok.py",), 1.0, 60.0, commit=other_commit)
+    job = Batch(unique_id, 0, ("tests/test_ok.py",), 1.0, 60.0, commit=other_commit)
 
     [result], output = work_jobs(private_redis, root, unique_id, [job], "--framework",
                                  "command", "--command", f"touch {marker} {{files}} {{junit}}")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from shardrun.models import ShardResult
+from shardrun.models import BatchResult
 from shardrun.report.junit_writer import junit_xml
 from shardrun.report.merge import RunReport, merge
 from shardrun.report.summary import rerun_command
@@ -96,7 +96,7 @@ def pytest_argv(files: list[str], junit: Path) -> list[str]:
             "-o", "junit_family=xunit2", f"--junitxml={junit}", *files]
 
 
-def run_batch(root: Path, framework: str, index: int, units: list[str]) -> ShardResult:
+def run_batch(root: Path, framework: str, index: int, units: list[str]) -> BatchResult:
     """Run one batch for real, as a worker runs and settles it."""
     runner = get_runner(framework, root)
     server = runner.server_argv()
@@ -110,8 +110,8 @@ def run_batch(root: Path, framework: str, index: int, units: list[str]) -> Shard
     finally:
         process.stop()
     settled = reconcile(units, batch.events, batch.outcome)
-    return ShardResult(
-        run_id="real", shard_index=index, attempt=1, worker=f"localhost:{index}",
+    return BatchResult(
+        run_id="real", batch_id=index, attempt=1, worker=f"localhost:{index}",
         worker_index=index, units=tuple(units), outcome=batch.outcome, started_at=started,
         finished_at=time.time(), predicted_seconds=1.0, tests=settled.tests,
         unrun=settled.unrun, unrun_reason=settled.unrun_reason,

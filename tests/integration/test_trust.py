@@ -18,7 +18,7 @@ from rq.serializers import JSONSerializer
 from support.files import write_pytest_suite
 from support.runs import RUN_TIMEOUT_SECONDS, clean_env
 
-from shardrun.models import Mode, RunMeta, RunSpec, ShardJob, ShardResult
+from shardrun.models import Batch, BatchResult, Mode, RunMeta, RunSpec
 from shardrun.queue import JOB_FUNCTION, RunQueue, connect
 from shardrun.report.merge import merge
 from shardrun.run.ledger import Ledger
@@ -47,7 +47,7 @@ def worker(url: str, root: Path, run_id: str, *settings: str, **env: str):
 
 
 def one_result(url: str, run_id: str, payload: dict, meta: dict | None = None,
-               root: Path | None = None, *settings: str, **env: str) -> ShardResult:
+               root: Path | None = None, *settings: str, **env: str) -> BatchResult:
     connection = connect(url)
     run_queue = RunQueue(connection, run_id)
     try:
@@ -68,7 +68,7 @@ def one_result(url: str, run_id: str, payload: dict, meta: dict | None = None,
 
 def hostile_payload(run_id: str, marker: Path) -> dict:
     """A genuine batch plus what used to be obeyed: a command and a --require."""
-    payload = ShardJob(run_id, 0, ("tests/test_ok.py",), 1.0, 60.0).to_dict()
+    payload = Batch(run_id, 0, ("tests/test_ok.py",), 1.0, 60.0).to_dict()
     payload.update({"framework": "command", "command_template": EVIL_TEMPLATE.format(
         marker=marker), "runner_args": ["--require", str(marker.with_suffix(".rb"))],
         "runners": "fresh"})
@@ -140,7 +140,7 @@ def test_a_batch_every_worker_refused_is_reported_with_the_refusal() -> None:
     """A worker for another checkout used to make the run end "no result from any worker",
     though it had answered with its reason."""
     ledger = Ledger(max_attempts=2)
-    [job] = ledger.add([ShardJob("run", 0, ("tests/test_ok.py",), 1.0, 60.0)])
+    [job] = ledger.add([Batch("run", 0, ("tests/test_ok.py",), 1.0, 60.0)])
     ledger.started(0)
     again = ledger.refused(0, "refused by worker h:1: worker checkout is at 1234")
     assert again is not None
@@ -158,7 +158,7 @@ def test_the_job_data_in_redis_names_no_command(
     connection = connect(private_redis)
     run_queue = RunQueue(connection, unique_id)
     try:
-        run_queue.enqueue([ShardJob(unique_id, 0, ("tests/test_ok.py",), 1.0, 60.0)])
+        run_queue.enqueue([Batch(unique_id, 0, ("tests/test_ok.py",), 1.0, 60.0)])
         [job_id] = run_queue.rq_queue.get_job_ids()
         job = run_queue.rq_queue.fetch_job(job_id)
         assert job is not None

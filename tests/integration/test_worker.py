@@ -24,7 +24,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from support.runs import clean_ci_env
 
-from shardrun.models import Mode, RunMeta, RunSpec, ShardJob, ShardResult
+from shardrun.models import Batch, BatchResult, Mode, RunMeta, RunSpec
 from shardrun.queue import JOB_FUNCTION, Connection, RunQueue, connect, queue_name, register_run
 from shardrun.run.worker_group import started_workers
 from shardrun.work.context import WorkerContext
@@ -103,7 +103,7 @@ def test_worker_refuses_shardrun_jobs_that_carry_a_callback(
     rq_queue = Queue(queue_name(unique_id), connection=connection, serializer=JSONSerializer)
     # A payload whose unit is missing: run_shard returns normally (success callback), and
     # one that is not a dict makes it raise (failure callback).
-    payload = ShardJob(unique_id, 0, ("missing.py",), 1.0, 60.0).to_dict()
+    payload = Batch(unique_id, 0, ("missing.py",), 1.0, 60.0).to_dict()
     job = rq_queue.enqueue_call(
         func=JOB_FUNCTION, kwargs={"payload": payload if hook == "on_success" else "x"},
         ttl=600, result_ttl=600, failure_ttl=600,
@@ -145,7 +145,7 @@ def test_worker_never_unpickles_job_data_and_keeps_serving(
     poisoned = rq_queue.enqueue_call(func=JOB_FUNCTION, kwargs={}, ttl=600, failure_ttl=600)
     pickled = pickle.dumps((JOB_FUNCTION, None, [], {"payload": _TouchesOnUnpickle(marker)}))
     connection.hset(poisoned.key, "data", zlib.compress(pickled))
-    good = ShardJob(unique_id, 1, ("ok.py",), 1.0, 60.0)
+    good = Batch(unique_id, 1, ("ok.py",), 1.0, 60.0)
     try:
         run_queue.enqueue([good])
         worker = run_worker(redis_url, tmp_path, "--run-id", unique_id, "--framework", "command",
@@ -156,7 +156,7 @@ def test_worker_never_unpickles_job_data_and_keeps_serving(
         assert poisoned.id in rq_queue.failed_job_registry.get_job_ids()
         assert "refused" in worker.stdout
         assert result is not None, worker.stdout
-        assert (result.shard_index, result.outcome.exit_code) == (1, 0)
+        assert (result.batch_id, result.outcome.exit_code) == (1, 0)
     finally:
         run_queue.delete()
         connection.close()
@@ -187,7 +187,7 @@ def test_worker_refuses_shardrun_jobs_that_carry_webhooks(
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
         connection = connect(redis_url)
         rq_queue = Queue(queue_name(unique_id), connection=connection, serializer=JSONSerializer)
-        payload = ShardJob(unique_id, 0, ("missing.py",), 1.0, 60.0).to_dict()
+        payload = Batch(unique_id, 0, ("missing.py",), 1.0, 60.0).to_dict()
         job = rq_queue.enqueue_call(
             func=JOB_FUNCTION, kwargs={"payload": payload}, ttl=600, result_ttl=600,
             failure_ttl=600, webhooks=[Webhook(url, "finished"), Webhook(url, "failed")],
@@ -218,7 +218,7 @@ def test_execute_refuses_units_that_are_not_files_in_the_checkout(
     (root / "tests").mkdir(parents=True)
     (tmp_path / "outside.py").write_text("")
     marker = tmp_path / "ran"
-    job = ShardJob("run", 0, (unit,), 1.0, 60.0)
+    job = Batch("run", 0, (unit,), 1.0, 60.0)
     context = WorkerContext(root, 1, tmp_path / "logs", tmp_path / "scratch")
 
     result = execute(job, Worker(context), RunSpec("command", marking_template(marker)))
@@ -234,7 +234,7 @@ def test_run_shard_in_a_real_worker_reports_a_refused_unit_as_an_error(
 ) -> None:
     marker = tmp_path / "ran"
     (tmp_path / "ok.py").write_text("")
-    job = ShardJob(unique_id, 0, ("ok.py", "../../etc/passwd"), 1.0, 60.0)
+    job = Batch(unique_id, 0, ("ok.py", "../../etc/passwd"), 1.0, 60.0)
     connection = connect(redis_url)
     run_queue = RunQueue(connection, unique_id)
     try:
@@ -267,7 +267,7 @@ def test_worker_without_run_id_serves_an_announced_run(
         (tmp_path / name).write_text(text)
     connection = connect(private_redis)
     run_queue = RunQueue(connection, unique_id)
-    run_queue.enqueue([ShardJob(unique_id, 0, ("test_small.py",), 1.0, 120.0)])
+    run_queue.enqueue([Batch(unique_id, 0, ("test_small.py",), 1.0, 120.0)])
     register_run(connection, unique_id)
 
     worker = run_worker(private_redis, tmp_path, "--framework", "pytest",
@@ -275,7 +275,7 @@ def test_worker_without_run_id_serves_an_announced_run(
     result = run_queue.wait_result(5)
 
     assert worker.returncode == 0, worker.stdout
-    assert isinstance(result, ShardResult), worker.stdout
+    assert isinstance(result, BatchResult), worker.stdout
     assert result.error is None
     assert result.outcome.exit_code == 0, result.outcome.output_tail
     assert sorted((test.id, test.outcome) for test in result.tests) == [
@@ -400,13 +400,13 @@ def test_a_worker_streams_finished_tests_only_when_the_run_asks(
     run_queue = RunQueue(connection, unique_id)
     run_queue.publish_meta(RunMeta(unique_id, "pytest", Mode.QUEUE, 1, ("test_small.py",),
                                    0.0, live=live))
-    run_queue.enqueue([ShardJob(unique_id, 0, ("test_small.py",), 1.0, 120.0)])
+    run_queue.enqueue([Batch(unique_id, 0, ("test_small.py",), 1.0, 120.0)])
     try:
         worker = run_worker(redis_url, tmp_path, "--run-id", unique_id, "--framework",
                             "pytest", "--worker-index", "3",
                             env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
         assert worker.returncode == 0, worker.stdout
-        assert isinstance(run_queue.wait_result(5), ShardResult), worker.stdout
+        assert isinstance(run_queue.wait_result(5), BatchResult), worker.stdout
         _, entries = run_queue.read_live("0")
         if live:
             assert sorted((entry["w"], entry["id"], entry["outcome"]) for entry in entries) == [

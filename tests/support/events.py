@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shardrun.models import ProcessOutcome, ShardResult
+from shardrun.models import BatchResult, ProcessOutcome
 from shardrun.plan.timings import file_of_unit
 from shardrun.work.accounting import reconcile
 
@@ -46,15 +46,15 @@ def process(exit_code: int | None = 0, *, sig: int | None = None, timed_out: boo
 def batch(shard: int, units: Sequence[str], events: Sequence[Event | list[Event]], *,
           attempt: int = 1, finished: float = 10.0, ending: ProcessOutcome | None = None,
           predicted: float = 1.5, timeout: float | None = None, worker: str | None = None,
-          ) -> ShardResult:
+          ) -> BatchResult:
     """A batch's result from its events (nested lists from `ran` are flattened)."""
     flat: list[Event] = []
     for item in events:
         flat += item if isinstance(item, list) else [item]
     ending = ending or process(0)
     settled = reconcile(units, flat, ending, timeout_seconds=timeout)
-    return ShardResult(
-        run_id="run", shard_index=shard, attempt=attempt,
+    return BatchResult(
+        run_id="run", batch_id=shard, attempt=attempt,
         worker=worker or f"host{shard}:{100 + shard}", worker_index=shard, units=tuple(units),
         outcome=ending, started_at=0.0, finished_at=finished, predicted_seconds=predicted,
         tests=settled.tests, unrun=settled.unrun, unrun_reason=settled.unrun_reason,

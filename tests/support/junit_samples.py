@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
-from shardrun.models import ProcessOutcome, ShardResult
+from shardrun.models import BatchResult, ProcessOutcome
 from shardrun.report.junit_reader import read_testcases
 from shardrun.work.accounting import reconcile_junit
 
@@ -39,12 +39,12 @@ def outcome(exit_code: int | None = 0, *, sig: int | None = None, timed_out: boo
 
 def result(shard: int, units: tuple[str, ...], xml: str | None, *, attempt: int = 1,
            finished: float = 10.0, process: ProcessOutcome | None = None,
-           error: str | None = None, predicted: float = 1.5) -> ShardResult:
+           error: str | None = None, predicted: float = 1.5) -> BatchResult:
     process = process or outcome(0)
     tests, problem = read_testcases(xml)
     settled = reconcile_junit(units, tests, process, error=error, problem=problem)
-    return ShardResult(
-        run_id="run", shard_index=shard, attempt=attempt, worker=f"host{shard}:{100 + shard}",
+    return BatchResult(
+        run_id="run", batch_id=shard, attempt=attempt, worker=f"host{shard}:{100 + shard}",
         worker_index=shard, units=units, outcome=process, started_at=0.0,
         finished_at=finished, predicted_seconds=predicted, tests=settled.tests,
         unrun=settled.unrun, unrun_reason=settled.unrun_reason,

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from shardrun.cli.main import cli
-from shardrun.models import Plan, ProcessOutcome, Shard, ShardResult, TestResult
+from shardrun.models import BatchResult, Plan, ProcessOutcome, Shard, TestResult
 from shardrun.plan.history import History
 from shardrun.plan.timings import Durations
 from shardrun.report import dashboard
@@ -136,7 +136,7 @@ def run_record(run_id: str = "run-1") -> dict[str, Any]:
     """A real record: two shards on two workers, each 0.5 s slower than its testcases."""
     files = ["tests/test_a.py", "tests/test_b.py"]
     results = [
-        ShardResult("r", index, 1, f"host:{index}", index + 1, (file,),
+        BatchResult("r", index, 1, f"host:{index}", index + 1, (file,),
                     ProcessOutcome(0, None, False, 2.5, 2.0, 1), NOW, NOW + 2.5, 2.0,
                     tests=(TestResult(f"{file}::t", file, file, "passed", 2.0),))
         for index, file in enumerate(files)

@@ -2,18 +2,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shardrun.models import ProcessOutcome, ShardJob, ShardResult, TestResult
+from shardrun.models import Batch, BatchResult, ProcessOutcome, TestResult
 from shardrun.run.ledger import BatchStatus, Ledger, retry_units
 
 
-def job(batch_id: int, *units: str, attempt: int = 1) -> ShardJob:
-    return ShardJob("run", batch_id, units, float(len(units)), 60.0, attempt=attempt)
+def job(batch_id: int, *units: str, attempt: int = 1) -> Batch:
+    return Batch("run", batch_id, units, float(len(units)), 60.0, attempt=attempt)
 
 
-def result(batch: ShardJob, worker: str = "host:1", exit_code: int = 0,
-           tests: tuple[TestResult, ...] = (), unrun: tuple[str, ...] = ()) -> ShardResult:
+def result(batch: Batch, worker: str = "host:1", exit_code: int = 0,
+           tests: tuple[TestResult, ...] = (), unrun: tuple[str, ...] = ()) -> BatchResult:
     outcome = ProcessOutcome(exit_code, None, False, 1.0, 0.5, 0)
-    return ShardResult("run", batch.shard_index, batch.attempt, worker, 1, batch.units, outcome,
+    return BatchResult("run", batch.batch_id, batch.attempt, worker, 1, batch.units, outcome,
                        0.0, 1.0, predicted_seconds=batch.predicted_seconds, tests=tests,
                        unrun=unrun, unrun_reason="killed by signal 9 (SIGKILL)" if unrun else "")
 
@@ -59,7 +59,7 @@ def test_failed_tests_are_retried_once_by_their_own_id() -> None:
     retries = ledger.finished(result(batch, worker="host:7", exit_code=1, tests=(failed,)))
     assert [(r.units, r.attempt, r.avoid_worker) for r in retries] == [
         (("b.py::test_x",), 2, "host:7")]
-    assert retries[0].shard_index == 1 and not ledger.complete
+    assert retries[0].batch_id == 1 and not ledger.complete
     assert ledger.finished(result(retries[0], exit_code=1, tests=(failed,))) == []  # only once
     assert ledger.complete and ledger.failures == 2
 
@@ -114,7 +114,7 @@ def test_fail_fast_stops_dispatch_after_n_failures() -> None:
     tests = (case("a.py::t", "a.py"), case("b.py::t", "b.py"))
     assert ledger.finished(result(first, exit_code=1, tests=tests)) == []
     assert ledger.stopped and ledger.complete
-    assert {j.shard_index for j in ledger.unfinished()} == {1, 2}
+    assert {j.batch_id for j in ledger.unfinished()} == {1, 2}
 
 
 def test_queued_and_running_follow_every_status_change() -> None:
@@ -123,12 +123,12 @@ def test_queued_and_running_follow_every_status_change() -> None:
     first, _second, third = ledger.add([job(0, "a.py"), job(1, "b.py"), job(2, "c.py")])
     ledger.started(0)
     ledger.started(1)
-    assert [j.shard_index for j in ledger.queued()] == [2]
-    assert [j.shard_index for j in ledger.running()] == [0, 1]
+    assert [j.batch_id for j in ledger.queued()] == [2]
+    assert [j.batch_id for j in ledger.running()] == [0, 1]
     ledger.lost(1)  # back on the queue, attempt 2
     retries = ledger.finished(result(first, exit_code=1, tests=(case("a.py::t", "a.py"),)))
-    assert [j.shard_index for j in ledger.queued()] == [1, 2, 3]
-    assert retries[0].shard_index == 3 and ledger.running() == []
+    assert [j.batch_id for j in ledger.queued()] == [1, 2, 3]
+    assert retries[0].batch_id == 3 and ledger.running() == []
     ledger.started(1)
     assert ledger.lost(1) is None  # second loss of a 2-attempt batch: abandoned
     for batch in (third, retries[0]):

@@ -152,7 +152,7 @@ def test_unit_without_any_result_is_an_error_the_run_cannot_vouch_for() -> None:
     only = batch(0, [A], [ran(f"{A}[1:1]"), done(0)])
     report = merge([A, "spec/z_spec.rb"], [only])
     lost = report.cases[-1]
-    assert (lost.unit, lost.outcome, lost.message, lost.shard_index) == (
+    assert (lost.unit, lost.outcome, lost.message, lost.batch_id) == (
         "spec/z_spec.rb", "error", NO_RESULT, -1)
     assert report.missing == ("spec/z_spec.rb",)
     validate(junit_xml(report))

@@ -16,7 +16,7 @@ from typing import cast
 
 import pytest
 
-from shardrun.models import Plan, ProcessOutcome, Shard, ShardResult
+from shardrun.models import BatchResult, Plan, ProcessOutcome, Shard
 from shardrun.plan.history import RUNS_KEPT, RUNS_WITH_UNITS, History
 from shardrun.report.junit_reader import read_testcases
 from shardrun.report.merge import CaseResult, RunReport, merge
@@ -49,12 +49,12 @@ def result(
     index: int, units: tuple[str, ...], *, worker: int, start: float, wall: float,
     xml: str | None, attempt: int = 1, exit_code: int | None = 0, sig: int | None = None,
     timed_out: bool = False, error: str | None = None, predicted: float = 1.0,
-) -> ShardResult:
+) -> BatchResult:
     outcome = ProcessOutcome(exit_code, sig, timed_out, wall, wall, 1024)
     tests, problem = read_testcases(xml)
     settled = reconcile_junit(units, tests, outcome, error=error, problem=problem)
-    return ShardResult(
-        run_id="run", shard_index=index, attempt=attempt, worker=f"host:{100 + worker}",
+    return BatchResult(
+        run_id="run", batch_id=index, attempt=attempt, worker=f"host:{100 + worker}",
         worker_index=worker, units=units, outcome=outcome,
         started_at=T0 + start, finished_at=T0 + start + wall, predicted_seconds=predicted,
         tests=settled.tests, unrun=settled.unrun, unrun_reason=settled.unrun_reason,
@@ -72,7 +72,7 @@ FILES = ["tests/test_a.py", "tests/test_b.py", "tests/test_c.py"]
 
 
 @pytest.fixture
-def results() -> list[ShardResult]:
+def results() -> list[BatchResult]:
     """Worker 1 runs shard 0 (0-4 s); worker 2 runs shard 1 (0.5-2.5 s) then shard 2
     (3-4 s). Each batch spends 0.5 s outside its testcases."""
     return [
@@ -85,7 +85,7 @@ def results() -> list[ShardResult]:
     ]
 
 
-def record_of(results: list[ShardResult], report: RunReport | None = None) -> dict:
+def record_of(results: list[BatchResult], report: RunReport | None = None) -> dict:
     return build_run_record("run-1", PLAN, results, report or merge(FILES, results), T0 + 9)
 
 
@@ -112,7 +112,7 @@ def test_batch_outcome(kwargs: dict, expected: str) -> None:
 # ---------------------------------------------------------------- the record
 
 
-def test_run_numbers_follow_from_the_batches(results: list[ShardResult]) -> None:
+def test_run_numbers_follow_from_the_batches(results: list[BatchResult]) -> None:
     record = record_of(results)
     assert record["version"] == RUN_RECORD_VERSION
     assert (record["started_at"], record["finished_at"]) == (T0, T0 + 4.0)
@@ -134,7 +134,7 @@ def test_run_numbers_follow_from_the_batches(results: list[ShardResult]) -> None
     assert record["passed"] is True and record["retries"] == 0 and record["flaky"] == []
 
 
-def test_batches_are_in_start_order_with_their_files(results: list[ShardResult]) -> None:
+def test_batches_are_in_start_order_with_their_files(results: list[BatchResult]) -> None:
     batches = record_of(list(reversed(results)))["batches"]
     assert [b["index"] for b in batches] == [0, 1, 2]
     assert batches[2] == {
@@ -145,7 +145,7 @@ def test_batches_are_in_start_order_with_their_files(results: list[ShardResult])
     }
 
 
-def test_boot_and_warm_batches_are_measured_apart(results: list[ShardResult]) -> None:
+def test_boot_and_warm_batches_are_measured_apart(results: list[BatchResult]) -> None:
     """A batch in a warm runner paid no boot: it must not lower the boot estimate, and
     its own overhead is what queue mode sizes the later batches by."""
     warm = result(2, ("tests/test_c.py",), worker=2, start=3.0, wall=0.6,
@@ -160,13 +160,13 @@ def test_boot_and_warm_batches_are_measured_apart(results: list[ShardResult]) ->
     assert warm_batch_seconds([{}]) == 0.0
 
 
-def test_record_is_plain_json(results: list[ShardResult]) -> None:
+def test_record_is_plain_json(results: list[BatchResult]) -> None:
     record = record_of(results)
     assert json.loads(json.dumps(record)) == record
 
 
 def test_retried_batch_counts_as_a_retry_and_its_first_attempt_has_no_case_time(
-    results: list[ShardResult],
+    results: list[BatchResult],
 ) -> None:
     lost = result(2, ("tests/test_c.py",), worker=1, start=4.0, wall=0.2, xml=None,
                   exit_code=None, sig=int(signal.SIGKILL))
@@ -180,7 +180,7 @@ def test_retried_batch_counts_as_a_retry_and_its_first_attempt_has_no_case_time(
     assert record["boot_overhead_seconds"] == 1.5  # the crashed attempt is no start-up cost
 
 
-def test_crashed_batch_is_left_out_of_boot_overhead(results: list[ShardResult]) -> None:
+def test_crashed_batch_is_left_out_of_boot_overhead(results: list[BatchResult]) -> None:
     crashed = result(2, ("tests/test_c.py",), worker=2, start=3.0, wall=1.0, xml=None,
                      exit_code=None, sig=int(signal.SIGSEGV))
     record = record_of([*results[:2], crashed])
@@ -197,7 +197,7 @@ def test_no_results_is_an_empty_run_at_the_recorded_time() -> None:
     assert record["errors"] == 3  # every planned file is an error testcase
 
 
-def test_flaky_tests_come_from_the_report(results: list[ShardResult]) -> None:
+def test_flaky_tests_come_from_the_report(results: list[BatchResult]) -> None:
     report = merge(FILES, results)
     assert flaky_tests(report) == []
     first, second, *rest = report.cases
@@ -236,7 +236,7 @@ def test_flaky_counts_count_runs_per_file() -> None:
 
 
 def test_record_run_stores_the_record_and_it_survives_save_and_load(
-    tmp_path: Path, results: list[ShardResult]
+    tmp_path: Path, results: list[BatchResult]
 ) -> None:
     history = History(tmp_path / "timings.json")
     record = record_run(history, "run-1", PLAN, results, merge(FILES, results), T0 + 9)
@@ -244,7 +244,7 @@ def test_record_run_stores_the_record_and_it_survives_save_and_load(
     assert History.load(tmp_path / "timings.json").runs() == [record]
 
 
-def test_record_says_whether_the_plan_had_timings(results: list[ShardResult]) -> None:
+def test_record_says_whether_the_plan_had_timings(results: list[BatchResult]) -> None:
     report = merge(FILES, results)
     assert build_run_record("run-1", PLAN, results, report, T0 + 9)["timed"] is True
     first = build_run_record("run-1", PLAN, results, report, T0 + 9, timed=False)

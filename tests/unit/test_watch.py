@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from shardrun.errors import InfrastructureError
-from shardrun.models import ProcessOutcome, ShardJob, ShardResult, TestResult
+from shardrun.models import Batch, BatchResult, ProcessOutcome, TestResult
 from shardrun.run.ledger import Ledger
 from shardrun.run.watch import CHECK_INTERVAL_SECONDS, Watcher
 
@@ -34,8 +34,8 @@ class Clock:
 class FakeQueue:
     clock: Clock
     run_id: str = "run"
-    queued: list[ShardJob] = field(default_factory=list)
-    results: list[ShardResult] = field(default_factory=list)
+    queued: list[Batch] = field(default_factory=list)
+    results: list[BatchResult] = field(default_factory=list)
     leases: set[int] = field(default_factory=set)
     started: dict[int, tuple[int, str]] = field(default_factory=dict)
     meta: bool = True
@@ -43,7 +43,7 @@ class FakeQueue:
     enqueues: list[tuple[tuple[int, int], ...]] = field(default_factory=list)
     fleet: Callable[[FakeQueue], None] = lambda queue: None
 
-    def wait_results(self, timeout: float) -> list[ShardResult]:
+    def wait_results(self, timeout: float) -> list[BatchResult]:
         self.clock.now += timeout
         # A loop that would never end fails the test instead of hanging it.
         assert self.clock.now < 1000.0 + FAKE_SECONDS_AT_MOST, "the watch never ended"
@@ -51,15 +51,15 @@ class FakeQueue:
         taken, self.results = self.results, []
         return taken
 
-    def enqueue(self, jobs: Sequence[ShardJob], id_suffix: str = "") -> None:
+    def enqueue(self, jobs: Sequence[Batch], id_suffix: str = "") -> None:
         self.queued.extend(jobs)
-        self.enqueues.append(tuple((job.shard_index, job.attempt) for job in jobs))
+        self.enqueues.append(tuple((job.batch_id, job.attempt) for job in jobs))
 
     def meta_present(self) -> bool:
         return self.meta
 
     def queued_batches(self) -> set[tuple[int, int]]:
-        return {(job.shard_index, job.attempt) for job in self.queued}
+        return {(job.batch_id, job.attempt) for job in self.queued}
 
     def started_batches(self, batch_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
         return {b: self.started[b] for b in batch_ids if b in self.started}
@@ -74,18 +74,18 @@ class FakeQueue:
         self.stop_reason = reason
 
     # what a worker does -------------------------------------------------------------
-    def take(self) -> ShardJob:
+    def take(self) -> Batch:
         job = self.queued.pop(0)
-        self.started[job.shard_index] = (job.attempt, "host:1")
-        self.leases.add(job.shard_index)
+        self.started[job.batch_id] = (job.attempt, "host:1")
+        self.leases.add(job.batch_id)
         return job
 
-    def finish(self, job: ShardJob, *tests: TestResult) -> None:
-        self.leases.discard(job.shard_index)
+    def finish(self, job: Batch, *tests: TestResult) -> None:
+        self.leases.discard(job.batch_id)
         exit_code = 1 if any(test.outcome == "failed" for test in tests) else 0
         outcome = ProcessOutcome(exit_code, None, False, 1.0, 0.5, 0)
-        self.results.append(ShardResult(
-            "run", job.shard_index, job.attempt, "host:1", 1, job.units, outcome, 0.0, 1.0,
+        self.results.append(BatchResult(
+            "run", job.batch_id, job.attempt, "host:1", 1, job.units, outcome, 0.0, 1.0,
             predicted_seconds=job.predicted_seconds, tests=tests))
 
 
@@ -96,11 +96,11 @@ class NoBooks:
         self.checks = 0
         self.fail_after_checks = fail_after_checks
 
-    def accepted(self, result: ShardResult) -> None:
-        self.accepted_ids.append(result.shard_index)
+    def accepted(self, result: BatchResult) -> None:
+        self.accepted_ids.append(result.batch_id)
 
-    def enqueued(self, jobs: list[ShardJob]) -> None:
-        self.enqueued_ids.extend(job.shard_index for job in jobs)
+    def enqueued(self, jobs: list[Batch]) -> None:
+        self.enqueued_ids.extend(job.batch_id for job in jobs)
 
     def checked(self) -> None:
         self.checks += 1
@@ -121,7 +121,7 @@ def start(units: Sequence[str], retries: int = 1, **queue_args: object) -> tuple
     clock = Clock()
     fake = FakeQueue(clock, **queue_args)  # type: ignore[arg-type]
     ledger = Ledger(max_attempts=3, retries=retries)
-    jobs = ledger.add([ShardJob("run", index, (unit,), 1.0, 60.0, lease_seconds=5.0)
+    jobs = ledger.add([Batch("run", index, (unit,), 1.0, 60.0, lease_seconds=5.0)
                        for index, unit in enumerate(units)])
     fake.enqueue(jobs)
     return fake, ledger, clock
@@ -137,7 +137,7 @@ def test_every_result_is_accepted_once_and_the_loop_ends_when_the_ledger_is_comp
     books = NoBooks()
     watched = Watcher(fake, ledger, books, clock=clock).run()
     assert watched.infrastructure_error is None
-    assert sorted(result.shard_index for result in watched.results) == [0, 1]
+    assert sorted(result.batch_id for result in watched.results) == [0, 1]
     assert sorted(books.accepted_ids) == [0, 1]
     assert ledger.complete
 
@@ -159,7 +159,7 @@ def test_a_failed_test_goes_back_on_the_queue_by_itself_and_its_retry_is_booked(
 
 def test_a_batch_whose_lease_lapses_is_requeued_as_its_next_attempt() -> None:
     """A worker took the batch, started it, then vanished: its lease is gone."""
-    taken: list[ShardJob] = []
+    taken: list[Batch] = []
 
     def fleet(queue: FakeQueue) -> None:
         if queue.queued and not taken:
@@ -171,7 +171,7 @@ def test_a_batch_whose_lease_lapses_is_requeued_as_its_next_attempt() -> None:
     fake, ledger, clock = start(["a.py"], fleet=fleet)
     watched = Watcher(fake, ledger, NoBooks(), clock=clock).run()
     assert fake.enqueues[1:] == [((0, 2),)]
-    assert [(r.shard_index, r.attempt) for r in watched.results] == [(0, 2)]
+    assert [(r.batch_id, r.attempt) for r in watched.results] == [(0, 2)]
 
 
 def test_a_batch_taken_off_the_queue_but_never_started_is_requeued_after_a_lease() -> None:
@@ -188,7 +188,7 @@ def test_a_batch_taken_off_the_queue_but_never_started_is_requeued_after_a_lease
 
     fake, ledger, clock = start(["a.py"], fleet=fleet)
     watched = Watcher(fake, ledger, NoBooks(), clock=clock).run()
-    assert [(r.shard_index, r.attempt) for r in watched.results] == [(0, 2)]
+    assert [(r.batch_id, r.attempt) for r in watched.results] == [(0, 2)]
     requeued_after = clock.now - popped[0]
     assert requeued_after >= 5.0  # the batch's lease_seconds
 
@@ -213,7 +213,7 @@ def test_redis_losing_the_run_republishes_it_and_requeues_what_is_not_done() -> 
 
     watched = Watcher(fake, ledger, NoBooks(), republish=republish, clock=clock).run()
     assert len(republished) == 1
-    assert sorted(r.shard_index for r in watched.results) == [0, 1]  # a.py not run again
+    assert sorted(r.batch_id for r in watched.results) == [0, 1]  # a.py not run again
 
 
 def test_books_that_lose_the_lead_end_the_watch_with_the_reason() -> None:
@@ -231,8 +231,8 @@ def test_fail_fast_asks_the_workers_to_stop() -> None:
     clock = Clock()
     fake = FakeQueue(clock, fleet=fleet)
     ledger = Ledger(max_attempts=3, retries=0, fail_fast=1)
-    fake.enqueue(ledger.add([ShardJob("run", 0, ("a.py",), 1.0, 60.0),
-                             ShardJob("run", 1, ("b.py",), 1.0, 60.0)]))
+    fake.enqueue(ledger.add([Batch("run", 0, ("a.py",), 1.0, 60.0),
+                             Batch("run", 1, ("b.py",), 1.0, 60.0)]))
     Watcher(fake, ledger, NoBooks(), clock=clock).run()
     assert ledger.stopped
     assert fake.stop_reason == "--fail-fast: 1 failure(s)"
