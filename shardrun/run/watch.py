@@ -17,7 +17,7 @@ from typing import Protocol
 
 from shardrun.config import WAIT_SLICE_SECONDS
 from shardrun.errors import ShardrunError
-from shardrun.models import FAILED_OUTCOMES, Batch, BatchResult
+from shardrun.models import Batch, BatchResult
 from shardrun.run.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,9 @@ CHECK_INTERVAL_SECONDS = 1.0
 
 @dataclass
 class Progress:
-    """What the CLI shows while a run is under way: planned units done (the bar), and
-    tests counted as the summary counts them (each once, by its latest result)."""
+    """What the watch loop knows while a run is under way: planned units done, predicted
+    seconds done, the results so far. Tests are counted by the CLI's tally
+    (report/progress.py), as the summary counts them."""
 
     total_units: int
     done_units: int = 0
@@ -38,15 +39,6 @@ class Progress:
     predicted_done: float = 0.0
     elapsed: float = 0.0
     results: list[BatchResult] = field(default_factory=list)
-    latest_outcomes: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def tests(self) -> int:
-        return len(self.latest_outcomes)
-
-    @property
-    def failed_tests(self) -> int:
-        return sum(1 for outcome in self.latest_outcomes.values() if outcome in FAILED_OUTCOMES)
 
     @property
     def eta_seconds(self) -> float | None:
@@ -58,16 +50,12 @@ class Progress:
         return self.elapsed * left / self.predicted_done
 
     def add(self, result: BatchResult, planned: set[str], done: set[str]) -> None:
-        """Count a result: its planned units (less those it never started), its tests
-        (a retry's result replaces the earlier one; a test that never ran does not replace
-        one that did), and, for a first attempt, its predicted seconds."""
+        """Count a result: its planned units (less those it never started) and, for a
+        first attempt, its predicted seconds."""
         self.results.append(result)
         done.update(unit for unit in result.units if unit in planned)
         done.difference_update(result.unrun)
         self.done_units = len(done)
-        for test in result.tests:
-            if test.origin != "never_ran" or test.id not in self.latest_outcomes:
-                self.latest_outcomes[test.id] = test.outcome
         if result.attempt == 1:
             self.predicted_done += result.predicted_seconds
 
