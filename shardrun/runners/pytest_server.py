@@ -36,7 +36,9 @@ Test ids are pytest node ids whose path is relative to the directory the runner 
 in (the project root shardrun plans from), even when pytest's rootdir is elsewhere; a test
 a class inherits from another module carries the module that collected it.
 
-This file imports nothing from shardrun, so any interpreter with pytest can run it.
+This file imports nothing from shardrun, so any interpreter with pytest can run it; nor
+do its neighbours, which it loads by their paths: pytest_events.py (the plugin that turns
+pytest's hooks into these events) and pytest_session.py (the booted session).
 Requests, one JSON line each on the descriptor in SHARDRUN_REQUEST_FD: {"args": [...],
 "units": [...], "log": path, "fork": bool} (`args` the batch's pytest command line,
 `units` its files and node ids, also in `args`) or {"prewarm": [...], "log": path}.
@@ -53,10 +55,12 @@ import json
 import os
 import signal
 import sys
-import time
 import traceback
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # at run time pytest_events is loaded by its path (_load_neighbour)
+    from .pytest_events import EventWriter
 
 # pytest's exit status for an internal error: what a batch that blew up reports.
 INTERNAL_ERROR = 3
@@ -72,216 +76,9 @@ BATCH_ARGS = ("--continue-on-collection-errors",)
 # What runners/pytest.py puts after a batch's units, before the runner's own arguments:
 # a batch whose arguments are the booted session's runs in it (pytest_session.py).
 NO_CACHE = ("-p", "no:cacheprovider")
-# Test output and failure texts are capped per test (the tail is kept): a test printing
-# megabytes must not make every event, and then the merged report, that large.
-MAX_TEXT_CHARS = 64 * 1024
 # prctl(2): a signal when this process's parent dies; the reaper of orphans below it.
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
-
-
-class EventWriter:
-    """JSON lines on a pipe the worker reads as they come. Each event is one write(2) of
-    one line, so the worker never sees half an event unless the process dies mid-write."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def emit(self, event: dict[str, Any]) -> None:
-        data = (json.dumps(event) + "\n").encode("utf-8")
-        while data:
-            data = data[os.write(self.fd, data):]
-        if event.get("prewarm"):
-            _mark_phase("runner booted")
-
-
-def _mark_phase(phase: str) -> None:
-    """A timestamp for bench/startup.py, as shardrun/phases.py writes them (this file
-    imports nothing of shardrun)."""
-    path = os.environ.get("SHARDRUN_PHASES")
-    if path:
-        with open(path, "a", encoding="utf-8") as phases:
-            phases.write(f"{time.time():.6f} {os.getpid()} {phase}\n")
-
-
-def _capped(text: str | None) -> str:
-    text = text or ""
-    return text if len(text) <= MAX_TEXT_CHARS else "..." + text[-MAX_TEXT_CHARS:]
-
-
-class EventsPlugin:
-    """The pytest plugin that reports each test as it starts and finishes."""
-
-    def __init__(self, writer: EventWriter, root: str) -> None:
-        self.writer = writer
-        self.root = root
-        self.rootpath = root
-        self.reports: dict[str, list[Any]] = {}
-        # Set by the booted session (pytest_session.py) while it collects one file: that
-        # file's collection events are kept there and sent with each batch that runs it.
-        self.collecting: Any = None
-
-    def collection_event(self, event: dict[str, Any]) -> None:
-        if self.collecting is None:
-            self.writer.emit(event)
-        else:
-            self.collecting.events.append(event)
-
-    def file_error_event(self, file: str, message: str, details: str) -> dict[str, Any]:
-        return {"e": "file_error", "file": file, "message": message, "details": details}
-
-    # --- ids relative to the runner's root, whatever pytest's rootdir is
-
-    def test_id(self, nodeid: str) -> str:
-        path, separator, rest = nodeid.partition("::")
-        absolute = os.path.join(self.rootpath, path) if path else self.rootpath
-        relative = os.path.relpath(absolute, self.root).replace(os.sep, "/")
-        return relative + separator + rest
-
-    def pytest_configure(self, config: Any) -> None:
-        """Early-stop options are shardrun's to decide (its own --fail-fast), not a batch's:
-        a project's `-x` or `--maxfail` would drop every test after a batch's first
-        failure. Overridden here, after the command line and addopts were parsed."""
-        self.rootpath = str(config.rootpath)
-        overridden = []
-        if getattr(config.option, "maxfail", 0):
-            overridden.append(f"--maxfail={config.option.maxfail}")
-            config.option.maxfail = 0
-        if overridden:
-            self.writer.emit({"e": "note", "text": "the project's pytest options "
-                              f"{', '.join(overridden)} were ignored per batch"})
-
-    # --- collection
-
-    def pytest_collectreport(self, report: Any) -> None:
-        if report.failed:
-            details = _capped(getattr(report, "longreprtext", "") or str(report.longrepr))
-            self.collection_event(self.file_error_event(
-                self.test_id(report.nodeid).split("::")[0],
-                "collection failed: " + _last_line(details), details))
-            if self.collecting is not None:
-                self.collecting.error_reports.append(report)
-        elif report.skipped and report.nodeid:
-            self.collector_skipped(report)
-
-    def collector_skipped(self, report: Any) -> None:
-        """A module (or class) skipped as it was collected (`pytest.importorskip` at its
-        top) has no test, yet pytest's junitxml writes it as one skipped testcase: so is
-        it here, under the node id of the collector, or it would vanish from the merged
-        report as a unit that ran with zero tests."""
-        test_id = self.test_id(report.nodeid)
-        name, classname = junit_names(test_id)
-        self.collection_event({"e": "start", "id": test_id, "file": test_id.split("::")[0],
-                               "line": None, "name": name, "classname": classname})
-        self.collection_event({"e": "finish", "id": test_id, **outcome_of([report])})
-
-    def pytest_collection_finish(self, session: Any) -> None:
-        if self.collecting is None:  # the booted session sends each batch's own list
-            ids = [self.test_id(item.nodeid) for item in session.items]
-            self.writer.emit({"e": "collected", "tests": ids})
-
-    # --- running
-
-    def pytest_runtest_logstart(self, nodeid: str, location: Sequence[Any]) -> None:
-        test_id = self.test_id(nodeid)
-        file = test_id.split("::")[0]
-        source = self.test_id(str(location[0])) if location and location[0] else ""
-        line = int(location[1]) + 1 if source == file and location[1] is not None else None
-        name, classname = junit_names(test_id)
-        self.reports[nodeid] = []
-        self.writer.emit({"e": "start", "id": test_id, "file": file, "line": line,
-                          "name": name, "classname": classname})
-
-    def pytest_runtest_logreport(self, report: Any) -> None:
-        self.reports.setdefault(report.nodeid, []).append(report)
-
-    def pytest_runtest_logfinish(self, nodeid: str, location: Sequence[Any]) -> None:
-        reports = self.reports.pop(nodeid, [])
-        self.writer.emit({"e": "finish", "id": self.test_id(nodeid), **outcome_of(reports)})
-
-    # --- a session that did not end by itself
-
-    def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
-        name = getattr(excinfo, "typename", "KeyboardInterrupt")
-        message = str(getattr(excinfo, "value", "")).strip()
-        if name == "KeyboardInterrupt":
-            reason = "interrupted (KeyboardInterrupt: SIGINT or Ctrl-C)"
-        else:
-            reason = f"the session was stopped ({name}: {message})" if message else (
-                f"the session was stopped ({name})")
-        self.writer.emit({"e": "abort", "reason": reason})
-
-    def pytest_internalerror(self, excrepr: Any, excinfo: Any) -> None:
-        self.writer.emit({"e": "abort",
-                          "reason": f"pytest internal error: {_last_line(str(excrepr))}"})
-
-
-def junit_names(test_id: str) -> tuple[str, str]:
-    """(name, classname) as pytest's junitxml (xunit1) spells them for this node id; a
-    module's own id (a collector skipped) is the name, with an empty classname."""
-    parts = test_id.split("::")
-    path = parts[0]
-    module = path[:-3] if path.endswith(".py") else path
-    names = [module.replace("/", "."), *parts[1:]]
-    return names[-1], ".".join(names[:-1])
-
-
-def outcome_of(reports: Sequence[Any]) -> dict[str, Any]:
-    """One test's result from its setup, call and teardown reports (pytest's junitxml
-    rules): a failing setup or teardown is an error, a failing call a failure, a skip or
-    an expected failure skipped; seconds add up over the phases."""
-    outcome, entry = "passed", None
-    for report in reports:
-        if report.failed:
-            if report.when == "call":
-                outcome, entry = "failed", report
-            elif outcome == "passed":
-                outcome, entry = "error", report
-        elif report.skipped and outcome == "passed":
-            outcome, entry = "skipped", report
-    if not reports:  # logfinish without any report: nothing ran (a plugin skipped it all)
-        return {"outcome": "error", "seconds": 0.0, "message": "no report for this test",
-                "details": "", "type": "", "stdout": "", "stderr": ""}
-    last = reports[-1]
-    return {
-        "outcome": outcome,
-        "seconds": sum(float(getattr(r, "duration", 0.0) or 0.0) for r in reports),
-        "message": _message(entry),
-        "details": _capped(entry.longreprtext) if entry is not None else "",
-        "type": _error_type(entry),
-        "stdout": _capped(getattr(last, "capstdout", "")),
-        "stderr": _capped(getattr(last, "capstderr", "")),
-    }
-
-
-def _message(report: Any) -> str:
-    if report is None:
-        return ""
-    if hasattr(report, "wasxfail"):
-        return f"expected failure: {report.wasxfail}".rstrip(": ")
-    longrepr = report.longrepr
-    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (path, line, reason)
-        return str(longrepr[2]).removeprefix("Skipped: ")
-    crash = getattr(longrepr, "reprcrash", None)
-    if crash is not None and getattr(crash, "message", None):
-        prefix = "error at " + report.when + ": " if report.when != "call" else ""
-        return _capped(prefix + crash.message)
-    return _capped(_last_line(getattr(report, "longreprtext", "") or str(longrepr)))
-
-
-def _error_type(report: Any) -> str:
-    crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
-    message = getattr(crash, "message", "") or ""
-    head = message.split(":", 1)[0].strip()
-    return head if head.replace(".", "").replace("_", "").isalnum() else ""
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
-# --- the server
 
 
 def main() -> int:
@@ -290,7 +87,7 @@ def main() -> int:
     # there instead, where projects expect their packages to import from.
     sys.path[0] = os.getcwd()
     requests = os.fdopen(_inherited("SHARDRUN_REQUEST_FD"), "rb")
-    writer = EventWriter(_inherited("SHARDRUN_REPLY_FD"))
+    writer = events.EventWriter(_inherited("SHARDRUN_REPLY_FD"))
     import pytest  # after the pipes: a failing import still closes them by exiting
 
     _adopt_orphans()
@@ -321,8 +118,8 @@ def boot_session(
         legacy=lambda batch: run_request(pytest, batch, writer, root),
         redirect=_redirect_output, between_requests=_reap_orphans, prctl=_prctl)
     tail = [*NO_CACHE, *request["prewarm"]]
-    session.boot(tail, request["log"], EventsPlugin(writer, root), requests, writer.emit,
-                 root, hooks)
+    plugin = events.EventsPlugin(writer, root)
+    session.boot(tail, request["log"], plugin, requests, writer.emit, root, hooks)
 
 
 def run_request(
@@ -349,6 +146,11 @@ def _load_neighbour(name: str) -> Any:
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+# The events' module, by its path as this file is run (the hooks, the writer, pytest's
+# junitxml rules for a test's outcome).
+events = _load_neighbour("pytest_events")
 
 
 def run_forked(
@@ -378,7 +180,7 @@ def run_session(
     """One pytest session with stdout and stderr (the descriptors) in `log`, and, with a
     writer, its events; `done` only when pytest ended the session by itself."""
     _redirect_output(log)
-    plugins = [] if writer is None else [EventsPlugin(writer, root)]
+    plugins = [] if writer is None else [events.EventsPlugin(writer, root)]
     batch_args = [] if writer is None else list(BATCH_ARGS)
     try:
         status = int(pytest.main([*args, *batch_args], plugins=plugins))
