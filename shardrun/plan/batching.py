@@ -24,8 +24,11 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from shardrun.models import Plan, Shard
+from shardrun.plan.history import FileStats
+from shardrun.plan.per_test import known_test_counts, split_listed
 from shardrun.plan.planner import plan_shards
 
 # A batch shorter than this many boots spends over 20% of its time starting up.
@@ -103,6 +106,30 @@ def units_to_split(
 def known_split_seconds(total: float, workers: int) -> float:
     """The shortest file with known tests that is split (KNOWN_SPLIT_SHARE)."""
     return total * KNOWN_SPLIT_SHARE / max(workers, 1)
+
+
+@dataclass(frozen=True)
+class DispatchInputs:
+    """Everything queue mode's batches are computed from, gathered first (run/options.py:
+    the history's measured batch cost, one listing process) so that `queue_plan` is a
+    pure function of it."""
+
+    estimates: Mapping[str, float]  # per planned unit: files, and ids the user named
+    workers: int  # how many workers the batches are sized for
+    batch_seconds: float  # one batch's cost outside its tests (0: not comparable)
+    known: Mapping[str, FileStats] = field(default_factory=dict)  # tests the history knows
+    listed: Mapping[str, Sequence[str]] = field(default_factory=dict)  # tests found now
+
+    def to_list(self) -> list[str]:
+        """The files whose tests a listing should find: those worth splitting."""
+        return units_to_split(self.estimates, self.workers, self.batch_seconds,
+                              known_test_counts(self.known))
+
+
+def queue_plan(inputs: DispatchInputs) -> Plan:
+    """Queue mode's batches: the listed files split into their tests, then batched."""
+    estimates = split_listed(inputs.estimates, inputs.listed, inputs.known)
+    return queue_batches(estimates, inputs.workers, inputs.batch_seconds)
 
 
 def queue_batches(

@@ -42,3 +42,20 @@ def split_file(
         estimate = of_file.get(normalize_unit(test))
         seconds[test] = mean if estimate is None or scale == 0.0 else estimate * scale
     return seconds
+
+
+def split_listed(
+    estimates: Mapping[str, float], listed: Mapping[str, Sequence[str]],
+    known: Mapping[str, FileStats],
+) -> dict[str, float]:
+    """The estimates with each listed file replaced by its tests (`listed`: the tests a
+    listing found now, per file), priced by `split_file`. A file listed with fewer than
+    two tests stays whole: splitting it would only add a batch."""
+    split: dict[str, float] = {}
+    for unit, seconds in estimates.items():
+        tests = listed.get(unit, ())
+        if len(tests) < 2:
+            split[unit] = seconds
+            continue
+        split.update(split_file(seconds, tests, known, unit))
+    return split

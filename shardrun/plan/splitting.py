@@ -1,9 +1,9 @@
-"""Automatic example splitting: a file too long for one batch becomes its examples.
+"""Listing the tests of the files queue mode splits: the I/O of example splitting.
 
-The decision (which files) is batching.units_to_split's, a pure rule; this module does the
-I/O it needs: one runner process that lists the examples of all those files
-(`rspec --dry-run --format json`, `pytest --collect-only -q`), and their estimates.
-A listing that fails is not an error: the file simply runs whole, as it would have.
+Which files to split is batching.units_to_split's pure rule, and what each listed test
+is worth per_test.py's; this module runs the one process between them that lists the
+tests of all those files (`rspec --dry-run --format json`, `pytest --collect-only -q`).
+A listing that fails is not an error: the files simply run whole, as they would have.
 """
 
 from __future__ import annotations
@@ -13,13 +13,10 @@ import os
 import shutil
 import tempfile
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from shardrun.errors import ShardrunError
-from shardrun.plan.batching import units_to_split
-from shardrun.plan.history import History
-from shardrun.plan.per_test import known_test_counts, split_file
 from shardrun.plan.timings import file_of_unit
 from shardrun.runners.base import Runner
 from shardrun.work.process import run_process
@@ -28,32 +25,6 @@ log = logging.getLogger(__name__)
 # Listing examples boots the framework once; a suite that cannot list in this long is
 # better run file by file than held up.
 LIST_TIMEOUT_SECONDS = 120.0
-
-
-def split_slow_files(
-    estimates: Mapping[str, float],
-    workers: int,
-    boot_seconds: float,
-    runner: Runner,
-    history: History,
-    root: Path,
-) -> dict[str, float]:
-    """The estimates with each file worth splitting replaced by its examples
-    (per_test.py prices them: known tests from the history, new ones at their
-    file's mean per-test time)."""
-    known = history.examples()
-    slow = units_to_split(estimates, workers, boot_seconds, known_test_counts(known))
-    if not slow:
-        return dict(estimates)
-    listed = list_examples(runner, slow, root)
-    split: dict[str, float] = {}
-    for unit, seconds in estimates.items():
-        examples = listed.get(unit, [])
-        if len(examples) < 2:
-            split[unit] = seconds
-            continue
-        split.update(split_file(seconds, examples, known, unit))
-    return split
 
 
 def list_examples(runner: Runner, files: Sequence[str], root: Path) -> dict[str, list[str]]:

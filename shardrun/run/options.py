@@ -10,18 +10,23 @@ workers boot before their first batch.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from shardrun.checkout import git_head
 from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS, available_cpus
 from shardrun.models import Batch, Mode, Plan, RunSpec
-from shardrun.plan.batching import DEFAULT_BOOT_SECONDS, DEFAULT_WARM_BATCH_SECONDS, queue_batches
+from shardrun.plan.batching import (
+    DEFAULT_BOOT_SECONDS,
+    DEFAULT_WARM_BATCH_SECONDS,
+    DispatchInputs,
+    queue_plan,
+)
 from shardrun.plan.discovery import Suite
 from shardrun.plan.gather import PlannedSuite, PlanRequest
 from shardrun.plan.history import History
-from shardrun.plan.splitting import split_slow_files
+from shardrun.plan.splitting import list_examples
 from shardrun.report.merge import RunReport
 from shardrun.report.runlog import boot_seconds, warm_batch_seconds
 from shardrun.run.ledger import Ledger
@@ -116,9 +121,15 @@ def oversubscribed(workers: int, cpus: int) -> str:
 
 
 def dispatch_plan(planned: PlannedSuite, options: RunOptions) -> Plan:
-    """Static: the plan's shards. Queue: slow files split into examples, then batches."""
+    """Static: the plan's shards. Queue: gather what batching needs, then batch."""
     if options.mode == Mode.STATIC:
         return planned.plan
+    return queue_plan(dispatch_inputs(planned, options))
+
+
+def dispatch_inputs(planned: PlannedSuite, options: RunOptions) -> DispatchInputs:
+    """The I/O before queue mode's batches: what a batch costs (the history's runs), the
+    tests the history knows, and a listing of the files worth splitting."""
     framework = "command" if options.command_template else planned.suite.framework
     root, workers = options.request.root, options.request.workers
     runner = get_runner(framework, root, options.command_template, options.python)
@@ -129,10 +140,12 @@ def dispatch_plan(planned: PlannedSuite, options: RunOptions) -> Plan:
         # means nothing against them. Batch without it: small batches let the queue even
         # out what the sizes got wrong, and this run's timings fix the next one.
         boot = 0.0
-    estimates = dict(planned.estimates)
-    if not options.command_template:
-        estimates = split_slow_files(estimates, workers, boot, runner, planned.history, root)
-    return queue_batches(estimates, workers, boot)
+    inputs = DispatchInputs(planned.estimates, workers, boot, planned.history.examples())
+    if options.command_template:  # a command's units are files: nothing to list
+        return inputs
+    to_list = inputs.to_list()
+    listed = list_examples(runner, to_list, root) if to_list else {}
+    return replace(inputs, listed=listed)
 
 
 def setup_per_batch(history: History, options: RunOptions) -> float:

@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 from shardrun.plan.batching import (
     MAX_TAIL_PIECES,
     TAIL_OVERHEAD_SHARE,
+    DispatchInputs,
     min_batch_seconds,
     queue_batches,
+    queue_plan,
     simulate,
     units_to_split,
 )
@@ -135,3 +137,17 @@ def test_units_to_split_every_file_whose_tests_are_known_down_to_a_tail_chunk() 
     assert len(split) == 29
     assert units_to_split(estimates, 2, boot_seconds=0.05) == []  # nothing known, none slow
     assert units_to_split(estimates, 1, boot_seconds=0.05, known_tests=known) == []
+
+
+def test_queue_plan_is_computed_from_its_gathered_inputs_alone() -> None:
+    """Gather (the listing), then compute: the listed file's tests are the units, every
+    other file stays whole, and nothing is lost or run twice."""
+    estimates = {"a.py": 40.0, **{f"f{i}.py": 1.0 for i in range(20)}}
+    inputs = DispatchInputs(estimates, workers=4, batch_seconds=0.05)
+    assert inputs.to_list() == ["a.py"]  # longer than a first-round batch
+    listed = {"a.py": [f"a.py::test_{i}" for i in range(8)]}
+    plan = queue_plan(DispatchInputs(estimates, 4, 0.05, listed=listed))
+    units = [unit for batch in plan.shards for unit in batch.units]
+    assert sorted(units) == sorted([*listed["a.py"], *(f"f{i}.py" for i in range(20))])
+    assert plan.total_seconds == pytest.approx(60.0)
+    assert queue_plan(inputs).shards != plan.shards  # unlisted, a.py runs whole

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shardrun.plan.history import FileStats
-from shardrun.plan.per_test import known_test_counts, split_file
+from shardrun.plan.per_test import known_test_counts, split_file, split_listed
 
 
 def stats(seconds: float) -> FileStats:
@@ -41,3 +41,12 @@ def test_a_removed_test_makes_the_file_smaller() -> None:
 def test_a_file_without_known_tests_is_shared_evenly() -> None:
     seconds = split_file(6.0, ["t/test_c.py::x", "t/test_c.py::y"], KNOWN, "t/test_c.py")
     assert seconds == {"t/test_c.py::x": 3.0, "t/test_c.py::y": 3.0}
+
+
+def test_split_listed_replaces_each_listed_file_by_its_tests() -> None:
+    listed = {"t/test_a.py": ["t/test_a.py::test_1", "t/test_a.py::test_2"],
+              "t/test_b.py": ["t/test_b.py::test_1"]}  # one test: stays whole
+    seconds = split_listed({"t/test_a.py": 5.0, "t/test_b.py": 2.0, "t/test_c.py": 1.0},
+                           listed, KNOWN)
+    assert seconds == pytest.approx({"t/test_a.py::test_1": 1.25, "t/test_a.py::test_2": 3.75,
+                                     "t/test_b.py": 2.0, "t/test_c.py": 1.0})
