@@ -24,7 +24,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shardrun.models import Plan, Shard
 from shardrun.plan.history import FileStats
@@ -119,9 +119,12 @@ class DispatchInputs:
     batch_seconds: float  # one batch's cost outside its tests (0: not comparable)
     known: Mapping[str, FileStats] = field(default_factory=dict)  # tests the history knows
     listed: Mapping[str, Sequence[str]] = field(default_factory=dict)  # tests found now
+    command: bool = False  # units run by a --command: files, never split
 
     def to_list(self) -> list[str]:
         """The files whose tests a listing should find: those worth splitting."""
+        if self.command:
+            return []
         return units_to_split(self.estimates, self.workers, self.batch_seconds,
                               known_test_counts(self.known))
 
@@ -130,6 +133,51 @@ def queue_plan(inputs: DispatchInputs) -> Plan:
     """Queue mode's batches: the listed files split into their tests, then batched."""
     estimates = split_listed(inputs.estimates, inputs.listed, inputs.known)
     return queue_batches(estimates, inputs.workers, inputs.batch_seconds)
+
+
+def first_round(inputs: DispatchInputs) -> tuple[tuple[Shard, ...], DispatchInputs]:
+    """A first round that needs no listing, and the inputs left for the rest.
+
+    Listing the tests of the files worth splitting boots the framework and imports those
+    files: 1-3 s before the first batch on the peers' pytest suites (docs/benchmarks.md),
+    with every worker waiting. The first round does without: one batch per worker of
+    whole files, the longest that fit a first-round batch (files too long for one wait
+    to be split). They run early, where the later, smaller rounds absorb what their
+    estimates got wrong, while the listing runs beside them for the rest. Nothing to
+    list: no first round, the whole plan is made at once.
+    """
+    estimates, workers = inputs.estimates, inputs.workers
+    if workers < 2 or not inputs.to_list():
+        return (), inputs
+    target = first_batch_seconds(math.fsum(estimates.values()), workers, inputs.batch_seconds)
+    too_long = set(units_to_split(estimates, workers, inputs.batch_seconds))
+    bins: list[tuple[float, int, list[str]]] = [(0.0, index, []) for index in range(workers)]
+    for unit in sorted(estimates, key=lambda unit: (-estimates[unit], unit)):
+        load, index, units = bins[0]
+        if unit in too_long or (units and load + estimates[unit] > target):
+            continue
+        units.append(unit)
+        heapq.heapreplace(bins, (load + estimates[unit], index, units))
+    batches = sorted((Shard(0, tuple(units), load) for load, _, units in bins if units),
+                     key=lambda batch: (-batch.predicted_seconds, batch.units))
+    first = tuple(replace(batch, index=position) for position, batch in enumerate(batches))
+    taken = {unit for batch in first for unit in batch.units}
+    rest = {unit: seconds for unit, seconds in estimates.items() if unit not in taken}
+    return first, replace(inputs, estimates=rest)
+
+
+def after_first_round(
+    first: Sequence[Shard], rest: DispatchInputs, whole: Mapping[str, float]
+) -> Plan:
+    """The whole plan: the first round, then the rest's batches (its listed files split)
+    numbered after it; the makespan simulated over both. `whole`: every file's estimate,
+    the first round's among them."""
+    later = queue_plan(rest)
+    shards = (*first, *(replace(batch, index=len(first) + batch.index)
+                        for batch in later.shards))
+    estimates = {**{unit: whole[unit] for batch in first for unit in batch.units},
+                 **split_listed(rest.estimates, rest.listed, rest.known)}
+    return _plan(list(shards), estimates, rest.workers, rest.batch_seconds)
 
 
 def queue_batches(

@@ -9,7 +9,8 @@ workers boot before their first batch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from shardrun.plan.batching import (
     DEFAULT_BOOT_SECONDS,
     DEFAULT_WARM_BATCH_SECONDS,
     DispatchInputs,
+    after_first_round,
+    first_round,
     queue_plan,
 )
 from shardrun.plan.discovery import Suite
@@ -124,15 +127,61 @@ def dispatch_plan(planned: PlannedSuite, options: RunOptions) -> Plan:
     """Static: the plan's shards. Queue: gather what batching needs, then batch."""
     if options.mode == Mode.STATIC:
         return planned.plan
-    return queue_plan(dispatch_inputs(planned, options))
+    inputs, runner = batch_inputs(planned, options)
+    return queue_plan(listed(inputs, runner, options.request.root))
 
 
-def dispatch_inputs(planned: PlannedSuite, options: RunOptions) -> DispatchInputs:
-    """The I/O before queue mode's batches: what a batch costs (the history's runs), the
-    tests the history knows, and a listing of the files worth splitting."""
+class Dispatch:
+    """A run's batches, the first ones as early as possible (`begin_dispatch`).
+
+    `first` is what to enqueue now; `rest()` the batches that follow it, once the
+    listing they wait for is done (empty when `first` is the whole plan); `plan()` all of
+    them, for the report and the run record.
+    """
+
+    def __init__(self, first: Plan, rest: Callable[[], Plan] | None = None) -> None:
+        self.first = first
+        self._rest = rest
+        self._whole = first if rest is None else None
+
+    def rest(self) -> Plan:
+        """The batches after `first` (waits for the listing)."""
+        if self._whole is None:
+            assert self._rest is not None
+            self._whole = self._rest()
+        return replace(self._whole, shards=self._whole.shards[len(self.first.shards):])
+
+    def plan(self) -> Plan:
+        self.rest()
+        assert self._whole is not None
+        return self._whole
+
+
+def begin_dispatch(planned: PlannedSuite, options: RunOptions, *, staged: bool) -> Dispatch:
+    """`dispatch_plan`, with queue mode's first round enqueued before the listing: the
+    listing runs in a thread while the workers run that round (batching.first_round
+    says why). `staged` False (a CI leader, whose successor could not finish a staged
+    dispatch) makes the whole plan first, as `dispatch_plan` does."""
+    if options.mode == Mode.STATIC or not staged:
+        return Dispatch(dispatch_plan(planned, options))
+    inputs, runner = batch_inputs(planned, options)
+    first, rest = first_round(inputs) if not options.command_template else ((), inputs)
+    if not first:
+        return Dispatch(queue_plan(listed(inputs, runner, options.request.root)))
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shardrun-listing")
+    listing = pool.submit(listed, rest, runner, options.request.root)
+    pool.shutdown(wait=False)
+    provisional = replace(planned.plan, shards=first)
+    return Dispatch(provisional, lambda: after_first_round(first, listing.result(),
+                                                           inputs.estimates))
+
+
+def batch_inputs(planned: PlannedSuite, options: RunOptions) -> tuple[DispatchInputs, Runner]:
+    """The I/O before queue mode's batches but the listing: what a batch costs (the
+    history's runs) and the tests the history knows; and the runner to list with."""
     framework = "command" if options.command_template else planned.suite.framework
-    root, workers = options.request.root, options.request.workers
-    runner = get_runner(framework, root, options.command_template, options.python)
+    runner = get_runner(framework, options.request.root, options.command_template,
+                        options.python)
     boot = batch_overhead(planned.history.runs(), framework, warm=_warm(runner, options))
     boot += setup_per_batch(planned.history, options)
     if not planned.timed:
@@ -140,12 +189,15 @@ def dispatch_inputs(planned: PlannedSuite, options: RunOptions) -> DispatchInput
         # means nothing against them. Batch without it: small batches let the queue even
         # out what the sizes got wrong, and this run's timings fix the next one.
         boot = 0.0
-    inputs = DispatchInputs(planned.estimates, workers, boot, planned.history.examples())
-    if options.command_template:  # a command's units are files: nothing to list
-        return inputs
+    inputs = DispatchInputs(planned.estimates, options.request.workers, boot,
+                            planned.history.examples(), command=bool(options.command_template))
+    return inputs, runner
+
+
+def listed(inputs: DispatchInputs, runner: Runner, root: Path) -> DispatchInputs:
+    """The inputs with the tests of the files worth splitting, as one listing finds them."""
     to_list = inputs.to_list()
-    listed = list_examples(runner, to_list, root) if to_list else {}
-    return replace(inputs, listed=listed)
+    return replace(inputs, listed=list_examples(runner, to_list, root)) if to_list else inputs
 
 
 def setup_per_batch(history: History, options: RunOptions) -> float:

@@ -45,7 +45,7 @@ from shardrun.run.options import (
     RunOptions,
     RunOutcome,
     batch_jobs,
-    dispatch_plan,
+    begin_dispatch,
     new_ledger,
     run_spec,
 )
@@ -58,6 +58,9 @@ class Leadership(Protocol):
     """Where a session keeps its books besides the ledger (see the module docstring)."""
 
     lost: bool  # the lead passed to another node mid-watch: this session must not merge
+    # Whether the first batches may go out before the rest is planned (run/options.py
+    # begin_dispatch): only where no other node could take over between the two.
+    stages_dispatch: bool
 
     def stored(self) -> RunMeta | None:
         """The run as an earlier leader published it; None for a run not yet planned."""
@@ -88,6 +91,7 @@ class LocalBooks:
     """`shardrun run`: the ledger in this process is the whole of the books."""
 
     lost = False
+    stages_dispatch = True
 
     def stored(self) -> RunMeta | None:
         return None
@@ -116,6 +120,10 @@ class LocalBooks:
 
 class LeaderBooks:
     """A CI leader's books in Redis, under a leadership lease renewed once a second."""
+
+    # A leader that died between the first batches and the rest would leave its
+    # successor a run whose meta names files no stored batch holds: it plans all at once.
+    stages_dispatch = False
 
     def __init__(self, run_queue: queue.RunQueue, node: str, lease_seconds: float):
         self.run_queue = run_queue
@@ -211,15 +219,23 @@ def _begin(session: Session, ledger: Ledger) -> tuple[RunMeta, Plan]:
         session.books.restore(ledger)
         return stored, stored.plan()
     run_queue, options, planned = session.run_queue, session.options, session.planned
-    dispatched = dispatch_plan(planned, options)
+    dispatch = begin_dispatch(planned, options, staged=session.books.stages_dispatch)
     mark("batched")
-    jobs = ledger.add(batch_jobs(run_queue.run_id, dispatched, options))
-    meta = run_meta(session, dispatched)
+    jobs = ledger.add(batch_jobs(run_queue.run_id, dispatch.first, options))
+    meta = run_meta(session, dispatch.first)
     session.books.enqueued(jobs)
     publish(run_queue, meta)
     enqueue_first_batches_first(run_queue, jobs, options.request.workers)
     mark("enqueued")
-    return meta, dispatched
+    rest = dispatch.rest()
+    if rest.shards:  # the batches that waited for the listing (`begin_dispatch`)
+        later = ledger.add(batch_jobs(run_queue.run_id, rest, options))
+        session.books.enqueued(later)
+        run_queue.enqueue(later)
+        meta = run_meta(session, dispatch.plan())
+        publish(run_queue, meta)  # every unit, should Redis lose the run and need it again
+        mark("listed and enqueued")
+    return meta, dispatch.plan()
 
 
 def enqueue_first_batches_first(

@@ -257,6 +257,24 @@ def big_pytest_suite() -> dict[str, str]:
     return {"tests/test_big.py": "import time\n\n\n" + tests, **small}
 
 
+def big_pytest_history(root: Path, tmp_path: Path) -> Path:
+    """A history that knows big_pytest_suite's tests (pytest-split's file, imported), so
+    the big file is long enough to split; its path."""
+    durations = {f"tests/test_big.py::test_example_{index:03d}": BIG_FILE_ESTIMATE_PER_EXAMPLE
+                 for index in range(BIG_FILE_EXAMPLES)}
+    durations.update({f"tests/test_small_{index}.py::test_small_{index}": 0.05
+                      for index in range(3)})
+    (tmp_path / ".test_durations").write_text(json.dumps(durations))
+    timings = tmp_path / "timings.json"
+    imported = subprocess.run(
+        [sys.executable, "-m", "shardrun", "timings", "import", str(tmp_path / ".test_durations"),
+         "--timings", str(timings)],
+        cwd=root, env=clean_env(), capture_output=True, text=True, check=False,
+    )
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    return timings
+
+
 def big_rspec_suite() -> dict[str, str]:
     examples = "\n".join(
         f'  it "example {index:02d}" do\n    sleep {SPEC_SLEEP}\n  end\n'
@@ -606,23 +624,16 @@ def workers_of(junit: Path, classname: str) -> tuple[Counter[str], set[str]]:
 
 def test_slow_pytest_file_is_split_across_workers(tmp_path: Path) -> None:
     root = write_pytest_suite(tmp_path / "suite", big_pytest_suite())
-    durations = {f"tests/test_big.py::test_example_{index:03d}": BIG_FILE_ESTIMATE_PER_EXAMPLE
-                 for index in range(BIG_FILE_EXAMPLES)}
-    durations.update({f"tests/test_small_{index}.py::test_small_{index}": 0.05
-                      for index in range(3)})
-    (tmp_path / ".test_durations").write_text(json.dumps(durations))
-    timings = tmp_path / "timings.json"
-    imported = subprocess.run(
-        [sys.executable, "-m", "shardrun", "timings", "import", str(tmp_path / ".test_durations"),
-         "--timings", str(timings)],
-        cwd=root, env=clean_env(), capture_output=True, text=True, check=False,
-    )
-    assert imported.returncode == 0, imported.stdout + imported.stderr
+    timings = big_pytest_history(root, tmp_path)
 
+    serial_code, serial = serial_cases("pytest", root, tmp_path / "serial.xml")
+    phases = tmp_path / "phases"
     completed = shardrun(root, "tests", "--workers", "4", "--timings", str(timings),
-                         "--junit-out", str(tmp_path / "run.xml"))
+                         "--junit-out", str(tmp_path / "run.xml"),
+                         env=clean_env(SHARDRUN_PHASES=str(phases)))
 
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert serial_code == 0 and completed.returncode == 0, completed.stdout + completed.stderr
+    assert junit_cases(tmp_path / "run.xml") == serial
     names, workers = workers_of(tmp_path / "run.xml", "tests.test_big")
     assert len(names) == BIG_FILE_EXAMPLES
     assert set(names.values()) == {1}
@@ -633,6 +644,45 @@ def test_slow_pytest_file_is_split_across_workers(tmp_path: Path) -> None:
                         if any(unit.startswith("tests/test_big.py::") for unit in batch["units"])]
     assert len(batches_with_big) > 1
     assert len({batch["worker"] for batch in batches_with_big}) > 1
+    # The small files went out whole, first, before the listing of the big one returned
+    # (run/options.py begin_dispatch); the big file's tests came after them.
+    marks = [line.split(" ", 2)[2].strip() for line in phases.read_text().splitlines()]
+    assert marks.index("enqueued") < marks.index("listed and enqueued")
+    first = sorted(batch["index"] for batch in record["batches"]
+                   if all("::" not in unit for unit in batch["units"]))
+    assert first == [0, 1, 2]
+    assert min(batch["index"] for batch in batches_with_big) == 3
+
+
+LISTING_FAILS = """\
+import pytest
+
+
+def pytest_configure(config):
+    # Only the coordinator's listing collects with the python plugin and --collect-only
+    # (a runner's prewarm does without the plugin; batches do not --collect-only).
+    if config.option.collectonly and config.pluginmanager.has_plugin("python"):
+        raise pytest.UsageError("this project cannot be listed")
+"""
+
+
+def test_a_failed_listing_runs_the_rest_whole_after_the_first_round(tmp_path: Path) -> None:
+    """The first round is out before the listing fails; the big file then runs whole,
+    and every test is still in the report once, as in a serial run."""
+    root = write_pytest_suite(tmp_path / "suite",
+                              {**big_pytest_suite(), "tests/conftest.py": LISTING_FAILS})
+    timings = big_pytest_history(root, tmp_path)
+    serial_code, serial = serial_cases("pytest", root, tmp_path / "serial.xml")
+
+    completed = shardrun(root, "tests", "--workers", "4", "--timings", str(timings),
+                         "--junit-out", str(tmp_path / "run.xml"))
+
+    assert serial_code == 0 and completed.returncode == 0, completed.stdout + completed.stderr
+    assert "listing examples failed" in completed.stdout + completed.stderr
+    assert junit_cases(tmp_path / "run.xml") == serial
+    [record] = json.loads(timings.read_text())["runs"]
+    assert [batch["units"] for batch in record["batches"]
+            if "tests/test_big.py" in batch["units"]] == [["tests/test_big.py"]]
 
 
 @pytest.mark.ruby

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -10,12 +11,16 @@ from shardrun.plan.batching import (
     MAX_TAIL_PIECES,
     TAIL_OVERHEAD_SHARE,
     DispatchInputs,
+    after_first_round,
+    first_batch_seconds,
+    first_round,
     min_batch_seconds,
     queue_batches,
     queue_plan,
     simulate,
     units_to_split,
 )
+from shardrun.plan.history import FileStats
 from shardrun.plan.planner import plan_shards
 
 estimates_strategy = st.dictionaries(
@@ -151,3 +156,47 @@ def test_queue_plan_is_computed_from_its_gathered_inputs_alone() -> None:
     assert sorted(units) == sorted([*listed["a.py"], *(f"f{i}.py" for i in range(20))])
     assert plan.total_seconds == pytest.approx(60.0)
     assert queue_plan(inputs).shards != plan.shards  # unlisted, a.py runs whole
+
+
+def _stats(seconds: float) -> FileStats:
+    return FileStats.from_samples([seconds], None)
+
+
+def test_the_first_round_needs_no_listing_and_the_rest_is_split_after_it() -> None:
+    """Whole files, one batch per worker, go out before the listing; the file too long
+    for a batch waits for it; with the rest they hold every unit exactly once."""
+    estimates = {"big.py": 40.0, **{f"f{i:02d}.py": 1.0 + i / 10 for i in range(30)}}
+    known = {f"f{i:02d}.py::test_{t}": _stats(0.5) for i in range(30) for t in range(2)}
+    inputs = DispatchInputs(estimates, workers=4, batch_seconds=0.05, known=known)
+    first, rest = first_round(inputs)
+    target = first_batch_seconds(sum(estimates.values()), 4, 0.05)
+    assert len(first) == 4 and [batch.index for batch in first] == [0, 1, 2, 3]
+    assert all(batch.predicted_seconds <= target for batch in first)
+    assert "big.py" in rest.estimates and "big.py" in rest.to_list()
+    placed = {unit for batch in first for unit in batch.units}
+    assert placed.isdisjoint(rest.estimates)
+    assert placed | set(rest.estimates) == set(estimates)
+
+    listed = {file: [f"{file}::test_{t}" for t in range(2 if file != "big.py" else 8)]
+              for file in rest.to_list()}  # the tests the history knows, big.py's 8
+    plan = after_first_round(first, replace(rest, listed=listed), estimates)
+    assert plan.shards[:4] == first
+    assert [batch.index for batch in plan.shards] == list(range(len(plan.shards)))
+    units = [unit for batch in plan.shards for unit in batch.units]
+    assert len(units) == len(set(units))
+    expected = {unit for unit in estimates if unit not in listed}
+    expected |= {test for tests in listed.values() for test in tests}
+    assert set(units) == expected
+    assert plan.total_seconds == pytest.approx(sum(estimates.values()))
+
+
+def test_nothing_to_list_means_no_first_round() -> None:
+    inputs = DispatchInputs({f"f{i}.py": 1.0 for i in range(10)}, workers=4, batch_seconds=0.05)
+    assert inputs.to_list() == []
+    assert first_round(inputs) == ((), inputs)
+    assert first_round(replace(inputs, workers=1))[0] == ()
+
+
+def test_a_commands_units_are_never_listed() -> None:
+    inputs = DispatchInputs({"big.py": 40.0, "a.py": 1.0}, 4, 0.05, command=True)
+    assert inputs.to_list() == [] and first_round(inputs)[0] == ()
