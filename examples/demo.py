@@ -17,9 +17,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from shardrun.plan.history import DEFAULT_HISTORY_PATH, History
+from shardrun.report.records import RunRecord
 from shardrun.run.embedded import describe_redis_server, find_redis_server
 
 EXAMPLES = Path(__file__).resolve().parent
@@ -81,13 +81,13 @@ def run_twice(framework: str) -> int:
     return 0
 
 
-def balance_line(runs: list[dict[str, Any]]) -> str:
+def balance_line(runs: list[RunRecord]) -> str:
     """How evenly the two runs loaded their workers, from the run records shardrun keeps in
     the history (docs/dashboard.md): the narrower the range, the less the others wait for
     the last worker."""
     ranges = []
     for number, run in enumerate(runs, start=1):
-        busy = [worker["busy_seconds"] for worker in run.get("per_worker", [])]
+        busy = [worker.busy_seconds for worker in run.per_worker]
         if busy:
             ranges.append(f"run {number} {min(busy):.1f} to {max(busy):.1f} s")
     return "Seconds each worker was busy: " + "; ".join(ranges)

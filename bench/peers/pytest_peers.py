@@ -58,7 +58,9 @@ from pathlib import Path
 import psutil
 import suite
 
+from shardrun.plan.history import History
 from shardrun.plan.planner import plan_shards
+from shardrun.report.records import RunRecord
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
 if str(BENCH_DIR) not in sys.path:  # bench/_datasets.py: the shared section writer
@@ -330,11 +332,14 @@ def run_once(prepared: Prepared, tool: Tool, workers: int, logs: Path) -> Sample
         raise RuntimeError(f"{tool.name} ran {ran} of {prepared.scenario.tests} tests")
     if tool.shardrun_mode is None:
         return Sample(wall)
-    record = json.loads((prepared.root / suite.SHARDRUN_HISTORY).read_text())["runs"][-1]
-    batches = record["batches"]
-    return Sample(wall, len(batches),
-                  min(float(batch["start"]) for batch in batches) - started_epoch,
-                  ended_epoch - max(float(batch["end"]) for batch in batches))
+    batches = last_record(prepared.root).batches
+    return Sample(wall, len(batches), min(batch.start for batch in batches) - started_epoch,
+                  ended_epoch - max(batch.end for batch in batches))
+
+
+def last_record(root: Path) -> RunRecord:
+    """The run record the last `shardrun run` in `root` added to its history."""
+    return History.load(root / suite.SHARDRUN_HISTORY).runs()[-1]
 
 
 def measure_boot(root: Path, examples: suite.Examples) -> float:

@@ -14,17 +14,17 @@ Not a benchmark: one run per N, nothing written to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest_peers
 import suite
+
+from shardrun.report.records import BatchRecord
 
 
 def files_of(units: Sequence[str]) -> str:
@@ -41,19 +41,19 @@ def files_of(units: Sequence[str]) -> str:
     return " ".join(sorted(whole) + split)
 
 
-def batch_lines(batches: Sequence[Mapping[str, Any]]) -> list[str]:
-    origin = min(float(batch["start"]) for batch in batches)
+def batch_lines(batches: Sequence[BatchRecord]) -> list[str]:
+    origin = min(batch.start for batch in batches)
     lines = ["| worker | start s | end s | predicted s | actual s | files (tests) |",
              "|---:|---:|---:|---:|---:|:---|"]
-    for batch in sorted(batches, key=lambda batch: float(batch["start"])):
+    for batch in sorted(batches, key=lambda batch: batch.start):
         lines.append(
-            f"| {batch['worker_index']} | {float(batch['start']) - origin:.2f} "
-            f"| {float(batch['end']) - origin:.2f} | {float(batch['predicted_seconds']):.2f} "
-            f"| {float(batch['actual_seconds']):.2f} | {files_of(batch['units'])} |")
-    last = max(batches, key=lambda batch: float(batch["end"]))
-    lines += ["", f"Ended last: worker {last['worker_index']}'s batch of "
-              f"{files_of(last['units'])}, predicted {float(last['predicted_seconds']):.2f} s, "
-              f"took {float(last['actual_seconds']):.2f} s."]
+            f"| {batch.worker_index} | {batch.start - origin:.2f} "
+            f"| {batch.end - origin:.2f} | {batch.predicted_seconds:.2f} "
+            f"| {batch.actual_seconds:.2f} | {files_of(batch.units or ())} |")
+    last = max(batches, key=lambda batch: batch.end)
+    lines += ["", f"Ended last: worker {last.worker_index}'s batch of "
+              f"{files_of(last.units or ())}, predicted {last.predicted_seconds:.2f} s, "
+              f"took {last.actual_seconds:.2f} s."]
     return lines
 
 
@@ -85,10 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             logs = top / f"logs-{workers}"
             logs.mkdir()
             sample = pytest_peers.run_once(prepared, tool, workers, logs)
-            history = json.loads((prepared.root / suite.SHARDRUN_HISTORY).read_text())
             print(f"\n### N = {workers}, {args.mode}: {sample.wall:.2f} s, "
                   f"{sample.before_first:.2f} s to the first batch\n")
-            print("\n".join(batch_lines(history["runs"][-1]["batches"])))
+            print("\n".join(batch_lines(pytest_peers.last_record(prepared.root).batches)))
     finally:
         shutil.rmtree(top, ignore_errors=True)
     return 0

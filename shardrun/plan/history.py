@@ -14,6 +14,7 @@ documented in docs/timings.md; keep the two in step.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import statistics
@@ -35,6 +36,9 @@ from shardrun.plan.timings import (
     is_project_key,
     normalize_unit,
 )
+from shardrun.report.records import RunRecord, read_runs
+
+log = logging.getLogger(__name__)
 
 DEFAULT_HISTORY_PATH = Path(".shardrun/timings.json")
 HISTORY_VERSION = 1
@@ -88,7 +92,9 @@ class History:
         # saving, so concurrent runs in one checkout all reach the history (see `save`).
         self._journal: list[tuple[dict[str, float], dict[str, float], float]] = []
         self._setup_journal: list[tuple[float, float]] = []
-        self._new_runs: list[dict[str, Any]] = []
+        self._new_runs: list[RunRecord] = []
+        self._run_records: list[RunRecord] | None = None  # "runs" read, once (see `runs`)
+        self._said_skipped = False  # the skipped records are warned about once per process
 
     @classmethod
     def load(cls, path: Path) -> History:
@@ -166,17 +172,38 @@ class History:
     def examples(self) -> dict[str, FileStats]:
         return dict(self._examples)
 
-    def runs(self) -> list[dict[str, Any]]:
-        """The run records, oldest first; anything in "runs" that is not an object is skipped."""
-        runs = self.extra.get("runs")
-        return [run for run in runs if isinstance(run, dict)] if isinstance(runs, list) else []
+    def runs(self) -> list[RunRecord]:
+        """The run records, oldest first, read once.
 
-    def add_run(self, record: Mapping[str, Any], keep: int = RUNS_KEPT) -> None:
-        """Append a run record, keeping the last `keep`; older ones drop their unit lists."""
-        self._new_runs.append(dict(record))
-        runs = [*self.runs(), dict(record)][-keep:] if keep > 0 else []
+        An entry that is not a record (a hand edit gone wrong, a newer shardrun's version)
+        is skipped with a warning and left in the file as it is: teams commit and edit
+        this file, and a bad record must neither stop a run nor be silently lost.
+        """
+        if self._run_records is None:
+            self._run_records, problems = read_runs(self.extra.get("runs"))
+            if not self._said_skipped:
+                self._warn_skipped(problems)
+        return list(self._run_records)
+
+    def _warn_skipped(self, problems: Sequence[str]) -> None:
+        for problem in problems:
+            log.warning("shardrun: warning: %s: %s; that run record is skipped "
+                        "(left in the file as it is)", self.path, problem)
+        self._said_skipped = bool(problems)
+
+    def add_run(self, record: RunRecord, keep: int = RUNS_KEPT) -> None:
+        """Append a run record, keeping the last `keep`; older ones drop their unit lists.
+
+        Works on the section's JSON, so the records this version cannot read, and those
+        it did not write, are written back exactly as they were.
+        """
+        self._new_runs.append(record)
+        section = self.extra.get("runs")
+        kept = section if isinstance(section, list) else []
+        runs = [*kept, record.to_dict()][-keep:] if keep > 0 else []
         cut = len(runs) - RUNS_WITH_UNITS
         self.extra["runs"] = [_without_units(run) if i < cut else run for i, run in enumerate(runs)]
+        self._run_records = None
 
     def save(self, root: Path | None = None) -> None:
         """Merge into the file under a lock and write it; with `root`, first forget units
@@ -193,7 +220,7 @@ class History:
                 merged._forget_missing(root)
             write_text(self.path, merged._to_json(), "timing history")
         self._files, self._examples = merged._files, merged._examples
-        self.extra = merged.extra
+        self.extra, self._run_records = merged.extra, None
         # saved: a later save must not add them again
         self._journal, self._setup_journal, self._new_runs = [], [], []
 
@@ -263,9 +290,10 @@ def _clamped(seconds: float) -> float:
     return max(float(seconds), 0.0)
 
 
-def _without_units(run: dict[str, Any]) -> dict[str, Any]:
-    """A run record whose batches keep their unit count but not the unit names."""
-    batches = run.get("batches")
+def _without_units(run: Any) -> Any:
+    """A run record whose batches keep their unit count but not the unit names (anything
+    else in the "runs" section as it is)."""
+    batches = run.get("batches") if isinstance(run, dict) else None
     if not isinstance(batches, list):
         return run
     slim = [

@@ -27,6 +27,7 @@ from shardrun.plan.history import History
 from shardrun.plan.planner import plan_shards
 from shardrun.plan.timings import file_of_unit
 from shardrun.report.insights import failure_history, slowest_tests, split_estimates
+from shardrun.report.records import RunRecord
 from shardrun.report.runlog import boot_seconds, flaky_counts
 
 # 2: run records of version 2 (one wall time, origin, failed tests), per-test views
@@ -205,7 +206,7 @@ def export(history: History, *, now: float, runs: int = DEFAULT_RUNS) -> dict[st
         "version": DASHBOARD_VERSION,
         "generated_at": _iso(now),
         "files": [row.to_dict() for row in rows],
-        "runs": records,
+        "runs": [record.to_dict() for record in records],
         "slowest": [
             {"path": row.path, "estimate": round(row.estimate, 6),
              "share": round(row.estimate / total, 4) if total else 0.0,
@@ -223,9 +224,8 @@ def export(history: History, *, now: float, runs: int = DEFAULT_RUNS) -> dict[st
     }
 
 
-def _last_workers(records: Sequence[Mapping[str, Any]]) -> int | None:
-    workers = records[-1].get("workers") if records else None
-    return workers if isinstance(workers, int) and not isinstance(workers, bool) else None
+def _last_workers(records: Sequence[RunRecord]) -> int | None:
+    return records[-1].workers if records else None
 
 
 def export_json(data: Mapping[str, Any]) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from shardrun.plan.history import FileStats
 from shardrun.plan.timings import file_of_unit
+from shardrun.report.records import RunRecord
 
 # Tests listed in the failure history (most failed first) and in the slowest list.
 TESTS_SHOWN = 50
@@ -22,13 +23,6 @@ SLOWEST_TESTS_SHOWN = 20
 # errored), flaky (failed, then passed on a retry), ok (neither), or None for a record
 # written before records kept their failed tests (so nobody knows).
 FAILED, FLAKY, OK = "failed", "flaky", "ok"
-
-
-def _ids(record: Mapping[str, Any], key: str) -> set[str] | None:
-    value = record.get(key)
-    if not isinstance(value, list):
-        return None
-    return {item for item in value if isinstance(item, str)}
 
 
 def _state(test: str, failed: set[str] | None, flaky: set[str]) -> str | None:
@@ -40,12 +34,13 @@ def _state(test: str, failed: set[str] | None, flaky: set[str]) -> str | None:
 
 
 def failure_history(
-    records: Sequence[Mapping[str, Any]], top: int = TESTS_SHOWN,
+    records: Sequence[RunRecord], top: int = TESTS_SHOWN,
 ) -> list[dict[str, Any]]:
     """Every test that failed or was flaky in these runs: its state per run, how often,
     and its rates over the runs that can tell (failure rate: runs that kept failed tests)."""
-    failed_by_run = [_ids(record, "failed") for record in records]
-    flaky_by_run = [_ids(record, "flaky") or set() for record in records]
+    failed_by_run = [None if record.failed is None else set(record.failed)
+                     for record in records]
+    flaky_by_run = [set(record.flaky) for record in records]
     tests = set().union(*(ids or set() for ids in failed_by_run), *flaky_by_run)
     rows: list[dict[str, Any]] = []
     for test in tests:
@@ -62,7 +57,7 @@ def failure_history(
             "flaky_runs": flaky_runs,
             "failure_rate": round(failed_runs / known, 4) if known else None,
             "flaky_rate": round(flaky_runs / len(records), 4),
-            "last_seen_run": str(records[last].get("run_id", "")),
+            "last_seen_run": records[last].run_id,
             "history": states,
         })
     rows.sort(key=lambda row: (-int(row["failed_runs"]), -int(row["flaky_runs"]),

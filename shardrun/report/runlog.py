@@ -5,8 +5,8 @@ says *how the run went*: which worker ran which batch when, how close the plan c
 much time went to idling and to starting test processes. The dashboard charts those
 records across runs, and the capacity advice reuses the boot overhead measured here.
 
-Pure (DESIGN.md rule 1): plan + results + report + a timestamp in, a JSON-able dict out.
-The record's shape is documented in docs/dashboard.md ("Run records"); keep the two in step.
+Pure (DESIGN.md rule 1): plan + results + report + a timestamp in, a RunRecord out
+(records.py: the record as data, its JSON shape and how it is read back).
 """
 
 from __future__ import annotations
@@ -14,26 +14,26 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from shardrun.models import BatchResult, Plan
 from shardrun.plan.history import History
 from shardrun.plan.timings import file_of_unit
 from shardrun.report.merge import FAILED_OUTCOMES, CaseResult, RunReport
+from shardrun.report.records import (
+    RUN_RECORD_VERSION,
+    BatchRecord,
+    Origin,
+    RunRecord,
+    WorkerRecord,
+)
 
-# 2: `wall_seconds` is the run's own time (as the terminal says it), `started_at` the
-# run's start; `origin` and `failed` are new.
-RUN_RECORD_VERSION = 2
 # Failed test ids kept per record: enough for the failure history of any suite that is
 # not broken wholesale, while a run with 5,000 failures does not bloat the history.
 FAILED_KEPT = 200
 # Runs whose measured boot overhead feeds the cost model (their median): recent enough to
 # follow a slower app boot, enough to ignore one cold CI cache.
 BOOT_RUNS = 10
-# Batch outcomes, worst first: a worker error or a signal is a crash, a kill at the
-# timeout is "timed_out", any other nonzero exit (tests failed, pytest usage error) is
-# "failed". pytest's 5 ("no tests collected") is a clean run of units with no examples.
-OUTCOMES = ("crashed", "timed_out", "failed", "passed")
+# pytest's 5 ("no tests collected") is a clean run of units with no examples.
 _CLEAN_EXIT_CODES = frozenset({0, 5})
 # Seconds are rounded to milliseconds: finer than any CI clock is worth, and the history
 # file (which teams commit) stays readable.
@@ -41,7 +41,7 @@ _DIGITS = 3
 
 
 def batch_outcome(result: BatchResult) -> str:
-    """One of OUTCOMES for a batch: how its process ended, not what its tests said."""
+    """One of records.OUTCOMES for a batch: how its process ended, not what its tests said."""
     outcome = result.outcome
     if outcome.timed_out:
         return "timed_out"
@@ -58,25 +58,25 @@ def _case_seconds_by_batch(report: RunReport) -> dict[tuple[int, int, str], floa
     return seconds
 
 
-def _batch(result: BatchResult, case_seconds: float | None) -> dict[str, Any]:
-    return {
-        "index": result.batch_id,
-        "attempt": result.attempt,
-        "worker": result.worker,
-        "worker_index": result.worker_index,
-        "start": round(result.started_at, _DIGITS),
-        "end": round(result.finished_at, _DIGITS),
-        "predicted_seconds": round(result.predicted_seconds, _DIGITS),
-        "actual_seconds": round(result.outcome.wall_seconds, _DIGITS),
-        "case_seconds": None if case_seconds is None else round(case_seconds, _DIGITS),
-        "outcome": batch_outcome(result),
-        "warm": result.warm,
-        "unit_count": len(result.units),
-        "units": list(result.units),
-    }
+def _batch(result: BatchResult, case_seconds: float | None) -> BatchRecord:
+    return BatchRecord(
+        index=result.batch_id,
+        attempt=result.attempt,
+        worker=result.worker,
+        worker_index=result.worker_index,
+        start=round(result.started_at, _DIGITS),
+        end=round(result.finished_at, _DIGITS),
+        predicted_seconds=round(result.predicted_seconds, _DIGITS),
+        actual_seconds=round(result.outcome.wall_seconds, _DIGITS),
+        case_seconds=None if case_seconds is None else round(case_seconds, _DIGITS),
+        outcome=batch_outcome(result),
+        warm=result.warm,
+        unit_count=len(result.units),
+        units=tuple(result.units),
+    )
 
 
-def batches(results: Sequence[BatchResult], report: RunReport) -> list[dict[str, Any]]:
+def batches(results: Sequence[BatchResult], report: RunReport) -> list[BatchRecord]:
     """One entry per result (a shard, or a queue batch; every attempt), in start order.
 
     `case_seconds` is None for an attempt the report superseded: its testcases were
@@ -90,28 +90,28 @@ def batches(results: Sequence[BatchResult], report: RunReport) -> list[dict[str,
     ]
 
 
-def _per_worker(batch_list: Sequence[dict[str, Any]], wall: float) -> list[dict[str, Any]]:
+def _per_worker(batch_list: Sequence[BatchRecord], wall: float) -> list[WorkerRecord]:
     """Busy time (sum of its batches), span (first start to last end) and idle = wall - busy."""
-    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    grouped: dict[str, list[BatchRecord]] = defaultdict(list)
     for batch in batch_list:
-        grouped[batch["worker"]].append(batch)
+        grouped[batch.worker].append(batch)
     rows = []
     for worker, own in grouped.items():
-        busy = sum(batch["actual_seconds"] for batch in own)
-        span = max(b["end"] for b in own) - min(b["start"] for b in own)
-        rows.append({
-            "worker": worker,
-            "worker_index": own[0]["worker_index"],
-            "batches": len(own),
-            "busy_seconds": round(busy, _DIGITS),
-            "span_seconds": round(span, _DIGITS),
-            "idle_seconds": round(max(wall - busy, 0.0), _DIGITS),
-        })
-    return sorted(rows, key=lambda row: (row["worker_index"], row["worker"]))
+        busy = sum(batch.actual_seconds for batch in own)
+        span = max(b.end for b in own) - min(b.start for b in own)
+        rows.append(WorkerRecord(
+            worker=worker,
+            worker_index=own[0].worker_index,
+            batches=len(own),
+            busy_seconds=round(busy, _DIGITS),
+            span_seconds=round(span, _DIGITS),
+            idle_seconds=round(max(wall - busy, 0.0), _DIGITS),
+        ))
+    return sorted(rows, key=lambda row: (row.worker_index, row.worker))
 
 
 def boot_overhead(
-    batch_list: Iterable[dict[str, Any]], *, warm: bool | None = None
+    batch_list: Iterable[BatchRecord], *, warm: bool | None = None
 ) -> tuple[float, int]:
     """Seconds spent outside testcases (process start, framework load, JUnit writing),
     summed over batches that ran to the end, and how many batches that sum covers.
@@ -122,10 +122,10 @@ def boot_overhead(
     """
     total, counted = 0.0, 0
     for batch in batch_list:
-        if warm is not None and bool(batch.get("warm", False)) != warm:
+        if warm is not None and batch.warm != warm:
             continue
-        if batch["outcome"] in ("passed", "failed") and batch["case_seconds"] is not None:
-            total += max(batch["actual_seconds"] - batch["case_seconds"], 0.0)
+        if batch.outcome in ("passed", "failed") and batch.case_seconds is not None:
+            total += max(batch.actual_seconds - batch.case_seconds, 0.0)
             counted += 1
     return total, counted
 
@@ -146,19 +146,10 @@ def case_id(case: CaseResult) -> str:
     return case.id or f"{case.file or case.classname}::{case.name}"
 
 
-def _extent(batch_list: Sequence[dict[str, Any]], recorded_at: float) -> tuple[float, float]:
+def _extent(batch_list: Sequence[BatchRecord], recorded_at: float) -> tuple[float, float]:
     if not batch_list:
         return recorded_at, recorded_at
-    return min(b["start"] for b in batch_list), max(b["end"] for b in batch_list)
-
-
-def _plan_fields(plan: Plan) -> dict[str, Any]:
-    return {
-        "workers": plan.workers,
-        "predicted_makespan": round(plan.predicted_makespan, _DIGITS),
-        "lower_bound": round(plan.lower_bound, _DIGITS),
-        "bounding_unit": plan.bounding_unit,
-    }
+    return min(b.start for b in batch_list), max(b.end for b in batch_list)
 
 
 def failed_tests(report: RunReport) -> list[str]:
@@ -168,25 +159,11 @@ def failed_tests(report: RunReport) -> list[str]:
     return sorted(found for found in ids if found)[:FAILED_KEPT]
 
 
-def _report_fields(report: RunReport) -> dict[str, Any]:
-    return {
-        "passed": report.passed,
-        "tests": report.tests,
-        "failures": report.failures,
-        "errors": report.errors,
-        "skipped": report.skipped,
-        "suite_seconds": round(report.seconds, _DIGITS),
-        "flaky": flaky_tests(report),
-        "failed": failed_tests(report),
-        "polluted": sorted(case_id(case) for case in getattr(report, "polluted", ())),
-    }
-
-
 def build_run_record(
     run_id: str, plan: Plan, results: Sequence[BatchResult], report: RunReport,
     recorded_at: float, *, timed: bool = True, run_started_at: float | None = None,
     origin: Mapping[str, str | None] | None = None,
-) -> dict[str, Any]:
+) -> RunRecord:
     """The record of one run (docs/dashboard.md, "Run records").
 
     With `run_started_at` (the command's start, planning included) the run spans from it
@@ -202,32 +179,34 @@ def build_run_record(
     workers = _per_worker(batch_list, wall)
     cold, started = boot_overhead(batch_list, warm=False)
     warm, reused = boot_overhead(batch_list, warm=True)
-    return {
-        "version": RUN_RECORD_VERSION,
-        "run_id": run_id,
-        "origin": {key: (origin or {}).get(key) for key in ("commit", "branch", "build")},
-        "started_at": round(started_at, _DIGITS),
-        "finished_at": round(finished_at, _DIGITS),
-        "wall_seconds": round(wall, _DIGITS),
-        "makespan": max((row["span_seconds"] for row in workers), default=0.0),
-        **_plan_fields(plan),
-        "timed": timed,
-        "idle_seconds": round(sum(row["idle_seconds"] for row in workers), _DIGITS),
-        "boot_overhead_seconds": round(cold + warm, _DIGITS),
-        "boot_seconds_per_batch": round(cold / started, _DIGITS) if started else None,
-        "warm_seconds_per_batch": round(warm / reused, _DIGITS) if reused else None,
-        "retries": sum(1 for result in results if result.attempt > 1),
-        **_report_fields(report),
-        "per_worker": workers,
-        "batches": batch_list,
-    }
+    known = origin or {}
+    return RunRecord(
+        version=RUN_RECORD_VERSION, run_id=run_id,
+        origin=Origin(known.get("commit"), known.get("branch"), known.get("build")),
+        started_at=round(started_at, _DIGITS), finished_at=round(finished_at, _DIGITS),
+        wall_seconds=round(wall, _DIGITS),
+        makespan=max((row.span_seconds for row in workers), default=0.0),
+        workers=plan.workers, predicted_makespan=round(plan.predicted_makespan, _DIGITS),
+        lower_bound=round(plan.lower_bound, _DIGITS), bounding_unit=plan.bounding_unit,
+        timed=timed, idle_seconds=round(sum(row.idle_seconds for row in workers), _DIGITS),
+        boot_overhead_seconds=round(cold + warm, _DIGITS),
+        boot_seconds_per_batch=round(cold / started, _DIGITS) if started else None,
+        warm_seconds_per_batch=round(warm / reused, _DIGITS) if reused else None,
+        retries=sum(1 for result in results if result.attempt > 1),
+        passed=report.passed, tests=report.tests, failures=report.failures,
+        errors=report.errors, skipped=report.skipped,
+        suite_seconds=round(report.seconds, _DIGITS), flaky=tuple(flaky_tests(report)),
+        failed=tuple(failed_tests(report)),
+        polluted=tuple(sorted(case_id(case) for case in getattr(report, "polluted", ()))),
+        per_worker=tuple(workers), batches=tuple(batch_list),
+    )
 
 
 def record_run(
     history: History, run_id: str, plan: Plan, results: Sequence[BatchResult],
     report: RunReport, recorded_at: float, *, timed: bool = True,
     run_started_at: float | None = None, origin: Mapping[str, str | None] | None = None,
-) -> dict[str, Any]:
+) -> RunRecord:
     """Build this run's record and add it to the history (the one call `finish` makes)."""
     record = build_run_record(run_id, plan, results, report, recorded_at, timed=timed,
                               run_started_at=run_started_at, origin=origin)
@@ -235,34 +214,30 @@ def record_run(
     return record
 
 
-def flaky_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+def flaky_counts(records: Iterable[RunRecord]) -> dict[str, int]:
     """Per file: in how many of these runs one of its units was flaky."""
     counts: dict[str, int] = defaultdict(int)
     for record in records:
-        files = {file_of_unit(unit) for unit in record.get("flaky") or () if isinstance(unit, str)}
-        for file in files:
+        for file in {file_of_unit(unit) for unit in record.flaky}:
             counts[file] += 1
     return dict(counts)
 
 
-def boot_seconds(runs: Sequence[Mapping[str, Any]]) -> float:
+def boot_seconds(runs: Sequence[RunRecord]) -> float:
     """Median start-up cost of a batch in a fresh process over the last BOOT_RUNS runs
     that measured one, or 0.
 
     One source for the dashboard's capacity advice and queue mode's batch sizes."""
-    return _recent_median(runs, "boot_seconds_per_batch")
+    return _recent_median([run.boot_seconds_per_batch for run in runs])
 
 
-def warm_batch_seconds(runs: Sequence[Mapping[str, Any]]) -> float:
+def warm_batch_seconds(runs: Sequence[RunRecord]) -> float:
     """Median cost outside testcases of a batch in a warm runner (shardrun/work/warm.py), or 0.
 
     What every batch after a worker's first costs: queue mode's batch sizes follow it."""
-    return _recent_median(runs, "warm_seconds_per_batch")
+    return _recent_median([run.warm_seconds_per_batch for run in runs])
 
 
-def _recent_median(runs: Sequence[Mapping[str, Any]], field: str) -> float:
-    measured = [
-        float(run[field]) for run in runs[-BOOT_RUNS:]
-        if isinstance(run.get(field), (int, float))
-    ]
+def _recent_median(per_run: Sequence[float | None]) -> float:
+    measured = [seconds for seconds in per_run[-BOOT_RUNS:] if seconds is not None]
     return statistics.median(measured) if measured else 0.0

@@ -9,11 +9,10 @@ workers boot before their first batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from shardrun.checkout import git_head
 from shardrun.config import DEFAULT_LEASE_SECONDS, REDIS_TIMEOUT_SECONDS, available_cpus
@@ -31,6 +30,7 @@ from shardrun.plan.gather import PlannedSuite, PlanRequest
 from shardrun.plan.history import History
 from shardrun.plan.splitting import list_examples
 from shardrun.report.merge import RunReport
+from shardrun.report.records import RunRecord
 from shardrun.report.runlog import boot_seconds, warm_batch_seconds
 from shardrun.run.ledger import Ledger
 from shardrun.run.project_python import project_interpreter
@@ -230,7 +230,7 @@ def suite_prewarm(suite: Suite, options: RunOptions) -> Prewarm | None:
     return Prewarm(framework, options.runner_args)
 
 
-def batch_overhead(runs: Sequence[Mapping[str, Any]], framework: str, *, warm: bool) -> float:
+def batch_overhead(runs: Sequence[RunRecord], framework: str, *, warm: bool) -> float:
     """What one batch costs outside its tests, for the cost model (docs/queue.md).
 
     With warm runners a worker boots once and every later batch costs only its dispatch

@@ -491,6 +491,23 @@ def test_second_run_predicts_better(tmp_path: Path) -> None:
     assert history["runs"][-1]["timed"] is True
 
 
+def test_a_malformed_run_record_in_the_history_is_skipped_with_a_warning(
+    pytest_suite: Suite, tmp_path: Path,
+) -> None:
+    """Teams commit and edit the history: a record with a string where a number goes
+    must neither stop the run nor be lost; the run says so and adds its own record."""
+    bad = {"version": 2, "run_id": "edited by hand", "boot_seconds_per_batch": "fast"}
+    timings = tmp_path / "run-timings.json"
+    timings.write_text(json.dumps({"version": 1, "files": {}, "runs": [bad]}))
+    completed = shardrun(pytest_suite.root, "tests", "--workers", "2", *run_options(tmp_path))
+    assert completed.returncode == 1, completed.stdout + completed.stderr  # the suite fails
+    assert (f"shardrun: warning: {timings}: runs[0]: no \"started_at\"; that run record is "
+            "skipped (left in the file as it is)") in completed.stderr, completed.stderr
+    first, new = json.loads(timings.read_text())["runs"]
+    assert first == bad
+    assert new["version"] == 2 and new["tests"] > 0
+
+
 # --- 9: runner arguments after `--`
 
 

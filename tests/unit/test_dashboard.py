@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from shardrun.report.dashboard import (
     worker_counts,
 )
 from shardrun.report.merge import merge
+from shardrun.report.records import RunRecord
 from shardrun.report.runlog import boot_seconds, build_run_record
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -132,7 +135,7 @@ def history_with(samples: Mapping[str, list[float]]) -> History:
     return history
 
 
-def run_record(run_id: str = "run-1") -> dict[str, Any]:
+def run_record(run_id: str = "run-1") -> RunRecord:
     """A real record: two shards on two workers, each 0.5 s slower than its testcases."""
     files = ["tests/test_a.py", "tests/test_b.py"]
     results = [
@@ -218,8 +221,8 @@ def test_format_duration(seconds: float, text: str) -> None:
 
 
 def test_boot_seconds_is_the_median_of_measured_runs() -> None:
-    runs = [{"boot_seconds_per_batch": 1.0}, {"boot_seconds_per_batch": None},
-            {"boot_seconds_per_batch": 3.0}, {"boot_seconds_per_batch": 2.0}, {}]
+    runs = [replace(run_record(), boot_seconds_per_batch=seconds)
+            for seconds in (1.0, None, 3.0, 2.0, None)]
     assert boot_seconds(runs) == 2.0
     assert boot_seconds([]) == 0.0
 
@@ -251,7 +254,7 @@ def test_export_of_an_empty_history_is_valid() -> None:
 def test_export_keeps_the_latest_runs_and_counts_their_flaky_files() -> None:
     history = history_with({"tests/test_a.py": [1.0]})
     for number in range(3):
-        history.add_run({**run_record(f"run-{number}"), "flaky": ["tests/test_a.py::test_x"]})
+        history.add_run(replace(run_record(f"run-{number}"), flaky=("tests/test_a.py::test_x",)))
     data = dashboard.export(history, now=NOW, runs=2)
     assert [run["run_id"] for run in data["runs"]] == ["run-1", "run-2"]
     assert data["files"][0]["flaky"] == 2
@@ -312,6 +315,28 @@ def test_cli_export_to_stdout_and_to_a_file(timings_file: Path) -> None:
                           str(target), "--runs", "0")
     assert code == 0 and str(target) in out
     assert json.loads(target.read_text())["runs"] == []
+
+
+def test_cli_export_skips_a_malformed_run_record_with_a_warning(
+    timings_file: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The history is a file teams edit: a record with a string for a number must not
+    stop the dashboard; the export has the other runs, and the warning names the entry."""
+    data = json.loads(timings_file.read_text())
+    good = data["runs"][0]
+    old = {key: value for key, value in good.items() if key not in ("origin", "failed")}
+    data["runs"] = [{**good, "run_id": "edited", "wall_seconds": "3 s"}, {**old, "version": 1},
+                    good]
+    timings_file.write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING):
+        code, out, _ = invoke("dashboard", "export", "--timings", str(timings_file))
+        html_code, _, _ = invoke("dashboard", "html", "--timings", str(timings_file))
+    assert (code, html_code) == (0, 0)
+    exported = json.loads(out)
+    assert_valid(exported)
+    assert [(run["run_id"], run["version"]) for run in exported["runs"]] == [
+        ("run-1", 1), ("run-1", 2)]
+    assert f'{timings_file}: runs[0]: "wall_seconds" is not a number' in caplog.text
 
 
 def test_cli_html_writes_one_page(timings_file: Path) -> None:

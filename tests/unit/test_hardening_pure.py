@@ -4,6 +4,7 @@ the history's merge and clamping, zero-second plans, settings names."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from support.files import write
@@ -11,11 +12,17 @@ from support.files import write
 from shardrun.cli.configuration import schema_of
 from shardrun.cli.main import cli
 from shardrun.config import settings_from
+from shardrun.models import Plan
 from shardrun.plan.history import History
 from shardrun.plan.imports import describe, match_to_root
 from shardrun.plan.planner import plan_shards
 from shardrun.plan.timings import Durations, is_project_key
+from shardrun.report.merge import merge
+from shardrun.report.runlog import build_run_record
 from shardrun.report.terminal import printable
+
+# A run record of no batches, for the history's "runs" section.
+RECORD = build_run_record("run", Plan(1, (), 0.0, 0.0, 0.0), [], merge([], []), 0.0)
 
 
 def test_printable_escapes_every_control_character() -> None:
@@ -53,15 +60,15 @@ def test_history_merges_with_what_another_process_saved(tmp_path: Path) -> None:
     path = tmp_path / "timings.json"
     first, second = History.load(path), History.load(path)
     first.record(Durations({"spec/a_spec.rb": 1.0}, {}, "run 1"), at=1.0)
-    first.add_run({"id": "run 1"})
+    first.add_run(replace(RECORD, run_id="run 1"))
     second.record(Durations({"spec/a_spec.rb": 3.0}, {}, "run 2"), at=2.0)
-    second.add_run({"id": "run 2"})
+    second.add_run(replace(RECORD, run_id="run 2"))
     first.save()
     second.save()
     second.save()  # a second save adds nothing again
     merged = History.load(path)
     assert merged.files()["spec/a_spec.rb"].samples == (1.0, 3.0)
-    assert [run["id"] for run in merged.runs()] == ["run 1", "run 2"]
+    assert [run.run_id for run in merged.runs()] == ["run 1", "run 2"]
 
 
 def test_history_clamps_negative_samples_and_drops_outside_keys(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ run records that carry their origin and one wall time (issue 21)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from support.events import batch, done, ran
@@ -14,6 +15,7 @@ from shardrun.plan.timings import Durations
 from shardrun.report import dashboard
 from shardrun.report.insights import failure_history, slowest_tests, split_estimates
 from shardrun.report.merge import merge
+from shardrun.report.records import Origin, RunRecord
 from shardrun.report.runlog import build_run_record
 from shardrun.run.ci_env import build_label
 from shardrun.run.origin import run_origin
@@ -21,15 +23,24 @@ from shardrun.run.origin import run_origin
 NOW = 1_767_225_600.0
 ALWAYS = "tests/test_a.py::test_always_fails"
 SOMETIMES = "tests/test_a.py::test_sometimes_flaky"
+# A run record of no batches: the tests below vary its flaky and failed tests.
+NO_BATCHES = build_run_record("r", Plan(1, (), 0.0, 0.0, 0.0), [], merge([], []), NOW)
+
+
+def run(run_id: str, *, flaky: list[str], failed: list[str] | None) -> RunRecord:
+    """A record with these flaky and failed tests; failed None: a record from before
+    records kept their failed tests."""
+    return replace(NO_BATCHES, run_id=run_id, flaky=tuple(flaky),
+                   failed=None if failed is None else tuple(failed))
 
 
 def test_a_test_that_fails_every_run_heads_the_failure_history() -> None:
     """It appeared nowhere: only flaky tests had a list."""
     records = [
-        {"run_id": "r0", "flaky": [], "failed": [ALWAYS]},
-        {"run_id": "r1", "flaky": [SOMETIMES], "failed": [ALWAYS]},
-        {"run_id": "r2", "flaky": [], "failed": [ALWAYS]},
-        {"run_id": "r3", "flaky": [SOMETIMES], "failed": [ALWAYS]},
+        run("r0", flaky=[], failed=[ALWAYS]),
+        run("r1", flaky=[SOMETIMES], failed=[ALWAYS]),
+        run("r2", flaky=[], failed=[ALWAYS]),
+        run("r3", flaky=[SOMETIMES], failed=[ALWAYS]),
     ]
     always, flaky = failure_history(records)
     assert always == {"id": ALWAYS, "file": "tests/test_a.py", "failed_runs": 4,
@@ -42,12 +53,12 @@ def test_a_test_that_fails_every_run_heads_the_failure_history() -> None:
 
 def test_records_that_kept_no_failed_tests_are_unknown_not_passed() -> None:
     """Records written before `failed` existed cannot say a test passed."""
-    records = [{"run_id": "old", "flaky": [SOMETIMES]}, {"run_id": "new", "flaky": [],
-                                                          "failed": [SOMETIMES]}]
+    records = [run("old", flaky=[SOMETIMES], failed=None),
+               run("new", flaky=[], failed=[SOMETIMES])]
     [row] = failure_history(records)
     assert row["history"] == ["flaky", "failed"]
     assert (row["failure_rate"], row["flaky_rate"]) == (0.5, 0.5)
-    assert failure_history([{"run_id": "old", "flaky": []}]) == []
+    assert failure_history([run("old", flaky=[], failed=None)]) == []
 
 
 def test_slowest_tests_by_estimate() -> None:
@@ -84,10 +95,10 @@ def test_a_run_record_has_one_wall_time_its_origin_and_its_failures() -> None:
     record = build_run_record("r", Plan(1, (Shard(0, tuple(units), 1.0),), 1.0, 1.0, 1.0),
                               [result], merge(units, [result]), NOW + 8.1,
                               run_started_at=NOW, origin=origin)
-    assert record["version"] == 2
-    assert (record["started_at"], record["wall_seconds"]) == (NOW, 8.1)
-    assert record["origin"] == origin
-    assert record["failed"] == [ALWAYS]
+    assert record.version == 2
+    assert (record.started_at, record.wall_seconds) == (NOW, 8.1)
+    assert record.origin == Origin(**origin) and record.to_dict()["origin"] == origin
+    assert record.failed == (ALWAYS,)
 
 
 def test_origin_comes_from_the_ci_then_from_git(tmp_path: Path) -> None:
