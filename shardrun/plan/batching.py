@@ -141,20 +141,22 @@ def first_round(inputs: DispatchInputs) -> tuple[tuple[Shard, ...], DispatchInpu
     Listing the tests of the files worth splitting boots the framework and imports those
     files: 1-3 s before the first batch on the peers' pytest suites (docs/benchmarks.md),
     with every worker waiting. The first round does without: one batch per worker of
-    whole files, the longest that fit a first-round batch (files too long for one wait
-    to be split). They run early, where the later, smaller rounds absorb what their
-    estimates got wrong, while the listing runs beside them for the rest. Nothing to
+    whole files, the longest that fit a first-round batch. The files to be listed wait
+    for their listing: those too long for one batch, and those with tests the history
+    knows (a file that grew since is then split with its new tests). The first round
+    runs early, where the later, smaller rounds absorb what its estimates got wrong,
+    while the listing runs beside it for the rest. Nothing to
     list: no first round, the whole plan is made at once.
     """
     estimates, workers = inputs.estimates, inputs.workers
     if workers < 2 or not inputs.to_list():
         return (), inputs
     target = first_batch_seconds(math.fsum(estimates.values()), workers, inputs.batch_seconds)
-    too_long = set(units_to_split(estimates, workers, inputs.batch_seconds))
+    to_split = set(inputs.to_list())
     bins: list[tuple[float, int, list[str]]] = [(0.0, index, []) for index in range(workers)]
     for unit in sorted(estimates, key=lambda unit: (-estimates[unit], unit)):
         load, index, units = bins[0]
-        if unit in too_long or (units and load + estimates[unit] > target):
+        if unit in to_split or (units and load + estimates[unit] > target):
             continue
         units.append(unit)
         heapq.heapreplace(bins, (load + estimates[unit], index, units))

@@ -190,6 +190,18 @@ def test_the_first_round_needs_no_listing_and_the_rest_is_split_after_it() -> No
     assert plan.total_seconds == pytest.approx(sum(estimates.values()))
 
 
+def test_a_file_with_known_tests_waits_for_its_listing() -> None:
+    """Short enough for the first round, but the history knows its tests: it may have
+    grown since, so it is split from its listing, not run whole before it."""
+    estimates = {"grown.py": 0.9, **{f"f{i}.py": 0.6 for i in range(8)}}
+    known = {f"grown.py::test_{t}": _stats(0.3) for t in range(3)}
+    inputs = DispatchInputs(estimates, workers=2, batch_seconds=0.05, known=known)
+    assert inputs.to_list() == ["grown.py"]
+    first, rest = first_round(inputs)
+    assert first and all("grown.py" not in batch.units for batch in first)
+    assert rest.to_list() == ["grown.py"]
+
+
 def test_nothing_to_list_means_no_first_round() -> None:
     inputs = DispatchInputs({f"f{i}.py": 1.0 for i in range(10)}, workers=4, batch_seconds=0.05)
     assert inputs.to_list() == []
