@@ -54,6 +54,8 @@ MAX_TAIL_PIECES = 8
 # worker that runs a piece: on networkx (7 s to collect 104 s of tests) splitting every
 # file made a run slower (listing 8 s) than the tail it saved.
 KNOWN_SPLIT_SHARE = 1 / 16
+# A file is split only from this many listings long (units_to_split).
+LISTING_WORTH = 2.0
 # Boot costs assumed before any run has measured one (seconds): a plain `rspec` or
 # `python -m pytest` process start on a small suite. Rails apps measure far more, which
 # the history then records.
@@ -77,7 +79,7 @@ def first_batch_seconds(total: float, workers: int, boot_seconds: float) -> floa
 
 def units_to_split(
     estimates: Mapping[str, float], workers: int, boot_seconds: float,
-    known_tests: Mapping[str, int] | None = None,
+    known_tests: Mapping[str, int] | None = None, listing_seconds: float = 0.0,
 ) -> list[str]:
     """Files worth running as separate tests, longest first.
 
@@ -87,6 +89,12 @@ def units_to_split(
     tests the history knows (`known_tests`: how many, per file) is split too, however
     short of that, from KNOWN_SPLIT_SHARE of a worker's share up: estimates are last
     run's, and a file that grew since would otherwise run whole, and last.
+
+    No file shorter than LISTING_WORTH listings (`listing_seconds`: one framework boot)
+    is split: its pieces wait for the listing, and splitting it can save at most about
+    half of it at the end of a run. On suites of a few seconds the listing cost more than
+    every split saved (rspec-expectations at N = 4: 7.4 s with the split files waiting
+    for a 2 s `rspec --dry-run`, 3.9 s planned from whole files; docs/benchmarks.md).
     """
     if workers < 2:
         return []
@@ -96,9 +104,11 @@ def units_to_split(
     )
     known = known_tests or {}
     tail = known_split_seconds(total, workers)
+    floor = LISTING_WORTH * listing_seconds
     return sorted(
         (unit for unit, seconds in estimates.items()
-         if seconds > threshold or (known.get(unit, 0) >= 2 and seconds >= tail)),
+         if seconds >= floor
+         and (seconds > threshold or (known.get(unit, 0) >= 2 and seconds >= tail))),
         key=lambda unit: (-estimates[unit], unit),
     )
 
@@ -120,13 +130,14 @@ class DispatchInputs:
     known: Mapping[str, FileStats] = field(default_factory=dict)  # tests the history knows
     listed: Mapping[str, Sequence[str]] = field(default_factory=dict)  # tests found now
     command: bool = False  # units run by a --command: files, never split
+    listing_seconds: float = 0.0  # what listing a file's tests costs: one framework boot
 
     def to_list(self) -> list[str]:
         """The files whose tests a listing should find: those worth splitting."""
         if self.command:
             return []
         return units_to_split(self.estimates, self.workers, self.batch_seconds,
-                              known_test_counts(self.known))
+                              known_test_counts(self.known), self.listing_seconds)
 
 
 def queue_plan(inputs: DispatchInputs) -> Plan:
@@ -141,22 +152,23 @@ def first_round(inputs: DispatchInputs) -> tuple[tuple[Shard, ...], DispatchInpu
     Listing the tests of the files worth splitting boots the framework and imports those
     files: 1-3 s before the first batch on the peers' pytest suites (docs/benchmarks.md),
     with every worker waiting. The first round does without: one batch per worker of
-    whole files, the longest that fit a first-round batch. The files to be listed wait
-    for their listing: those too long for one batch, and those with tests the history
-    knows (a file that grew since is then split with its new tests). The first round
-    runs early, where the later, smaller rounds absorb what its estimates got wrong,
-    while the listing runs beside it for the rest. Nothing to
+    whole files, the longest that fit a first-round batch (files too long for one wait
+    to be split). They run early, where the later, smaller rounds absorb what their
+    estimates got wrong, a file with known tests that grew since included (it is split
+    only when it would run later, where it could end the run late), while the listing
+    runs beside them for the rest. Nothing to
     list: no first round, the whole plan is made at once.
     """
     estimates, workers = inputs.estimates, inputs.workers
     if workers < 2 or not inputs.to_list():
         return (), inputs
     target = first_batch_seconds(math.fsum(estimates.values()), workers, inputs.batch_seconds)
-    to_split = set(inputs.to_list())
+    too_long = set(units_to_split(estimates, workers, inputs.batch_seconds,
+                                  listing_seconds=inputs.listing_seconds))
     bins: list[tuple[float, int, list[str]]] = [(0.0, index, []) for index in range(workers)]
     for unit in sorted(estimates, key=lambda unit: (-estimates[unit], unit)):
         load, index, units = bins[0]
-        if unit in to_split or (units and load + estimates[unit] > target):
+        if unit in too_long or (units and load + estimates[unit] > target):
             continue
         units.append(unit)
         heapq.heapreplace(bins, (load + estimates[unit], index, units))

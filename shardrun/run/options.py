@@ -182,15 +182,18 @@ def batch_inputs(planned: PlannedSuite, options: RunOptions) -> tuple[DispatchIn
     framework = "command" if options.command_template else planned.suite.framework
     runner = get_runner(framework, options.request.root, options.command_template,
                         options.python)
-    boot = batch_overhead(planned.history.runs(), framework, warm=_warm(runner, options))
+    runs = planned.history.runs()
+    boot = batch_overhead(runs, framework, warm=_warm(runner, options))
     boot += setup_per_batch(planned.history, options)
+    listing = batch_overhead(runs, framework, warm=False)  # a listing boots the framework
     if not planned.timed:
         # No timings yet: estimates are file sizes, not seconds, so a boot cost in seconds
         # means nothing against them. Batch without it: small batches let the queue even
         # out what the sizes got wrong, and this run's timings fix the next one.
-        boot = 0.0
+        boot = listing = 0.0
     inputs = DispatchInputs(planned.estimates, options.request.workers, boot,
-                            planned.history.examples(), command=bool(options.command_template))
+                            planned.history.examples(), command=bool(options.command_template),
+                            listing_seconds=listing)
     return inputs, runner
 
 

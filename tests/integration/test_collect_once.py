@@ -197,9 +197,11 @@ def test_a_file_that_grew_since_its_timings_is_split_with_its_new_tests(tmp_path
     files["tests/test_grown.py"] = "".join(f"def test_{index}():\n    pass\n\n"
                                            for index in range(6))
     root = write_pytest_suite(tmp_path / "suite", files)
-    # The history knows three tests of test_grown.py; it has six now.
-    durations = {f"tests/test_grown.py::test_{index}": 0.3 for index in range(3)}
-    durations.update({f"tests/test_file{index}.py::test_{name}": 0.3
+    # The history knows three tests of test_grown.py; it has six now. It is not among
+    # the longest files, which the first round takes whole before the listing, and it is
+    # worth a listing (batching.units_to_split): it would run whole late in the run.
+    durations = {f"tests/test_grown.py::test_{index}": 0.4 for index in range(3)}
+    durations.update({f"tests/test_file{index}.py::test_{name}": 1.0
                       for index in range(8) for name in "ab"})
     (tmp_path / ".test_durations").write_text(json.dumps(durations))
     timings = tmp_path / "timings.json"

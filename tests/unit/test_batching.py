@@ -144,6 +144,19 @@ def test_units_to_split_every_file_whose_tests_are_known_down_to_a_tail_chunk() 
     assert units_to_split(estimates, 1, boot_seconds=0.05, known_tests=known) == []
 
 
+def test_no_file_shorter_than_two_listings_is_split() -> None:
+    """Its pieces would wait for a listing (a framework boot) that costs more than
+    splitting it can save: on a suite of a few seconds every file runs whole."""
+    estimates = {"spec/big_spec.rb": 2.7, **{f"spec/s{i}_spec.rb": 0.6 for i in range(5)}}
+    known = {unit: 20 for unit in estimates}
+    everything = units_to_split(estimates, 4, 0.05, known)
+    assert everything == ["spec/big_spec.rb", *(f"spec/s{i}_spec.rb" for i in range(5))]
+    assert units_to_split(estimates, 4, 0.05, known, listing_seconds=0.5) == ["spec/big_spec.rb"]
+    assert units_to_split(estimates, 4, 0.05, known, listing_seconds=1.5) == []
+    inputs = DispatchInputs(estimates, 4, 0.05, listing_seconds=1.5)
+    assert inputs.to_list() == [] and first_round(inputs)[0] == ()
+
+
 def test_queue_plan_is_computed_from_its_gathered_inputs_alone() -> None:
     """Gather (the listing), then compute: the listed file's tests are the units, every
     other file stays whole, and nothing is lost or run twice."""
@@ -188,18 +201,6 @@ def test_the_first_round_needs_no_listing_and_the_rest_is_split_after_it() -> No
     expected |= {test for tests in listed.values() for test in tests}
     assert set(units) == expected
     assert plan.total_seconds == pytest.approx(sum(estimates.values()))
-
-
-def test_a_file_with_known_tests_waits_for_its_listing() -> None:
-    """Short enough for the first round, but the history knows its tests: it may have
-    grown since, so it is split from its listing, not run whole before it."""
-    estimates = {"grown.py": 0.9, **{f"f{i}.py": 0.6 for i in range(8)}}
-    known = {f"grown.py::test_{t}": _stats(0.3) for t in range(3)}
-    inputs = DispatchInputs(estimates, workers=2, batch_seconds=0.05, known=known)
-    assert inputs.to_list() == ["grown.py"]
-    first, rest = first_round(inputs)
-    assert first and all("grown.py" not in batch.units for batch in first)
-    assert rest.to_list() == ["grown.py"]
 
 
 def test_nothing_to_list_means_no_first_round() -> None:
