@@ -267,7 +267,8 @@ def why(suite: Suite, cells: Mapping[int, Mapping[str, Sequence[Run]]]) -> list[
         lines.append(
             f"- N = {count}: queue {queue:.2f} s against parallel_tests {peer:.2f} s "
             f"({queue - peer:+.2f} s, {queue / peer:.3f}); static {static:.2f} s "
-            f"({static / peer:.3f}). The target needs {TARGET * peer:.2f} s, "
+            f"({static / peer:.3f}; *static - parallel_tests* {static - peer:+.2f} s, "
+            f"*queue - static* {queue - static:+.2f} s). The target needs {TARGET * peer:.2f} s, "
             f"{TARGET * peer - bound:.2f} s above the bound ({bound:.2f} s), "
             + ("less" if TARGET * peer - bound < median(runs[QUEUE], "boot") else "more")
             + f" than one rspec process's boot as shardrun measures it "
@@ -293,13 +294,14 @@ def why(suite: Suite, cells: Mapping[int, Mapping[str, Sequence[Run]]]) -> list[
         "warm rspec runner; after its last it stops them, merges the JUnit XML and writes "
         "its history. parallel_tests starts N rspec processes and nothing else.",
         "- *Per-batch and per-file costs.* Each queue batch is a fork of the warm runner "
-        "that loads its files, writes a JUnit file and goes through Redis. Planning "
-        "longest first leaves the many tiny files (most of this suite's files take a few "
-        "ms) to the last batches, and a file's estimate is its recorded seconds only: its "
-        "load, the per-example overhead of rspec and the JUnit formatter are not in it, "
-        "so the batch that ends last holds hundreds of files and takes about twice its "
-        "prediction (above). parallel_tests pays the same per-file costs, but once per "
-        "process, not at the end of the run.",
+        "that loads its files, writes a JUnit file and goes through Redis; with nothing "
+        "stale to rebalance, queue mode's extra batches only add these (*queue - static*). "
+        "Planning longest first leaves the many small files (most take under 0.1 s here) "
+        "to the last batches, and a file's estimate is its recorded seconds only, "
+        "without its load or rspec's and the JUnit formatter's cost per example, so the "
+        "batch that ends last holds many files and takes longer than predicted (above). "
+        "parallel_tests pays the same per-file costs, spread over its processes' whole "
+        "runs instead of at the end.",
     ]
 
 
