@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -325,7 +326,7 @@ def describe(comparison: dict[str, Any]) -> list[str]:
 
 def measure_suite(
     suite: Suite, cache: Path, workers: Sequence[int], modes: Sequence[str], rounds: int,
-    peers: bool = True,
+    peers: bool = True, paired: bool = False,
 ) -> dict[str, Any]:
     prepared = suite.prepare(suite, cache)
     scratch = Path(tempfile.mkdtemp(prefix=f"real-{suite.name}-"))
@@ -348,17 +349,39 @@ def measure_suite(
         order = [*tools[turn:], *tools[:turn]]
         for count in workers:
             for tool in order:
-                runs.append(run_tool(suite, prepared, scratch, serial, round_index, count, tool))
+                runs.append(run_tool(suite, prepared, scratch, serial, round_index, count, tool,
+                                     paired))
     return {"suite": suite.name, "framework": suite.framework, "version": suite.version,
             "origin": suite.origin, "paths": list(suite.paths), "versions": prepared.versions,
             "serial_command": " ".join(serial_argv(suite, prepared, Path("serial.xml"))
                                        ).replace(prepared.python, "python"),
-            "runs": runs}
+            "paired": paired, "runs": runs}
+
+
+def history_file(scratch: Path, count: int, tool: str, round_index: int, paired: bool) -> Path:
+    """The history a shardrun run plans from and records into.
+
+    Each (N, mode) keeps its own history from round to round, as a CI cache would: round 1
+    plans from the serial JUnit alone, later rounds also from what that mode measured
+    (per-file seconds, a batch's cost outside tests). `paired`: from round 2 on, every mode
+    of a round plans from a copy of one history, the default mode's as its previous round
+    left it, so the modes differ in how they run the batches, not in what they planned
+    from (separate histories make separate plans, which on a 2 s suite moved one mode's
+    time by more than 5 %).
+    """
+    own = scratch / f"timings-n{count}-{tool}.json"
+    if not paired or round_index == 0:
+        return own
+    base = (scratch / f"timings-n{count}-{MODES[0]}.json" if round_index == 1
+            else scratch / f"timings-n{count}-{MODES[0]}-r{round_index - 1}.json")
+    copy = scratch / f"timings-n{count}-{tool}-r{round_index}.json"
+    shutil.copyfile(base, copy)
+    return copy
 
 
 def run_tool(
     suite: Suite, prepared: Prepared, scratch: Path, serial: Path, round_index: int,
-    count: int, tool: str,
+    count: int, tool: str, paired: bool = False,
 ) -> dict[str, Any]:
     """One run of shardrun in one --runners mode, or of one peer, at N = count."""
     name = f"n{count}-{tool}-{round_index}"
@@ -370,10 +393,7 @@ def run_tool(
         return {"round": round_index, "kind": "peer", "workers": count, "runners": tool,
                 "wall": wall, "exit": code}
     merged = scratch / f"{name}.xml"
-    # Each (N, mode) keeps its own history from round to round, as a CI cache would:
-    # round 1 plans from the serial JUnit alone, later rounds also from what that mode
-    # measured (per-file seconds, a batch's cost outside tests).
-    timings = scratch / f"timings-n{count}-{tool}.json"
+    timings = history_file(scratch, count, tool, round_index, paired)
     argv = shardrun_argv(suite, prepared, merged, count, tool, timings,
                          None if timings.exists() else serial)
     wall, code = timed(argv, prepared.root, scratch / f"{name}.log")
@@ -411,11 +431,16 @@ def suite_section(result: dict[str, Any]) -> list[str]:
     testcases = next(run["testcases"] for run in runs if run["kind"] == "serial")
     versions = ", ".join(f"{name} {version}" for name, version in result["versions"].items())
     rounds = 1 + max(run["round"] for run in runs)
-    lines = [f"### {result['suite']} {result['version']} ({result['framework']})", "",
+    modes = ", ".join(dict.fromkeys(run["runners"] for run in runs if run["kind"] == "shardrun"))
+    paired = ", paired histories" if result.get("paired") else ""
+    lines = [f"### {result['suite']} {result['version']} ({result['framework']}; {modes}{paired})",
+             "",
              f"{result['origin']}; {versions}. Serial: `{result['serial_command']}`, "
              f"{testcases} testcases, {serial:.1f} s. {rounds} rounds of shardrun; round 1 "
-             "plans from the serial JUnit alone (a first run), later rounds also from the "
-             "history that (N, mode) recorded.", "",
+             "plans from the serial JUnit alone (a first run), later rounds also from "
+             + ("a copy of the history the default mode recorded, the same for every mode "
+                "of a round (`--paired`)." if result.get("paired") else
+                "the history that (N, mode) recorded."), "",
              "| N | runners | round 1 s | later rounds s (median) | serial / later | "
              "same testcases and outcomes as serial |",
              "|---:|:---|---:|---:|---:|:---|"]
@@ -520,40 +545,42 @@ shardrun, none an order dependence of the suites:
 """
 
 
-# How to read the times of bench/results/real-suites-*.json (2026-12-07, 83481fe: the
-# pytest runner's booted session, splitting of files with known tests, the peers in the
-# same rounds): kept with the numbers it reads; measure again and rewrite it when they
-# change.
+# How to read the times of bench/results/real-suites-*.json (2026-12-07, 086b693: files
+# split only when worth a listing; a quiet machine): kept with the numbers it reads;
+# measure again and rewrite it when they change.
 READING = """\
 How to read the times. Every merged report equalled the serial run in every mode, N and
-round (32 runs; `fresh` was left out of these rounds: it is not the question, fork against
-reuse and the peers are). The machine was far from quiet: its load average stood at 4 to
-12 on 2 cores (other sessions' test suites), the networkx serial run took 261 s (104 s in
-an earlier session) and the same tool's time moved by 2x and more between rounds (xdist
-at N = 2: 244 s, then 57 s). Read the ratios within a round, where the tools ran minutes
-apart, not the seconds; and read "serial / later" as a rough guide only, the serial run
-having met the heaviest load.
+round: 56 runs of the RSpec suites with their own histories, 48 with paired ones, 8 of
+networkx, 6 `fresh` runs (one round of each suite; `fresh` is not the question, fork
+against reuse is). The machine was quiet this time (load average under 2, nothing else
+running but these benchmarks); each cell is still a single run of 1.5 to 5 s for the RSpec
+suites, where ±0.5 s from run to run is common: compare the medians, not one round.
 
-- **Default mode against the fastest mode** (issue 24): `fork` was the fastest or within
-  5 % of it in 10 of the 12 (suite, N, round) cells with history: 1.00 to 1.02 on
-  rspec-expectations, 1.00 at N = 2 on addressable and networkx; the exceptions are
-  addressable at N = 4 (1.19 in round 2, 1.00 in round 3; a 3 s suite, where a second of
-  start-up noise is 20 %) and networkx at N = 4 in round 2 (1.40: reuse 41 s, fork 57.5 s,
-  while reuse had been 1.39 x fork in round 1). The earlier session's medians at N = 4
-  were 1.08 (networkx), 1.19 and 1.19 (the RSpec suites, whose runner this change did not
-  touch: their ratios moved with the load alone, which says how much of 5 % is noise
-  here). On the pytest runner itself, without the load of whole runs: bench/warm_runners.py
-  ("Warm runners over many batches").
-- **Against the fastest peer** (issue 19, same round): on networkx shardrun's default
-  beat xdist and pytest-split in every round, 0.52 and 0.83 at N = 2, 0.40 and 1.00 at
-  N = 4 (the peers collect the whole suite in every process: 7 s of CPU each, 4 x at
-  N = 4 on 2 cores; a shardrun worker collects only the files its batches need, once). On
-  rspec-expectations (4.8 s serial) fork was 0.94 x the best peer at N = 4 (median of 3
-  rounds) and 1.18 x at N = 2; on addressable (2.9 s serial) 1.07 to 3.2 x: parallel_tests
-  runs it in 2 to 4 s, and shardrun's fixed cost (CLI imports, a private redis-server,
-  planning, the workers' start: 2 to 4 s under this load) is the whole suite's length.
-  That fixed cost is issue 19's part 1, worked on apart from this change; on suites of a
-  few seconds it, not the dispatch, decides the ratio.
+- **Default mode against the fastest mode** (issue 24). With each (N, mode) keeping its
+  own history (the first tables), `fork` was within 5 % of the fastest mode by the median
+  of the rounds with history in 5 of the 6 (suite, N) cells: 1.00 and 1.05 on
+  rspec-expectations, 1.03 at N = 2 on addressable, 1.02 and 1.00 on networkx; addressable
+  at N = 4 was 1.12. The modes there plan from different histories, so they run different
+  batches: on a 2.5 s suite one plan's luck is 10 %. With `--paired` (every mode of a round
+  plans from a copy of the same history, the default mode's), every cell is within 5 %:
+  1.00 and 1.01 on rspec-expectations, 1.00 and 1.00 on addressable. Run by hand on one
+  history, alternating, 8 pairs (addressable, N = 4): fork 2.07-2.85 s (median 2.47),
+  reuse 2.15-3.02 s (median 2.61). A forked child costs nothing measurable over a reused
+  process here; `fork` stays the default, the mode that never lets one batch's state
+  reach the next.
+- **Planned from its own history against a first run** (086b693): before it, a run
+  planned from its history was slower than one planned from the serial JUnit alone on
+  the small RSpec suites (rspec-expectations at N = 4: 5.2 to 7.4 s against 3.9 s): every
+  file whose examples the history knew was listed with `rspec --dry-run` first, and its
+  pieces waited for that listing. A file is now split only when it is worth a listing
+  (docs/queue.md); the rounds with history are as fast as the first.
+- **Against the fastest peer** (issue 19, same round): parallel_tests and knapsack run
+  these 1.5 to 4.5 s suites in 1.2 to 3.4 s; shardrun's default is 1.5 to 2.0 x that
+  (medians). Its fixed cost (CLI imports, a private redis-server, planning, the workers'
+  start, about 1 s on this machine; docs/benchmarks.md "Start-up and finish") is most of
+  the gap on suites this short. networkx ran without its peers this time (its virtualenv
+  lacked pytest-xdist and pytest-split); the earlier rounds, at load 4 to 12, had
+  shardrun's default at 0.40 to 1.00 x the best peer on it (git history of this section).
 """
 
 
@@ -589,6 +616,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--no-peers", action="store_true",
                         help="run shardrun only, not the peers (bench/real_peers.py)")
+    parser.add_argument("--paired", action="store_true",
+                        help="from round 2 on, every mode plans from a copy of the default "
+                             "mode's history (history_file)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--results", type=Path, help="write the raw results (JSON) here")
     parser.add_argument("--from-results", type=Path, nargs="+",
@@ -604,7 +634,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         commit = git_commit()
         results = [{**measure_suite(SUITES[name], options.cache, options.workers,
                                     options.runners, options.rounds,
-                                    peers=not options.no_peers), "commit": commit}
+                                    peers=not options.no_peers, paired=options.paired),
+                    "commit": commit}
                    for name in options.suites]
         if options.results:
             options.results.parent.mkdir(parents=True, exist_ok=True)
