@@ -257,6 +257,22 @@ def table(suite: Suite, cells: Mapping[int, Mapping[str, Sequence[Run]]]) -> lis
     return lines
 
 
+def floor_text(suite: Suite, count: int, runs: Mapping[str, Sequence[Run]]) -> str:
+    """The least any tool can take: every process boots once (rspec and spec_helper, as
+    shardrun measured it) and loads its share of the spec files, besides the examples'
+    own seconds (the bound). A target under it is out of reach, whoever runs the suite."""
+    boot = median(runs[QUEUE], "boot")
+    loads = len(suite.actual) * LOAD_SECONDS / count
+    floor = suite.bound(count, split=True) + boot + loads
+    target = TARGET * median(runs[PARALLEL_TESTS])
+    verdict = ("so the target is out of reach on this suite; the nearest reachable one is "
+               "parallel_tests' own time (<= 1.00 x)" if target < floor else
+               "so the target is within reach")
+    return (f"No tool finishes under the bound + one boot + its share of the file loads "
+            f"({len(suite.actual)} x {LOAD_SECONDS * 1000:.0f} ms / {count}): "
+            f"{floor:.2f} s, against the target's {target:.2f} s, {verdict}.")
+
+
 def why(suite: Suite, cells: Mapping[int, Mapping[str, Sequence[Run]]]) -> list[str]:
     lines = []
     for count, runs in cells.items():
@@ -272,7 +288,8 @@ def why(suite: Suite, cells: Mapping[int, Mapping[str, Sequence[Run]]]) -> list[
             f"{TARGET * peer - bound:.2f} s above the bound ({bound:.2f} s), "
             + ("less" if TARGET * peer - bound < median(runs[QUEUE], "boot") else "more")
             + f" than one rspec process's boot as shardrun measures it "
-            f"({median(runs[QUEUE], 'boot'):.2f} s). parallel_tests "
+            f"({median(runs[QUEUE], 'boot'):.2f} s). {floor_text(suite, count, runs)} "
+            "parallel_tests "
             f"is {peer - bound:.2f} s above it, of which only {lpt - bound:.2f} s is the "
             f"stale plan (*stale LPT*). shardrun queue: {median(runs[QUEUE], 'before'):.2f} s "
             f"before its first batch, {median(runs[QUEUE], 'after'):.2f} s after its last, "
