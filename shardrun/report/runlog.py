@@ -33,6 +33,8 @@ FAILED_KEPT = 200
 # Runs whose measured boot overhead feeds the cost model (their median): recent enough to
 # follow a slower app boot, enough to ignore one cold CI cache.
 BOOT_RUNS = 10
+# A run's per-unit cost (unit_seconds) is fitted from at least this many batches.
+MIN_FIT_BATCHES = 4
 # pytest's 5 ("no tests collected") is a clean run of units with no examples.
 _CLEAN_EXIT_CODES = frozenset({0, 5})
 # Seconds are rounded to milliseconds: finer than any CI clock is worth, and the history
@@ -236,6 +238,35 @@ def warm_batch_seconds(runs: Sequence[RunRecord]) -> float:
 
     What every batch after a worker's first costs: queue mode's batch sizes follow it."""
     return _recent_median([run.warm_seconds_per_batch for run in runs])
+
+
+def unit_seconds(runs: Sequence[RunRecord], *, warm: bool) -> float:
+    """Median, over the last BOOT_RUNS runs, of what each unit adds to a batch outside its
+    testcases (loading its file, the formatter's work per example), or 0; from the
+    batches that did (`warm`) or did not run in a warm runner.
+
+    A unit's estimate is its testcases' seconds; a batch of 126 files of a few
+    milliseconds each was predicted at 0.88 s and took 1.4-1.6 s (bench/stale_rspec.py),
+    the cost of loading those files. The slope of (a batch's time outside testcases)
+    over (its unit count), fitted per run by least squares over its warm batches, prices
+    it; a run whose batches all hold as many units says nothing about it."""
+    return _recent_median([_unit_slope(run.batches, warm) for run in runs])
+
+
+def _unit_slope(batch_list: Iterable[BatchRecord], warm: bool) -> float | None:
+    points = [(float(batch.unit_count), max(batch.actual_seconds - batch.case_seconds, 0.0))
+              for batch in batch_list
+              if batch.warm == warm and batch.outcome in ("passed", "failed")
+              and batch.case_seconds is not None and batch.unit_count > 0]
+    if len(points) < MIN_FIT_BATCHES:
+        return None
+    mean_x = statistics.fmean(x for x, _ in points)
+    mean_y = statistics.fmean(y for _, y in points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    if spread <= 0.0:
+        return None
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+    return max(slope, 0.0)
 
 
 def _recent_median(per_run: Sequence[float | None]) -> float:

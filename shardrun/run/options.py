@@ -31,7 +31,7 @@ from shardrun.plan.history import History
 from shardrun.plan.splitting import list_examples
 from shardrun.report.merge import RunReport
 from shardrun.report.records import RunRecord
-from shardrun.report.runlog import boot_seconds, warm_batch_seconds
+from shardrun.report.runlog import boot_seconds, unit_seconds, warm_batch_seconds
 from shardrun.run.ledger import Ledger
 from shardrun.run.project_python import project_interpreter
 from shardrun.runners import Runner, get_runner
@@ -182,16 +182,21 @@ def batch_inputs(planned: PlannedSuite, options: RunOptions) -> tuple[DispatchIn
     framework = "command" if options.command_template else planned.suite.framework
     runner = get_runner(framework, options.request.root, options.command_template,
                         options.python)
-    runs = planned.history.runs()
-    boot = batch_overhead(runs, framework, warm=_warm(runner, options))
+    runs, warm = planned.history.runs(), _warm(runner, options)
+    boot = batch_overhead(runs, framework, warm=warm)
     boot += setup_per_batch(planned.history, options)
     listing = batch_overhead(runs, framework, warm=False)  # a listing boots the framework
+    per_unit = unit_seconds(runs, warm=warm)
     if not planned.timed:
         # No timings yet: estimates are file sizes, not seconds, so a boot cost in seconds
         # means nothing against them. Batch without it: small batches let the queue even
         # out what the sizes got wrong, and this run's timings fix the next one.
-        boot = listing = 0.0
-    inputs = DispatchInputs(planned.estimates, options.request.workers, boot,
+        boot = listing = per_unit = 0.0
+    # Each unit also costs its batch what its testcases do not record (its file's load):
+    # priced in, many tiny files no longer crowd one late batch.
+    estimates = ({unit: seconds + per_unit for unit, seconds in planned.estimates.items()}
+                 if per_unit else planned.estimates)
+    inputs = DispatchInputs(estimates, options.request.workers, boot,
                             planned.history.examples(), command=bool(options.command_template),
                             listing_seconds=listing)
     return inputs, runner

@@ -23,7 +23,7 @@ from shardrun.models import BatchResult, Plan, ProcessOutcome, Shard
 from shardrun.plan.history import RUNS_KEPT, RUNS_WITH_UNITS, History
 from shardrun.report.junit_reader import read_testcases
 from shardrun.report.merge import CaseResult, RunReport, merge
-from shardrun.report.records import MalformedRecord, RunRecord, WorkerRecord
+from shardrun.report.records import BatchRecord, MalformedRecord, RunRecord, WorkerRecord
 from shardrun.report.runlog import (
     RUN_RECORD_VERSION,
     batch_outcome,
@@ -33,6 +33,7 @@ from shardrun.report.runlog import (
     flaky_counts,
     flaky_tests,
     record_run,
+    unit_seconds,
     warm_batch_seconds,
 )
 from shardrun.work.accounting import reconcile_junit
@@ -163,6 +164,34 @@ def test_boot_and_warm_batches_are_measured_apart(results: list[BatchResult]) ->
             replace(record, warm_seconds_per_batch=None)]
     assert warm_batch_seconds(runs) == pytest.approx(0.2)
     assert warm_batch_seconds([replace(record, warm_seconds_per_batch=None)]) == 0.0
+
+
+def _timed_batch(index: int, units: int, outside: float, *, warm: bool = True,
+                 outcome: str = "passed") -> BatchRecord:
+    return BatchRecord(index=index, attempt=1, worker="w1", worker_index=1, start=T0,
+                       end=T0 + 1.0 + outside, predicted_seconds=1.0,
+                       actual_seconds=1.0 + outside, case_seconds=1.0, outcome=outcome,
+                       warm=warm, unit_count=units)
+
+
+def test_unit_seconds_is_the_slope_of_the_time_outside_testcases_over_the_units(
+    results: list[BatchResult],
+) -> None:
+    """A batch costs 0.05 s plus 5 ms per unit outside its testcases: the fit finds the
+    5 ms; cold, crashed and too few batches say nothing."""
+    record = record_of(results)
+    warm = [_timed_batch(i, units, 0.05 + 0.005 * units)
+            for i, units in enumerate((4, 20, 60, 126))]
+    noise = [_timed_batch(9, 500, 30.0, outcome="crashed"), _timed_batch(8, 1, 9.0, warm=False)]
+    run = replace(record, batches=(*warm, *noise))
+    assert unit_seconds([run], warm=True) == pytest.approx(0.005)
+    assert unit_seconds([run], warm=False) == 0.0  # one cold batch: no fit
+    alike = replace(record, batches=tuple(_timed_batch(i, 10, 0.1) for i in range(5)))
+    assert unit_seconds([alike], warm=True) == 0.0  # every batch as many units
+    cheaper = replace(record, batches=tuple(_timed_batch(i, units, 1.0 - 0.001 * units)
+                                            for i, units in enumerate((1, 50, 100, 200))))
+    assert unit_seconds([cheaper], warm=True) == 0.0  # never negative
+    assert unit_seconds([run, run, alike], warm=True) == pytest.approx(0.005)
 
 
 def test_record_is_plain_json(results: list[BatchResult]) -> None:
