@@ -156,8 +156,8 @@ def first_round(inputs: DispatchInputs) -> tuple[tuple[Shard, ...], DispatchInpu
     to be split). They run early, where the later, smaller rounds absorb what their
     estimates got wrong, a file with known tests that grew since included (it is split
     only when it would run later, where it could end the run late), while the listing
-    runs beside them for the rest. Nothing to
-    list: no first round, the whole plan is made at once.
+    runs beside them for the rest. Nothing to list: no first round, the whole plan is
+    made at once.
     """
     estimates, workers = inputs.estimates, inputs.workers
     if workers < 2 or not inputs.to_list():

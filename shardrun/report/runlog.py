@@ -260,12 +260,11 @@ def _unit_slope(batch_list: Iterable[BatchRecord], warm: bool) -> float | None:
               and batch.case_seconds is not None and batch.unit_count > 0]
     if len(points) < MIN_FIT_BATCHES:
         return None
-    mean_x = statistics.fmean(x for x, _ in points)
-    mean_y = statistics.fmean(y for _, y in points)
-    spread = sum((x - mean_x) ** 2 for x, _ in points)
-    if spread <= 0.0:
+    units, outside = [x for x, _ in points], [y for _, y in points]
+    try:
+        slope, _ = statistics.linear_regression(units, outside)
+    except statistics.StatisticsError:  # every batch held as many units
         return None
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
     return max(slope, 0.0)
 
 
