@@ -8,6 +8,7 @@ docs/timings.md; keep the two in step.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -55,6 +56,13 @@ class Durations:
     source: str
 
 
+# A key is normalized wherever it crosses a boundary (history, plan, results, merge), so
+# the same few thousand keys are normalized tens of thousands of times at the end of a run:
+# 0.1-0.2 s for 2,400 examples. Both functions are pure, so their answers are kept.
+_KEYS_REMEMBERED = 1 << 17
+
+
+@functools.lru_cache(maxsize=_KEYS_REMEMBERED)
 def normalize_path(path: str) -> str:
     """One spelling per file, so timings from rspec ("./spec/x") and discovery ("spec/x") meet."""
     path = re.sub(r"/{2,}", "/", path.strip().replace("\\", "/"))
@@ -77,6 +85,7 @@ def is_project_key(path: str) -> bool:
     return bool(path) and not is_absolute_key(path) and ".." not in path.split("/")
 
 
+@functools.lru_cache(maxsize=_KEYS_REMEMBERED)
 def file_of_unit(unit: str) -> str:
     """The file a unit runs in: a file is itself; an rspec id or pytest node id its file."""
     if "::" in unit:
