@@ -13,6 +13,7 @@ documented in docs/timings.md; keep the two in step.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -95,6 +96,9 @@ class History:
         self._new_runs: list[RunRecord] = []
         self._run_records: list[RunRecord] | None = None  # "runs" read, once (see `runs`)
         self._said_skipped = False  # the skipped records are warned about once per process
+        # The digest of the file's bytes as this object last read or wrote them: a save
+        # that finds the same bytes has nothing to merge (see `_merged_with_file`).
+        self._digest: bytes | None = None
 
     @classmethod
     def load(cls, path: Path) -> History:
@@ -105,6 +109,7 @@ class History:
         history = _parse(path, raw)
         if isinstance(history, str):
             raise _quarantine(path, history)
+        history._digest = _digest(raw)
         return history
 
     def record(self, durations: Durations, at: float | None = None) -> int:
@@ -218,9 +223,11 @@ class History:
             merged = self._merged_with_file()
             if root is not None:
                 merged._forget_missing(root)
-            write_text(self.path, merged._to_json(), "timing history")
+            text = merged._to_json()
+            write_text(self.path, text, "timing history")
         self._files, self._examples = merged._files, merged._examples
         self.extra, self._run_records = merged.extra, None
+        self._digest = _digest(text.encode("utf-8"))
         # saved: a later save must not add them again
         self._journal, self._setup_journal, self._new_runs = [], [], []
 
@@ -228,12 +235,17 @@ class History:
         """The file's current content plus what this process recorded; self if no file.
 
         A file that became unreadable or corrupt since load is overwritten with this
-        process's view rather than failing the run at its very end.
+        process's view rather than failing the run at its very end. A file no other run
+        wrote since this one read it is what this object already holds (it applied its
+        journal to itself as it went): parsing it again would cost a tenth of a second
+        at the end of every run on a large history, for nothing.
         """
         try:
             raw = read_regular_bytes(self.path, "timing history")
         except ShardrunError:
             raw = None
+        if raw is not None and self._digest is not None and _digest(raw) == self._digest:
+            return self
         current = _parse(self.path, raw) if raw is not None else None
         if not isinstance(current, History):
             return self
@@ -246,10 +258,11 @@ class History:
         return current
 
     def _forget_missing(self, root: Path) -> None:
-        self._files = {k: v for k, v in self._files.items() if (root / k).exists()}
-        self._examples = {
-            k: v for k, v in self._examples.items() if (root / file_of_unit(k)).exists()
-        }
+        """Drop the units whose file is gone: one stat per file, not one per example."""
+        files = {*self._files, *(file_of_unit(k) for k in self._examples)}
+        present = {file for file in files if (root / file).exists()}
+        self._files = {k: v for k, v in self._files.items() if k in present}
+        self._examples = {k: v for k, v in self._examples.items() if file_of_unit(k) in present}
 
     def _to_json(self) -> str:
         extra = {k: v for k, v in self.extra.items() if k not in _HISTORY_SECTIONS}
@@ -259,7 +272,7 @@ class History:
             "examples": _entries_to_json(self._examples),
             **extra,
         }
-        return json.dumps(data, indent=2) + "\n"
+        return _one_entry_per_line(data)
 
 
 def _parse(path: Path, raw: bytes) -> History | str:
@@ -283,6 +296,32 @@ def _parse(path: Path, raw: bytes) -> History | str:
     history.ignored_keys = dropped_files + dropped_examples
     history.extra = {k: v for k, v in data.items() if k not in _HISTORY_SECTIONS}
     return history
+
+
+def _one_entry_per_line(data: Mapping[str, Any]) -> str:
+    """JSON with each file, example and run record on a line of its own.
+
+    Teams commit this file: a run changes a line per unit it timed and adds a line per
+    run record, which is what a diff should show. `indent=2` gave the same diffs spread
+    over many more lines, and json's indenting encoder is pure Python: 35 ms for 2,400
+    examples at the end of every run, against 10 ms this way.
+    """
+    sections = []
+    for key, value in data.items():
+        name = json.dumps(key)
+        if isinstance(value, dict) and value:
+            lines = [f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in value.items()]
+            sections.append(f"  {name}: {{\n" + ",\n".join(lines) + "\n  }")
+        elif isinstance(value, list) and value:
+            lines = [f"    {json.dumps(item)}" for item in value]
+            sections.append(f"  {name}: [\n" + ",\n".join(lines) + "\n  ]")
+        else:
+            sections.append(f"  {name}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(sections) + "\n}\n"
+
+
+def _digest(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=16).digest()
 
 
 def _clamped(seconds: float) -> float:

@@ -357,3 +357,39 @@ def test_a_history_without_set_up_or_with_a_foreign_section_has_none(tmp_path: P
                                 "setup": {"samples": ["x", None]}}))
     assert History.load(path).setup_seconds() is None
     assert History(tmp_path / "none.json").setup_seconds() is None
+
+
+def test_runs_that_loaded_the_same_file_all_reach_it(tmp_path: Path) -> None:
+    """A save skips merging only when the file holds the bytes this history read: a
+    concurrent run that saved in between is merged, not overwritten."""
+    path = tmp_path / "timings.json"
+    seed = History(path)
+    seed.record(Durations({"spec/a_spec.rb": 1.0}, {}, "x"), at=1.0)
+    seed.save()
+    first, second = History.load(path), History.load(path)
+    first.record(Durations({"spec/a_spec.rb": 2.0}, {}, "x"), at=2.0)
+    second.record(Durations({"spec/a_spec.rb": 3.0}, {}, "x"), at=3.0)
+    first.save()
+    second.save()
+    second.record(Durations({"spec/a_spec.rb": 4.0}, {}, "x"), at=4.0)
+    second.save()  # unchanged since its own save: nothing to merge, nothing lost
+    assert History.load(path).files()["spec/a_spec.rb"].samples == (1.0, 2.0, 3.0, 4.0)
+
+
+def test_each_unit_and_run_record_is_one_line_of_the_file(tmp_path: Path) -> None:
+    """Teams commit the history: a run that timed one unit changes one line of it."""
+    path = tmp_path / "timings.json"
+    history = History(path)
+    history.record(Durations({"spec/a_spec.rb": 1.0, "spec/b_spec.rb": 2.0},
+                             {"spec/a_spec.rb[1:1]": 1.0}, "x"), at=1.0)
+    history.extra["runs"] = [{"id": "r1", "batches": [{"units": ["spec/a_spec.rb"]}]}]
+    history.save()
+    before = path.read_text().splitlines()
+    history.record(Durations({"spec/b_spec.rb": 2.5}, {}, "x"), at=2.0)
+    history.save()
+    after = path.read_text().splitlines()
+    changed = [line for line in after if line not in before]
+    assert len(after) == len(before)
+    assert len(changed) == 1 and changed[0].lstrip().startswith('"spec/b_spec.rb": {')
+    assert sum('"r1"' in line for line in after) == 1
+    assert json.loads(path.read_text())["runs"][0]["batches"][0]["units"] == ["spec/a_spec.rb"]
