@@ -35,14 +35,24 @@ class _FileSuite(TestSuite):
 
     file = Attr()
 
+    def count(self, cases: list[CaseResult]) -> None:
+        """The suite's totals from the results it was made of, as junitparser's
+        update_statistics would count them from the XML it holds: that walk, done once by
+        add_testcases and again by the root, was a third of writing a 2,400-test report."""
+        outcomes = Counter(case.outcome for case in cases)
+        self.tests = len(cases)  # in junitparser's order: the XML stays byte for byte
+        self.errors = outcomes["error"]
+        self.failures = outcomes["failed"]
+        self.skipped = outcomes["skipped"]
+        self.time = round(sum(round(case.seconds, 3) for case in cases), 3)
+
 
 class _MergedXml(JUnitXml):
     """The testsuites root as junit-10.xsd allows it: no `skipped` attribute there."""
 
     def update_statistics(self) -> None:
+        """The totals of the suites, each counted as it was made (`_FileSuite.count`)."""
         suites = list(self)
-        for suite in suites:
-            suite.update_statistics()  # type: ignore[no-untyped-call]
         self.tests = sum(suite.tests for suite in suites)
         self.failures = sum(suite.failures for suite in suites)
         self.errors = sum(suite.errors for suite in suites)
@@ -73,7 +83,8 @@ def junit_xml(report: RunReport) -> str:
             suite.hostname = _xml_text(worker.rsplit(":", 1)[0])
             for key, value in (("shard", batch_id), ("worker", worker), ("attempt", attempt)):
                 suite.add_property(key, _xml_text(str(value)))
-        suite.add_testcases([_junit_case(case) for case in cases])
+        suite.extend([_junit_case(case) for case in cases])  # type: ignore[no-untyped-call]
+        suite.count(cases)
         root.append(suite)  # type: ignore[no-untyped-call]  # not add_testsuite: O(n^2)
     root.update_statistics()
     text: bytes = root.tostring()  # type: ignore[no-untyped-call]

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from junitparser import JUnitXml
 from lxml import etree
 from support.events import batch, collected, done, process, ran, start
 from support.junit_samples import outcome, result, rspec_case, suite
@@ -47,6 +48,16 @@ def test_totals_count_every_test_once(mixed: RunReport) -> None:
     assert suites[A].get("skipped") == "1"
     assert suites[A].get("tests") == "3"
     assert suites[B].get("time") == "2.0"
+
+
+def test_suite_totals_are_what_junitparser_counts_in_the_written_xml(mixed: RunReport) -> None:
+    """The writer counts each suite from its results, not from the XML: junitparser,
+    reading the XML back, must find the same totals."""
+    written = JUnitXml.fromstring(junit_xml(mixed).encode("utf-8"))
+    totals = [(s.name, s.tests, s.failures, s.errors, s.skipped, s.time) for s in written]
+    written.update_statistics()
+    assert [(s.name, s.tests, s.failures, s.errors, s.skipped, s.time) for s in written] == totals
+    assert sum(s.tests for s in written) == mixed.tests == written.tests
 
 
 def test_every_testcase_keeps_its_file_and_line(mixed: RunReport) -> None:
