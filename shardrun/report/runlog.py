@@ -11,6 +11,7 @@ Pure (DESIGN.md rule 1): plan + results + report + a timestamp in, a RunRecord o
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -250,10 +251,28 @@ def unit_seconds(runs: Sequence[RunRecord], *, warm: bool) -> float:
     the cost of loading those files. The slope of (a batch's time outside testcases)
     over (its unit count), fitted per run by least squares over its warm batches, prices
     it; a run whose batches all hold as many units says nothing about it."""
-    return _recent_median([_unit_slope(run.batches, warm) for run in runs])
+    return _recent_median([None if fit is None else fit[1] for fit in _fits(runs, warm)])
 
 
-def _unit_slope(batch_list: Iterable[BatchRecord], warm: bool) -> float | None:
+def fixed_batch_seconds(runs: Sequence[RunRecord], *, warm: bool) -> float | None:
+    """What a batch costs outside its testcases whatever units it holds: the intercept of
+    the fit `unit_seconds` takes its slope from (median over the runs that had one), or
+    None when no run had one.
+
+    `warm_batch_seconds` is a batch's whole cost outside its testcases, per-unit part
+    included; with that part also in every unit's estimate, a batch was priced at 0.3 s
+    where forking a warm RSpec runner for it costs 0.04 s (rspec-expectations), and
+    queue mode made batches too few to even out the end of the run."""
+    intercepts = [fit[0] for fit in _fits(runs, warm) if fit is not None]
+    return _recent_median(intercepts) if intercepts else None
+
+
+def _fits(runs: Sequence[RunRecord], warm: bool) -> list[tuple[float, float] | None]:
+    return [_batch_fit(run.batches, warm) for run in runs[-BOOT_RUNS:]]
+
+
+def _batch_fit(batch_list: Iterable[BatchRecord], warm: bool) -> tuple[float, float] | None:
+    """(seconds per batch, seconds per unit) outside testcases, both at least 0."""
     points = [(float(batch.unit_count), max(batch.actual_seconds - batch.case_seconds, 0.0))
               for batch in batch_list
               if batch.warm == warm and batch.outcome in ("passed", "failed")
@@ -262,10 +281,14 @@ def _unit_slope(batch_list: Iterable[BatchRecord], warm: bool) -> float | None:
         return None
     units, outside = [x for x, _ in points], [y for _, y in points]
     try:
-        slope, _ = statistics.linear_regression(units, outside)
+        slope, intercept = statistics.linear_regression(units, outside)
     except statistics.StatisticsError:  # every batch held as many units
         return None
-    return max(slope, 0.0)
+    if slope < 0:  # larger batches cost no more: all of it is per batch
+        return statistics.fmean(outside), 0.0
+    if intercept < 0:  # all of it is per unit: the fit through the origin
+        return 0.0, math.fsum(x * y for x, y in points) / math.fsum(x * x for x in units)
+    return intercept, slope
 
 
 def _recent_median(per_run: Sequence[float | None]) -> float:

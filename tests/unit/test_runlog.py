@@ -30,6 +30,7 @@ from shardrun.report.runlog import (
     boot_seconds,
     build_run_record,
     case_id,
+    fixed_batch_seconds,
     flaky_counts,
     flaky_tests,
     record_run,
@@ -192,6 +193,32 @@ def test_unit_seconds_is_the_slope_of_the_time_outside_testcases_over_the_units(
                                             for i, units in enumerate((1, 50, 100, 200))))
     assert unit_seconds([cheaper], warm=True) == 0.0  # never negative
     assert unit_seconds([run, run, alike], warm=True) == pytest.approx(0.005)
+
+
+def test_a_batch_costs_the_intercept_of_that_fit_and_each_unit_its_slope(
+    results: list[BatchResult],
+) -> None:
+    """warm_batch_seconds holds the per-unit part too: queue mode, which adds that part
+    to each unit, takes the fit's intercept as a batch's own cost."""
+    record = record_of(results)
+    run = replace(record, batches=tuple(_timed_batch(i, units, 0.05 + 0.005 * units)
+                                        for i, units in enumerate((4, 20, 60, 126))))
+    assert fixed_batch_seconds([run], warm=True) == pytest.approx(0.05)
+    assert fixed_batch_seconds([run], warm=False) is None  # no cold batches: no fit
+    assert fixed_batch_seconds([record], warm=True) is None  # too few batches
+    cheaper = replace(record, batches=tuple(_timed_batch(i, units, 0.3 - 0.001 * units)
+                                            for i, units in enumerate((1, 50, 100, 200))))
+    # bigger batches cost no more: all per batch, the mean
+    assert fixed_batch_seconds([cheaper], warm=True) == pytest.approx(0.3 - 0.001 * 351 / 4)
+    assert unit_seconds([cheaper], warm=True) == 0.0
+    per_unit_only = replace(record, batches=tuple(
+        _timed_batch(i, units, 0.01 * units - (0.2 if units == 10 else 0.0))
+        for i, units in enumerate((10, 20, 30, 40))))
+    # outside (0, 0.2, 0.3, 0.4) s for (10, 20, 30, 40) units: the least-squares line
+    # crosses 0 below zero, so none of it is per batch and the line goes through 0
+    assert fixed_batch_seconds([per_unit_only], warm=True) == 0.0
+    assert unit_seconds([per_unit_only], warm=True) == pytest.approx(
+        (20 * 0.2 + 30 * 0.3 + 40 * 0.4) / (10**2 + 20**2 + 30**2 + 40**2))
 
 
 def test_record_is_plain_json(results: list[BatchResult]) -> None:
