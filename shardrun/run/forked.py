@@ -22,6 +22,7 @@ do not survive a fork; a lock one held would stay held in the child).
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -87,6 +88,9 @@ def fork_child(
     arrange_death = die_with_parent(parent_death_signal)  # looked up before the fork
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # or the child would write the parent's buffered output again
+    # The coordinator's objects (its imports, mostly) stay out of the child's collections:
+    # a collection that walks them writes to their pages, and each written page is copied.
+    gc.freeze()
     pid = os.fork()
     if pid:
         return ForkedProcess(pid)
