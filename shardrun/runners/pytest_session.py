@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import json
 import os
 import signal
@@ -47,6 +48,17 @@ CLEAN_EXIT_CODES = (0, 1, 5)
 PR_SET_PDEATHSIG = 1
 # Shown in the prewarm log: what the boot did, where "no tests collected" used to be.
 BOOTED_LINE = "shardrun: pytest session booted; each batch's files are collected once, as they come"
+
+# Modules a plugin imports at the end of every session, whatever it ran, by the plugin's
+# module (registered by its entry point or by `-p`). A forked batch finishes its session
+# in the child, so each batch paid the import again: hypothesis's terminal summary
+# imports all of hypothesis (0.4-1.2 s here) in every session of every project that has
+# it installed, used or not, and forked batches of 100 trivial tests cost 850 ms each
+# outside their tests (100 ms now). Imported once in the booted session, every fork
+# inherits them.
+SESSION_END_IMPORTS = {
+    "_hypothesis_pytestplugin": ("hypothesis.internal.observability",),
+}
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -118,6 +130,7 @@ class SessionServer:
     def pytest_collection(self, session: Any) -> bool:
         """The boot is done (conftest.py files loaded): collect nothing now."""
         self.session = session
+        import_session_end(session.config)
         self.booted = True
         print(BOOTED_LINE, flush=True)
         self.emit({"e": "exit", "code": 0, "prewarm": True})
@@ -304,6 +317,17 @@ def boot(
     if not server.booted:  # the boot failed (a conftest.py raised): say so, batches go on
         emit({"e": "exit", "code": status, "prewarm": True})
     return server
+
+
+def import_session_end(config: Any) -> None:
+    """Import what the registered plugins import at every session's end (best effort:
+    a batch imports it itself if this fails)."""
+    for plugin, modules in SESSION_END_IMPORTS.items():
+        loaded = sys.modules.get(plugin)
+        if loaded is not None and config.pluginmanager.is_registered(loaded):
+            for module in modules:
+                with contextlib.suppress(Exception):
+                    importlib.import_module(module)
 
 
 def finish_child(emit: Emit, status: int) -> None:

@@ -218,3 +218,30 @@ def test_a_file_that_grew_since_its_timings_is_split_with_its_new_tests(tmp_path
     [record] = json.loads(timings.read_text())["runs"]
     units = {unit for batch in record["batches"] for unit in batch["units"]}
     assert {f"tests/test_grown.py::test_{index}" for index in range(6)} <= units
+
+
+def test_forked_batches_inherit_what_a_plugin_imports_at_every_session_end(
+    tmp_path: Path,
+) -> None:
+    """hypothesis' pytest plugin imports hypothesis at the end of every session, tests of
+    it or not (0.4-1.2 s): a forked batch that finishes its session paid it per batch.
+    The booted runner imports it once; a fork finds it imported before its first test."""
+    pytest.importorskip("_hypothesis_pytestplugin")  # a dev dependency: always in CI
+    suite = write_pytest_suite(tmp_path / "suite", {"tests/test_sees.py": (
+        "import sys\n\n\ndef test_hypothesis_was_imported_by_the_runner():\n"
+        "    assert 'hypothesis' in sys.modules\n")})
+    runner = get_runner("pytest", suite, python=sys.executable)
+    argv = runner.server_argv()
+    assert argv is not None
+    env = worker_env(clean_env(), 1, tmp_path)
+    del env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"]  # as a project has it: installed plugins load
+    process = RunnerProcess("key", argv, suite, env, tmp_path / "boot.log")
+    try:
+        process.prewarm((), tmp_path / "prewarm.log")
+        units = ("tests/test_sees.py",)
+        batch = process.run(runner.batch_arguments(units), tmp_path / "batch.log", fork=True,
+                            timeout_seconds=BATCH_TIMEOUT, units=units)
+    finally:
+        process.stop()
+    assert outcomes(reconcile(units, batch.events, batch.outcome)) == {
+        "tests/test_sees.py::test_hypothesis_was_imported_by_the_runner": "passed"}
