@@ -87,6 +87,21 @@ end
 '''
 ONE_PYTEST = "def test_one():\n    assert 1 + 1 == 2\n"
 ONE_RSPEC = 'RSpec.describe "one" do\n  it("adds") { expect(1 + 1).to eq(2) }\nend\n'
+# `--suites many-tests`: 20 files of 100 trivial tests, where what shardrun does per test
+# (its events, merging, the JUnit, the history) is most of what it adds.
+MANY_FILES, MANY_TESTS = 20, 100
+
+
+def many_pytest() -> dict[str, str]:
+    body = "".join(f"def test_{n}():\n    assert {n} == {n}\n\n" for n in range(MANY_TESTS))
+    return {"pytest.ini": "", **{f"tests/test_{i:02d}.py": body for i in range(MANY_FILES)}}
+
+
+def many_rspec() -> dict[str, str]:
+    body = "".join(f"  it('t{n}') {{ expect({n}).to eq({n}) }}\n" for n in range(MANY_TESTS))
+    return {f"spec/f{i:02d}_spec.rb": f"RSpec.describe 'f{i}' do\n{body}end\n"
+            for i in range(MANY_FILES)}
+
 # The milestones shown, in the order a run reaches them: (phase, first or last of them).
 START_MILESTONES = (
     ("cli imported", "first"), ("redis ready", "first"), ("workers started", "first"),
@@ -107,6 +122,7 @@ class Suite:
     framework: str
     files: dict[str, str]  # generated files, or {} for a copied example
     example: str | None = None  # examples/<name> to copy
+    group: str = "one-test"  # what --suites names it by
 
     def bare_argv(self, marks: Path) -> list[str]:
         if self.framework == "pytest":
@@ -124,9 +140,13 @@ class Suite:
 SUITES = (
     Suite("pytest, one test", "pytest", {"tests/test_one.py": ONE_PYTEST, "pytest.ini": ""}),
     Suite("rspec, one test", "rspec", {"spec/one_spec.rb": ONE_RSPEC}),
-    Suite("pytest, examples/pytest", "pytest", {}, "pytest"),
-    Suite("rspec, examples/rspec", "rspec", {}, "rspec"),
+    Suite("pytest, examples/pytest", "pytest", {}, "pytest", "examples"),
+    Suite("rspec, examples/rspec", "rspec", {}, "rspec", "examples"),
+    Suite("pytest, 2,000 tests", "pytest", many_pytest(), group="many-tests"),
+    Suite("rspec, 2,000 tests", "rspec", many_rspec(), group="many-tests"),
 )
+# `--suites all`: the groups the "Start-up and finish" section has always shown.
+ALL_GROUPS = ("one-test", "examples")
 
 
 @dataclass(frozen=True)
@@ -363,16 +383,18 @@ def section(cells: Sequence[Cell], helps: Helps, rounds: int,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--suites", choices=("all", "one-test", "examples"), default="all")
+    parser.add_argument("--suites", choices=("all", "one-test", "examples", "many-tests"),
+                        default="all")
     parser.add_argument("--workers", type=int, nargs="+", default=list(WORKER_COUNTS))
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--baseline", type=Path, metavar="SHARDRUN",
                         help="Also measure this `shardrun` executable (another install).")
     parser.add_argument("--write", type=Path, metavar="MARKDOWN",
                         help=f"Rewrite the {HEADING!r} section of this file.")
+    parser.add_argument("--heading", default=HEADING, help="The section --write rewrites.")
     args = parser.parse_args(argv)
-    suites = [suite for suite in SUITES if args.suites == "all"
-              or (args.suites == "one-test") == (suite.example is None)]
+    groups = ALL_GROUPS if args.suites == "all" else (args.suites,)
+    suites = [suite for suite in SUITES if suite.group in groups]
     if shutil.which("rspec") is None:
         suites = [suite for suite in suites if suite.framework != "rspec"]
         print("rspec not found: measuring the pytest suites only")
@@ -383,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = section(cells, helps, args.rounds, argv, load)
     print(text)
     if args.write:
-        write_section(args.write, HEADING, text)
+        write_section(args.write, args.heading, text)
     return 1 if misses(cells, helps) else 0
 
 
