@@ -373,11 +373,14 @@ def section(cells: Sequence[Cell], helps: Helps, rounds: int,
         "",
         f"Load average while measuring (1 min, other work on the machine included): "
         f"{load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end.",
-        "",
-        f"Targets: one-test suites at -w {TARGET_WORKERS} at most {TARGET_OVER_SECONDS:.1f} s "
-        f"over the bare framework, `shardrun --help` at most {TARGET_HELP_SECONDS:.1f} s: "
-        f"{verdict}",
     ]
+    if any("one test" in cell.suite for cell in cells):  # the targets are about those
+        body += [
+            "",
+            f"Targets: one-test suites at -w {TARGET_WORKERS} at most "
+            f"{TARGET_OVER_SECONDS:.1f} s over the bare framework, `shardrun --help` at most "
+            f"{TARGET_HELP_SECONDS:.1f} s: {verdict}",
+        ]
     return "\n".join(body)
 
 
