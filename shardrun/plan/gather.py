@@ -21,6 +21,7 @@ from shardrun.plan.existing import existing_timings
 from shardrun.plan.history import History
 from shardrun.plan.planner import plan_shards
 from shardrun.plan.timings import load_durations
+from shardrun.report.runlog import unit_seconds
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,22 @@ def plan_suite(request: PlanRequest, suite: Suite) -> PlannedSuite:
     notes = _first_run_timings(history, request, suite.framework)
     estimates = history.estimates(suite.files, request.root)
     timed = any(history.estimate(unit) is not None for unit in estimates)
-    return PlannedSuite(suite, history, estimates, plan_shards(estimates, request.workers),
+    return PlannedSuite(suite, history, estimates,
+                        plan_shards(_with_unit_cost(estimates, history, timed), request.workers),
                         timed, notes)
+
+
+def _with_unit_cost(estimates: dict[str, float], history: History,
+                    timed: bool) -> dict[str, float]:
+    """Each unit's estimate plus what its batch pays for it outside its testcases (its
+    file's load), as the history's runs fitted it for a worker's first batch, which a
+    static shard is. parallel_tests' runtime log counts a file's load; per-example
+    seconds do not, so a static shard of many tiny files was planned short (queue mode
+    adds the same cost, run/options.py). `estimates` themselves stay testcase seconds."""
+    per_unit = unit_seconds(history.runs(), warm=False) if timed else 0.0
+    if not per_unit:
+        return estimates
+    return {unit: seconds + per_unit for unit, seconds in estimates.items()}
 
 
 def _first_run_timings(history: History, request: PlanRequest, framework: str) -> tuple[str, ...]:
