@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from support.records import batch_costing, run_with
 
 from shardrun.plan.gather import PlanRequest, find_suite, plan_suite
 from shardrun.plan.history import History
 from shardrun.plan.timings import Durations
-from shardrun.report.records import BatchRecord, RunRecord
-
-RECORD_V2 = Path(__file__).resolve().parent.parent / "fixtures" / "runs" / "record-v2.json"
-
-
-def _first_batch(index: int, units: int, outside: float) -> BatchRecord:
-    """A worker's first batch (not warm), `outside` seconds beyond its 1 s of testcases."""
-    return BatchRecord(index=index, attempt=1, worker="w1", worker_index=1, start=0.0,
-                       end=1.0 + outside, predicted_seconds=1.0, actual_seconds=1.0 + outside,
-                       case_seconds=1.0, outcome="passed", warm=False, unit_count=units)
 
 
 def test_a_static_plan_prices_each_file_s_load_as_the_history_fitted_it(
@@ -35,10 +24,9 @@ def test_a_static_plan_prices_each_file_s_load_as_the_history_fitted_it(
         (tmp_path / file).write_text("def test_x():\n    pass\n")
     history = History(tmp_path / "timings.json")
     history.record(Durations(files, {}, "run"))
-    run = RunRecord.from_dict(json.loads(RECORD_V2.read_text(encoding="utf-8")))
-    cold = tuple(_first_batch(i, units, 0.2 + 0.1 * units)
-                 for i, units in enumerate((1, 4, 7, 10)))
-    history.add_run(replace(run, batches=cold))
+    first_batches = [batch_costing(i, units, 0.2 + 0.1 * units, warm=False)
+                     for i, units in enumerate((1, 4, 7, 10))]
+    history.add_run(run_with(first_batches))
     history.save()
     request = PlanRequest(tmp_path, ("tests",), "pytest", 2, history.path)
     planned = plan_suite(request, find_suite(request))

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from support.records import batch_costing, run_with
 
 from shardrun.plan.discovery import Suite
 from shardrun.plan.gather import PlannedSuite, PlanRequest
 from shardrun.plan.history import History
 from shardrun.plan.planner import plan_shards
 from shardrun.plan.timings import Durations
-from shardrun.report.records import BatchRecord, RunRecord
 from shardrun.run.options import RunOptions, batch_inputs, oversubscribed, setup_per_batch
 
 
@@ -51,25 +49,15 @@ def test_more_workers_than_cpus_is_said_once_with_what_to_do() -> None:
     assert "-w auto (2)" in line
 
 
-RECORD_V2 = Path(__file__).resolve().parent.parent / "fixtures" / "runs" / "record-v2.json"
-
-
-def _warm_batch(index: int, units: int, outside: float) -> BatchRecord:
-    return BatchRecord(index=index, attempt=1, worker="w1", worker_index=1, start=0.0,
-                       end=1.0 + outside, predicted_seconds=1.0, actual_seconds=1.0 + outside,
-                       case_seconds=1.0, outcome="passed", warm=True, unit_count=units)
-
-
 def test_queue_mode_prices_a_batch_by_the_fit_and_each_unit_by_its_slope(
     tmp_path: Path,
 ) -> None:
     """A warm batch cost 0.04 s plus 20 ms per unit outside its testcases (the mean over
     the run: 0.3 s). Units carry the 20 ms, batches the 0.04 s: not the 0.3 s again."""
     history = History(tmp_path / "timings.json")
-    batches = tuple(_warm_batch(i, units, 0.04 + 0.02 * units)
-                    for i, units in enumerate((2, 8, 14, 20)))
-    run = RunRecord.from_dict(json.loads(RECORD_V2.read_text(encoding="utf-8")))
-    history.add_run(replace(run, batches=batches, warm_seconds_per_batch=0.3))
+    batches = [batch_costing(i, units, 0.04 + 0.02 * units, warm=True)
+               for i, units in enumerate((2, 8, 14, 20))]
+    history.add_run(run_with(batches, warm_seconds_per_batch=0.3))
     files = ("tests/test_a.py", "tests/test_b.py")
     estimates = {"tests/test_a.py": 1.0, "tests/test_b.py": 2.0}
     planned = PlannedSuite(Suite("pytest", tmp_path, files), history, estimates,
