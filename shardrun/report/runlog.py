@@ -251,7 +251,7 @@ def unit_seconds(runs: Sequence[RunRecord], *, warm: bool) -> float:
     the cost of loading those files. The slope of (a batch's time outside testcases)
     over (its unit count), fitted per run by least squares over its warm batches, prices
     it; a run whose batches all hold as many units says nothing about it."""
-    return _recent_median([None if fit is None else fit[1] for fit in _fits(runs, warm)])
+    return batch_cost(runs, warm=warm)[1]
 
 
 def fixed_batch_seconds(runs: Sequence[RunRecord], *, warm: bool) -> float | None:
@@ -263,12 +263,16 @@ def fixed_batch_seconds(runs: Sequence[RunRecord], *, warm: bool) -> float | Non
     included; with that part also in every unit's estimate, a batch was priced at 0.3 s
     where forking a warm RSpec runner for it costs 0.04 s (rspec-expectations), and
     queue mode made batches too few to even out the end of the run."""
-    intercepts = [fit[0] for fit in _fits(runs, warm) if fit is not None]
-    return _recent_median(intercepts) if intercepts else None
+    return batch_cost(runs, warm=warm)[0]
 
 
-def _fits(runs: Sequence[RunRecord], warm: bool) -> list[tuple[float, float] | None]:
-    return [_batch_fit(run.batches, warm) for run in runs[-BOOT_RUNS:]]
+def batch_cost(runs: Sequence[RunRecord], *, warm: bool) -> tuple[float | None, float]:
+    """(`fixed_batch_seconds`, `unit_seconds`) from one pass over the runs' fits."""
+    fits = [fit for fit in (_batch_fit(run.batches, warm) for run in runs[-BOOT_RUNS:])
+            if fit is not None]
+    if not fits:
+        return None, 0.0
+    return _recent_median([f[0] for f in fits]), _recent_median([f[1] for f in fits])
 
 
 def _batch_fit(batch_list: Iterable[BatchRecord], warm: bool) -> tuple[float, float] | None:

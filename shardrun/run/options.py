@@ -31,12 +31,7 @@ from shardrun.plan.history import History
 from shardrun.plan.splitting import list_examples
 from shardrun.report.merge import RunReport
 from shardrun.report.records import RunRecord
-from shardrun.report.runlog import (
-    boot_seconds,
-    fixed_batch_seconds,
-    unit_seconds,
-    warm_batch_seconds,
-)
+from shardrun.report.runlog import batch_cost, boot_seconds, warm_batch_seconds
 from shardrun.run.ledger import Ledger
 from shardrun.run.project_python import project_interpreter
 from shardrun.runners import Runner, get_runner
@@ -191,11 +186,10 @@ def batch_inputs(planned: PlannedSuite, options: RunOptions) -> tuple[DispatchIn
     # A batch's cost is split as the history's batches show it: a part per batch and a
     # part per unit (added to each unit's estimate below), or, until a run has batches
     # of different sizes to tell them apart, all of it per batch.
-    fixed = fixed_batch_seconds(runs, warm=warm)
+    fixed, per_unit = batch_cost(runs, warm=warm)
     boot = batch_overhead(runs, framework, warm=warm) if fixed is None else fixed
     boot += setup_per_batch(planned.history, options)
     listing = batch_overhead(runs, framework, warm=False)  # a listing boots the framework
-    per_unit = unit_seconds(runs, warm=warm)
     if not planned.timed:
         # No timings yet: estimates are file sizes, not seconds, so a boot cost in seconds
         # means nothing against them. Batch without it: small batches let the queue even
