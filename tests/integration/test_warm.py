@@ -467,6 +467,38 @@ def test_a_boot_that_fails_in_the_prewarm_fails_the_first_batch_with_its_error(
         assert runner.alive()
 
 
+# What a spec file finds loaded before its first `describe`: RSpec requires the mock and
+# expectation frameworks there, so a forked batch would require them again every time.
+FRAMEWORKS_SPEC = """
+    LOADED_BEFORE_DESCRIBE = [defined?(RSpec::Mocks), defined?(RSpec::Expectations)].map(&:to_s)
+    RSpec.describe "frameworks" do
+      it "finds what the boot loaded" do
+        File.write(ENV.fetch("LEAK_PID"), LOADED_BEFORE_DESCRIBE.join(","))
+      end
+    end
+"""
+
+
+@pytest.mark.parametrize(("helper", "loaded"), [
+    ("", "constant,constant"),  # the defaults: rspec-mocks and rspec-expectations
+    ("RSpec.configure { |config| config.mock_with :nothing }\n", ",constant"),
+], ids=["defaults", "chosen-by-the-helper"])
+def test_an_rspec_boot_loads_the_frameworks_its_configuration_names(
+    require_ruby: None, tmp_path: Path, helper: str, loaded: str
+) -> None:
+    files = {".rspec": "--require spec_helper\n", "spec/spec_helper.rb": helper,
+             "spec/frameworks_spec.rb": FRAMEWORKS_SPEC}
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    suite = Suite("rspec", write_files(tmp_path / "suite", files), evidence, fork=True)
+    with suite.started() as runner:
+        runner.prewarm((), evidence / "prewarm.log")
+        batch, cases, log = suite.run(runner, "frameworks")
+        assert batch.outcome.exit_code == 0 and cases == [
+            ("frameworks finds what the boot loaded", "passed")], log.read_text()
+    assert (evidence / "leak.pid").read_text() == loaded
+
+
 def test_another_key_stops_the_old_runner(suite: Suite) -> None:
     pool = RunnerPool()
     old, _ = pool.get("run-1", suite.start)
