@@ -46,17 +46,31 @@ def run(
     hears each step before it is taken, so a person sees the run start at once."""
     started_at = time.time()  # the run's time includes planning and the private Redis
     suite = find_suite(options.request)
-    # Before any worker boots a runner with it: exit 2 if it cannot run pytest.
-    hearers = Hearers(on_progress, announce, on_live, checked_interpreter(suite, options))
     if options.redis_url:
+        hearers = _hearers(suite, options, on_progress, announce, on_live)
         announce(f"Redis: {queue.redact(options.redis_url)}")
         return _run_on(options.redis_url, options, suite, hearers, started_at)
-    with EmbeddedRedis() as embedded:
+    embedded = EmbeddedRedis()
+    try:
+        embedded.launch()  # it boots while the interpreter is checked: two waits in one
+        hearers = _hearers(suite, options, on_progress, announce, on_live)
+        embedded.wait_until_ready()
         mark("redis ready")
         announce(describe_redis_server(embedded.binary or "redis-server"))
         outcome = _run_on(embedded.url, options, suite, hearers, started_at)
+    finally:
+        embedded.stop()
     mark("redis stopped")
     return outcome
+
+
+def _hearers(
+    suite: Suite, options: RunOptions, on_progress: ProgressCallback | None,
+    announce: Callable[[str], None], on_live: LiveCallback | None,
+) -> Hearers:
+    """Before any worker boots a runner with it: exit 2 if the interpreter cannot run
+    pytest (one interpreter start, about 50 ms)."""
+    return Hearers(on_progress, announce, on_live, checked_interpreter(suite, options))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 from support.requirements import missing
 from support.runs import clean_env, run_command, run_options
@@ -81,8 +82,16 @@ def test_the_active_virtualenv_runs_the_tests(
     completed = shardrun_run(root, tmp_path, redis_url, VIRTUAL_ENV=str(project_venv))
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert (f"under {project_venv}/bin/python (the active virtualenv, pytest "
-            in completed.stdout), completed.stdout
+            f"{installed_pytest(project_venv)})" in completed.stdout), completed.stdout
     assert "3 passed, 0 failed" in completed.stdout
+
+
+def installed_pytest(venv: Path) -> str:
+    """The version pip installed there, as importlib.metadata reads it (the probe reads the
+    dist-info's name)."""
+    return subprocess.run([str(venv / "bin" / "python"), "-c",
+                           "from importlib.metadata import version; print(version('pytest'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 def test_the_projects_dot_venv_runs_the_tests(
@@ -109,6 +118,27 @@ def test_an_environment_without_pytest_is_one_line_and_exit_2(
     assert completed.stderr == (f"shardrun: error: {python} (the active virtualenv) cannot "
                                 "import pytest; install pytest (and the project's "
                                 "dependencies) there, or pass --python PATH\n")
+
+
+def test_an_environment_without_pytest_leaves_no_private_redis_behind(tmp_path: Path) -> None:
+    """The private redis-server boots while the interpreter is checked (run/coordinator.py):
+    a failed check must still stop it and remove its directory."""
+    bare = tmp_path / "bare"
+    python = make_venv(bare, None)
+    root = make_project(tmp_path / "project", bare)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    argv = [sys.executable, "-m", "shardrun", "run", "tests", "-w", "2", *run_options(tmp_path)]
+    environment = clean_env(TMPDIR=str(temp))
+    environment.pop("VIRTUAL_ENV", None)
+    completed = run_command(argv, root, {**environment, "VIRTUAL_ENV": str(bare)})
+    assert completed.returncode == 2, completed.stdout + completed.stderr
+    assert completed.stderr.startswith(f"shardrun: error: {python} (the active virtualenv) "
+                                       "cannot import pytest")
+    assert "private Redis" not in completed.stdout  # the check came before the server was used
+    assert list(temp.iterdir()) == []  # the server's socket dir, gone with the server
+    assert not [process for process in psutil.process_iter(["cmdline"])
+                if str(temp) in " ".join(process.info["cmdline"] or [])]
 
 
 def test_a_workers_python_is_one_of_its_own_settings(tmp_path: Path) -> None:
