@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _datasets import command_line, machine_description, publish
+from _datasets import byte_compile_shardrun, command_line, machine_description, publish
 from real_peers import PEERS, peer_available, run_peer, write_timing_files
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -632,6 +632,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         commands, machine = [command_line(__file__, argv)], machine_description()
         commit = git_commit()
+        byte_compile_shardrun()
         results = [{**measure_suite(SUITES[name], options.cache, options.workers,
                                     options.runners, options.rounds,
                                     peers=not options.no_peers, paired=options.paired),

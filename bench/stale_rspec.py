@@ -42,7 +42,7 @@ sys.path[:0] = [str(BENCH / "peers"), str(BENCH)]
 
 import rspec_peers as peers  # noqa: E402
 import suite as generator  # noqa: E402
-from _datasets import machine_description, write_section  # noqa: E402
+from _datasets import byte_compile_shardrun, machine_description, write_section  # noqa: E402
 from suite import Examples, file_seconds  # noqa: E402
 
 HEADING = "## Stale timings on many small RSpec files (issue 19)"
@@ -395,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     suite = Suite.build(step, total)
     if not args.from_results:
         peers.wait_for_other_benchmarks()
+        byte_compile_shardrun()
         root = args.keep or Path(tempfile.mkdtemp(prefix="shardrun-stale-rspec-"))
         start_load = os.getloadavg()[0]
         try:

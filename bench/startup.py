@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from _datasets import provenance, write_section
+from _datasets import byte_compile_shardrun, provenance, write_section
 
 from shardrun.phases import PHASES_VARIABLE
 
@@ -401,6 +401,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("rspec") is None:
         suites = [suite for suite in suites if suite.framework != "rspec"]
         print("rspec not found: measuring the pytest suites only")
+    byte_compile_shardrun()
+    if args.baseline:
+        byte_compile_shardrun(str(args.baseline.absolute().with_name("python")))
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="shardrun-startup-") as scratch:
         baseline = [str(args.baseline.absolute())] if args.baseline else None

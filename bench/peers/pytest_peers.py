@@ -66,7 +66,12 @@ BENCH_DIR = Path(__file__).resolve().parents[1]
 if str(BENCH_DIR) not in sys.path:  # bench/_datasets.py: the shared section writer
     sys.path.insert(0, str(BENCH_DIR))
 
-from _datasets import coverage_note, machine_description, write_section  # noqa: E402
+from _datasets import (  # noqa: E402
+    byte_compile_shardrun,
+    coverage_note,
+    machine_description,
+    write_section,
+)
 
 HEADING = "## Peers: pytest"
 SCRIPT = "bench/peers/pytest_peers.py"
@@ -829,6 +834,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         step, step_ratio, step_ratios = typical_step(args.total)
         wanted = [item for item in scenarios(args.total, step) if item.key in args.scenarios]
+        byte_compile_shardrun()
         measured = run_benchmark(arguments, args, wanted)
     if args.results:
         save_results(args.results, measured)

@@ -53,7 +53,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for _datasets
 
-from _datasets import coverage_note, machine_description, write_section
+from _datasets import byte_compile_shardrun, coverage_note, machine_description, write_section
 from suite import (
     DEFAULT_DATASET,
     HISTORY_PROJECT,
@@ -706,6 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cells, loads = load_results(args.from_results), tuple(args.loads)
     else:
         wait_for_other_benchmarks()
+        byte_compile_shardrun()
         root = args.keep or Path(tempfile.mkdtemp(prefix="shardrun-rspec-peers-"))
         load = os.getloadavg()[0]
         try:
