@@ -203,21 +203,57 @@ module Shardrun
   # logged: the first batch requires the file again and reports the error as a batch.
   def self.prewarm(args)
     RSpec::Core::ConfigurationOptions.new(args).configure(RSpec.configuration)
-    load_frameworks
     RSpec.world.wants_to_quit ? 1 : 0
   end
 
-  # The mock and expectation libraries the configuration names: rspec-mocks and
-  # rspec-expectations, unless spec_helper chose others. RSpec requires them at the first
-  # `describe`, which in a forked batch is in the child: 40 files, 17 ms of every batch
-  # (a trivial spec file: 23 ms -> 6 ms) when spec_helper does not load them itself
-  # (`mock_with :rspec do ... end` does). Asking for the frameworks here requires them
-  # once, before the first fork, as a serial run would after its helper; only a framework
-  # chosen by a spec file before its first `describe` is chosen later than that.
-  def self.load_frameworks
+  # RSpec's own mock and expectation libraries. RSpec requires the ones the configuration
+  # names at the first `describe`, which for a forked batch is in the child: 43 files,
+  # 17 ms of every batch (a trivial spec file: 23 ms -> 6 ms) unless spec_helper loads
+  # them itself (`mock_with :rspec do ... end` does). Which ones a project uses is known
+  # only once its spec files have run (a helper they require may choose mocha or
+  # `:nothing`, and loading rspec-mocks anyway would give every object `stub` and
+  # `should_receive`, as a serial run would not), so the first forked batch that reaches
+  # a `describe` tells this process what it used (`frameworks_used`), and this process
+  # requires the same before the batches that follow.
+  FRAMEWORK_LIBRARIES = %w[rspec/core/mocking_adapters/rspec rspec/expectations].freeze
+
+  class << self
+    attr_accessor :frameworks_known
+  end
+
+  def self.frameworks_used
+    return nil unless RSpec::Core::ExampleGroup.class_variable_defined?(:@@example_groups_configured)
+
     config = RSpec.configuration
-    config.mock_framework
-    config.expectation_frameworks
+    mock = config.mock_framework
+    used = []
+    used << FRAMEWORK_LIBRARIES[0] if mock.respond_to?(:framework_name) && mock.framework_name == :rspec
+    used << FRAMEWORK_LIBRARIES[1] if defined?(::RSpec::Matchers) && config.expectation_frameworks.include?(::RSpec::Matchers)
+    used
+  rescue StandardError
+    nil
+  end
+
+  # In the child, at its end: one line per library, then an empty line (the end).
+  def self.report_frameworks(writer)
+    used = frameworks_used
+    writer.write(used.map { |library| "#{library}\n" }.join + "\n") if used
+  rescue StandardError
+    nil
+  end
+
+  # In this process, after the child exited. Never a blocking read: a process the batch
+  # forked may hold the pipe open. Only the known libraries are required.
+  def self.learn_frameworks(reader)
+    text = reader.read_nonblock(4096, exception: false)
+    return unless text.is_a?(String) && text.end_with?("\n\n")
+
+    (text.split("\n") & FRAMEWORK_LIBRARIES).each { |library| require library }
+    self.frameworks_known = true
+  rescue StandardError, ScriptError
+    nil
+  ensure
+    reader.close
   end
 
   # RSpec::Core::Runner#run, with the project's fail-fast switched off between loading
@@ -275,7 +311,9 @@ module Shardrun
   end
 
   def self.run_forked(args, log)
+    reader, writer = IO.pipe unless frameworks_known
     pid = Process.fork do
+      reader&.close
       prctl(PR_SET_PDEATHSIG, Signal.list.fetch("KILL")) # the batch ends with its runner
       events.emit("e" => "child", "pid" => Process.pid)
       status = 2
@@ -284,10 +322,13 @@ module Shardrun
       ensure
         $stdout.flush
         $stderr.flush
+        report_frameworks(writer) if writer
         exit!(Integer(status)) # not the boot's at_exit handlers: they run once, in the parent
       end
     end
+    writer&.close
     _, process_status = Process.wait2(pid)
+    learn_frameworks(reader) if reader
     if process_status.signaled?
       { "e" => "exit", "signal" => process_status.termsig }
     else

@@ -467,36 +467,45 @@ def test_a_boot_that_fails_in_the_prewarm_fails_the_first_batch_with_its_error(
         assert runner.alive()
 
 
-# What a spec file finds loaded before its first `describe`: RSpec requires the mock and
-# expectation frameworks there, so a forked batch would require them again every time.
+# What a spec file finds loaded before its first `describe` (one line per batch). RSpec
+# requires the mock and expectation libraries there; a forked batch would require them
+# again every time, so the runner loads what its first batch used (rspec_server.rb).
 FRAMEWORKS_SPEC = """
+    {prelude}
     LOADED_BEFORE_DESCRIBE = [defined?(RSpec::Mocks), defined?(RSpec::Expectations)].map(&:to_s)
     RSpec.describe "frameworks" do
-      it "finds what the boot loaded" do
-        File.write(ENV.fetch("LEAK_PID"), LOADED_BEFORE_DESCRIBE.join(","))
+      it "finds what the batches before it loaded" do
+        File.write(ENV.fetch("LEAK_PID"), LOADED_BEFORE_DESCRIBE.join(",") + "\\n", mode: "a")
       end
     end
 """
+NO_MOCKS = "RSpec.configure { |config| config.mock_with :nothing }"
 
 
-@pytest.mark.parametrize(("helper", "loaded"), [
-    ("", "constant,constant"),  # the defaults: rspec-mocks and rspec-expectations
-    ("RSpec.configure { |config| config.mock_with :nothing }\n", ",constant"),
-], ids=["defaults", "chosen-by-the-helper"])
-def test_an_rspec_boot_loads_the_frameworks_its_configuration_names(
-    require_ruby: None, tmp_path: Path, helper: str, loaded: str
+@pytest.mark.parametrize(("helper", "prelude", "loaded"), [
+    # the defaults: the second batch finds rspec-mocks and rspec-expectations loaded
+    ("", "", [",", "constant,constant"]),
+    # spec_helper chose no mocks: never rspec-mocks
+    (NO_MOCKS, "", [",", ",constant"]),
+    # a helper the spec file requires chose no mocks (as `require "rails_helper"` can):
+    # a serial run never loads rspec-mocks, which would give every object `stub`
+    ("", NO_MOCKS, [",", ",constant"]),
+], ids=["defaults", "chosen-by-spec-helper", "chosen-by-a-spec-file"])
+def test_an_rspec_runner_loads_the_frameworks_its_batches_used_once(
+    require_ruby: None, tmp_path: Path, helper: str, prelude: str, loaded: list[str]
 ) -> None:
     files = {".rspec": "--require spec_helper\n", "spec/spec_helper.rb": helper,
-             "spec/frameworks_spec.rb": FRAMEWORKS_SPEC}
+             "spec/frameworks_spec.rb": FRAMEWORKS_SPEC.format(prelude=prelude)}
     evidence = tmp_path / "evidence"
     evidence.mkdir()
     suite = Suite("rspec", write_files(tmp_path / "suite", files), evidence, fork=True)
     with suite.started() as runner:
         runner.prewarm((), evidence / "prewarm.log")
-        batch, cases, log = suite.run(runner, "frameworks")
-        assert batch.outcome.exit_code == 0 and cases == [
-            ("frameworks finds what the boot loaded", "passed")], log.read_text()
-    assert (evidence / "leak.pid").read_text() == loaded
+        for _ in loaded:
+            batch, cases, log = suite.run(runner, "frameworks")
+            assert batch.outcome.exit_code == 0 and cases == [
+                ("frameworks finds what the batches before it loaded", "passed")], log.read_text()
+    assert (evidence / "leak.pid").read_text().splitlines() == loaded
 
 
 def test_another_key_stops_the_old_runner(suite: Suite) -> None:
