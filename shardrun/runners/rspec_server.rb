@@ -67,7 +67,7 @@ module Shardrun
   end
 
   class << self
-    attr_accessor :events, :outside_errors
+    attr_accessor :events, :outside_errors, :frameworks_known
   end
 end
 
@@ -215,11 +215,9 @@ module Shardrun
   # `should_receive`, as a serial run would not), so the first forked batch that reaches
   # a `describe` tells this process what it used (`frameworks_used`), and this process
   # requires the same before the batches that follow.
-  FRAMEWORK_LIBRARIES = %w[rspec/core/mocking_adapters/rspec rspec/expectations].freeze
-
-  class << self
-    attr_accessor :frameworks_known
-  end
+  MOCKS_LIBRARY = "rspec/core/mocking_adapters/rspec" # requires rspec-mocks
+  EXPECTATIONS_LIBRARY = "rspec/expectations"
+  FRAMEWORK_LIBRARIES = [MOCKS_LIBRARY, EXPECTATIONS_LIBRARY].freeze
 
   def self.frameworks_used
     return nil unless RSpec::Core::ExampleGroup.class_variable_defined?(:@@example_groups_configured)
@@ -227,8 +225,8 @@ module Shardrun
     config = RSpec.configuration
     mock = config.mock_framework
     used = []
-    used << FRAMEWORK_LIBRARIES[0] if mock.respond_to?(:framework_name) && mock.framework_name == :rspec
-    used << FRAMEWORK_LIBRARIES[1] if defined?(::RSpec::Matchers) && config.expectation_frameworks.include?(::RSpec::Matchers)
+    used << MOCKS_LIBRARY if mock.respond_to?(:framework_name) && mock.framework_name == :rspec
+    used << EXPECTATIONS_LIBRARY if defined?(::RSpec::Matchers) && config.expectation_frameworks.include?(::RSpec::Matchers)
     used
   rescue StandardError
     nil
