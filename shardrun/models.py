@@ -15,7 +15,8 @@ whose path is the module that collected it). A unit holds one or more tests.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
 from typing import Any, TypeAlias, TypeVar
 
@@ -329,6 +330,9 @@ class BatchResult:
     # Ran in the very process earlier batches ran in (`--runners reuse`), which may hold
     # state they left: a failure here that passes in a fresh process is pollution.
     reused_runner: bool = False
+    # Per file, the wall time of its top-level groups in this batch, where the runner
+    # measures one (RSpec): its tests' seconds plus the before(:context) hooks they share.
+    file_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -348,4 +352,18 @@ class BatchResult:
             unrun=tuple(result.unrun),
             empty_units=tuple(result.empty_units),
             notes=tuple(result.notes),
+            file_seconds=_file_seconds(data.get("file_seconds")),
         )
+
+
+def _file_seconds(value: Any) -> dict[str, float]:
+    """A worker's per-file seconds, keeping only well-formed entries: they price files in
+    the history, and a bad one must not end the run or poison the plan."""
+    if not isinstance(value, dict):
+        return {}
+    kept = {}
+    for file, seconds in value.items():
+        if (isinstance(file, str) and isinstance(seconds, (int, float))
+                and not isinstance(seconds, bool) and 0.0 <= seconds < math.inf):
+            kept[file] = float(seconds)
+    return kept

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 
 from shardrun.models import Plan, Shard
 from shardrun.plan.history import FileStats
-from shardrun.plan.per_test import known_test_counts, split_listed
+from shardrun.plan.per_test import known_test_counts, known_test_seconds, split_listed
 from shardrun.plan.planner import plan_shards
 
 # A batch shorter than this many boots spends over 20% of its time starting up.
@@ -80,6 +80,7 @@ def first_batch_seconds(total: float, workers: int, boot_seconds: float) -> floa
 def units_to_split(
     estimates: Mapping[str, float], workers: int, boot_seconds: float,
     known_tests: Mapping[str, int] | None = None, listing_seconds: float = 0.0,
+    known_seconds: Mapping[str, float] | None = None,
 ) -> list[str]:
     """Files worth running as separate tests, longest first.
 
@@ -95,6 +96,11 @@ def units_to_split(
     half of it at the end of a run. On suites of a few seconds the listing cost more than
     every split saved (rspec-expectations at N = 4: 7.4 s with the split files waiting
     for a 2 s `rspec --dry-run`, 3.9 s planned from whole files; docs/benchmarks.md).
+
+    Only what splitting spreads counts: with `known_seconds` (what a file's known tests
+    take, per_test.known_test_seconds), a file's estimate above its tests' is set-up
+    they share, which every piece would pay again: a file that spends 2 s in a
+    before(:all) hook and 10 ms in its examples is no file to split.
     """
     if workers < 2:
         return []
@@ -103,12 +109,17 @@ def units_to_split(
         first_batch_seconds(total, workers, boot_seconds), 2 * min_batch_seconds(boot_seconds)
     )
     known = known_tests or {}
+    tests_only = known_seconds or {}
     tail = known_split_seconds(total, workers)
     floor = LISTING_WORTH * listing_seconds
+
+    def spread(unit: str) -> float:
+        return min(estimates[unit], tests_only.get(unit, estimates[unit]))
+
     return sorted(
-        (unit for unit, seconds in estimates.items()
-         if seconds >= floor
-         and (seconds > threshold or (known.get(unit, 0) >= 2 and seconds >= tail))),
+        (unit for unit in estimates
+         if spread(unit) >= floor
+         and (spread(unit) > threshold or (known.get(unit, 0) >= 2 and spread(unit) >= tail))),
         key=lambda unit: (-estimates[unit], unit),
     )
 
@@ -137,7 +148,8 @@ class DispatchInputs:
         if self.command:
             return []
         return units_to_split(self.estimates, self.workers, self.batch_seconds,
-                              known_test_counts(self.known), self.listing_seconds)
+                              known_test_counts(self.known), self.listing_seconds,
+                              known_test_seconds(self.known))
 
 
 def queue_plan(inputs: DispatchInputs) -> Plan:
@@ -164,7 +176,8 @@ def first_round(inputs: DispatchInputs) -> tuple[tuple[Shard, ...], DispatchInpu
         return (), inputs
     target = first_batch_seconds(math.fsum(estimates.values()), workers, inputs.batch_seconds)
     too_long = set(units_to_split(estimates, workers, inputs.batch_seconds,
-                                  listing_seconds=inputs.listing_seconds))
+                                  listing_seconds=inputs.listing_seconds,
+                                  known_seconds=known_test_seconds(inputs.known)))
     bins: list[tuple[float, int, list[str]]] = [(0.0, index, []) for index in range(workers)]
     for unit in sorted(estimates, key=lambda unit: (-estimates[unit], unit)):
         load, index, units = bins[0]

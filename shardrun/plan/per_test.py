@@ -24,6 +24,18 @@ def known_test_counts(examples: Mapping[str, FileStats]) -> dict[str, int]:
     return dict(Counter(file_of_unit(test) for test in examples if file_of_unit(test) != test))
 
 
+def known_test_seconds(examples: Mapping[str, FileStats]) -> dict[str, float]:
+    """What the tests the history knows take per file, without what they share: a file's
+    estimate above it is set-up its tests share (before(:context) hooks), which every
+    piece of the file would pay again if it were split."""
+    seconds: dict[str, float] = {}
+    for test, stats in examples.items():
+        file = file_of_unit(test)
+        if file != test:
+            seconds[file] = seconds.get(file, 0.0) + stats.estimate
+    return seconds
+
+
 def split_file(
     file_seconds: float, tests: Sequence[str], known: Mapping[str, FileStats], file: str
 ) -> dict[str, float]:

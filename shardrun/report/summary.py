@@ -9,9 +9,10 @@ Pure (DESIGN.md rule 1): data in, lines of text out.
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from shardrun.models import BatchResult
 from shardrun.plan.timings import file_of_unit
@@ -21,6 +22,7 @@ from shardrun.report.merge import (
     RunReport,
     latest_per_shard,
 )
+from shardrun.report.shared_time import file_shared_seconds, shared_seconds
 
 # Minitest has none: it selects tests by name, not by file and id on one command line.
 _RERUN_PREFIX = {"rspec": "rspec", "pytest": "python -m pytest", "cucumber": "cucumber"}
@@ -81,7 +83,7 @@ def summary_lines(report: RunReport, *, framework: str, slowest: int = 5,
               for case in report.polluted]
     command = rerun_command(report, framework)
     lines += ["Rerun the failures:", f"  {command}"] if command else []
-    lines += _shard_lines(report.results, timed) + _slowest_lines(report.cases, slowest)
+    lines += _shard_lines(report.results, timed) + _slowest_lines(report, slowest)
     lines += [f"Not run: {case.id or case.unit}: {case.message}" for case in report.crashed]
     lines += [f"Note: {note}" for note in report.notes]
     if report.empty_units:
@@ -109,9 +111,10 @@ def _time_line(report: RunReport, wall_seconds: float | None) -> str:
 
 def _speedup_lines(report: RunReport, wall_seconds: float | None) -> list[str]:
     """This run's wall time against the same tests back to back in one process: their own
-    seconds plus one boot, so that a user sees what the workers bought. One boot is the
-    cheapest start the run saw: the least time a batch that started its test process spent
-    outside its tests (any batch's if every one ran in a warm runner).
+    seconds, the hooks each file's tests share once (report/shared_time.py), plus one
+    boot, so that a user sees what the workers bought. One boot is the cheapest start the
+    run saw: the least time a batch that started its test process spent outside its tests
+    and their files' hooks (any batch's if every one ran in a warm runner).
     """
     inside: dict[tuple[int, int, str], float] = {}  # (shard, attempt, worker) -> test seconds
     for case in report.cases:
@@ -125,9 +128,11 @@ def _speedup_lines(report: RunReport, wall_seconds: float | None) -> list[str]:
     for result in report.results:
         key = (result.batch_id, result.attempt, result.worker)
         if key in inside:
-            outside = result.outcome.wall_seconds - inside[key]
+            shared = math.fsum(shared_seconds(result).values())
+            outside = result.outcome.wall_seconds - inside[key] - shared
             (reused if result.warm else booted).append(outside)
-    serial = report.seconds + max(min(booted or reused or [0.0]), 0.0)
+    hooks = math.fsum(file_shared_seconds(report.results).values())
+    serial = report.seconds + hooks + max(min(booted or reused or [0.0]), 0.0)
     workers = len({worker for _, _, worker in inside})
     return [f"{_plural(workers, 'worker')}: {wall_seconds:.1f} s; back to back these tests "
             f"take ~{serial:.0f} s ({serial / wall_seconds:.1f}x)"]
@@ -200,11 +205,16 @@ def _versus(predicted: float, actual: float, timed: bool) -> str:
     return f"predicted {predicted:.1f} s, actual {actual:.1f} s ({actual - predicted:+.1f} s)"
 
 
-def _slowest_lines(cases: Iterable[CaseResult], count: int) -> list[str]:
+def _slowest_lines(report: RunReport, count: int) -> list[str]:
+    """Each file's tests and, once, the hooks they share: a file that spends 2 s creating
+    records in a before(:all) is a slow file, however quick its examples."""
     per_file: dict[str, float] = {}
-    for case in cases:
+    for case in report.cases:
         if case.file:
             per_file[case.file] = per_file.get(case.file, 0.0) + case.seconds
+    for file, shared in file_shared_seconds(report.results).items():
+        if file in per_file:
+            per_file[file] += shared
     slowest = sorted(per_file.items(), key=lambda item: -item[1])[:count]
     ranked = [f"  {seconds:.1f} s  {file}" for file, seconds in slowest]
     return ["Slowest files:", *ranked] if ranked and count > 0 else []

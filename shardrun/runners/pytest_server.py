@@ -26,6 +26,9 @@ turn a test it never finished into a pass. Events (`e` names the kind):
    "stderr"}                                   outcome: passed | failed | error | skipped;
                                                rspec_server.rb adds "name" (a one-liner
                                                is named as it runs), which wins
+  {"e": "file_time", "file", "seconds"}        a file's top-level group ended, after
+                                               this long, hooks included (rspec_server.rb
+                                               only: pytest's tests carry their fixtures)
   {"e": "note", "text"}                        e.g. the project's -x was overridden
   {"e": "abort", "reason"}                     the session was interrupted (Ctrl-C,
                                                pytest.exit(), an internal error)

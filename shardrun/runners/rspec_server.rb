@@ -80,6 +80,7 @@ class ShardrunEventsFormatter
   def initialize(_output)
     @events = Shardrun.events
     @current_file = nil
+    @group_started = nil
   end
 
   def start(_notification)
@@ -93,11 +94,24 @@ class ShardrunEventsFormatter
   # to the file of the top-level group that was running.
   def example_group_started(notification)
     group = notification.group
-    @current_file = Shardrun.file_of(Shardrun.path(group.id)) if group.top_level?
+    return unless group.top_level?
+
+    @current_file = Shardrun.file_of(Shardrun.path(group.id))
+    @group_started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
   end
 
+  # What the file's top-level group took, its before(:context) and after(:context) hooks
+  # included (`let_it_be`, records created once per file): an example's run time leaves
+  # them out, so a file that spends seconds there would be planned as if it took none.
   def example_group_finished(notification)
-    @current_file = nil if notification.group.top_level?
+    return unless notification.group.top_level?
+
+    if @current_file && @group_started
+      seconds = Process.clock_gettime(Process::CLOCK_MONOTONIC) - @group_started
+      @events.emit("e" => "file_time", "file" => @current_file, "seconds" => seconds)
+    end
+    @current_file = nil
+    @group_started = nil
   end
 
   def example_started(notification)

@@ -50,6 +50,8 @@ class EventLog:
     aborts: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     done: bool = False
+    # Per file, the wall time of its top-level groups, their hooks included (RSpec).
+    file_times: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, events: Iterable[Mapping[str, Any]]) -> EventLog:
@@ -75,6 +77,9 @@ class EventLog:
             self.notes.append(str(event.get("text", "")))
         elif kind == "done":
             self.done = True
+        elif kind == "file_time" and isinstance(event.get("file"), str):
+            file = file_of_unit(event["file"])
+            self.file_times[file] = self.file_times.get(file, 0.0) + _seconds(event.get("seconds"))
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,9 @@ class Settled:
     unrun_reason: str = ""
     empty_units: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    # Per file of the batch, the wall time of its top-level groups where the runner
+    # measures one (RSpec): its tests plus what they share, before(:context) hooks.
+    file_seconds: Mapping[str, float] = field(default_factory=dict)
 
 
 def ending_cause(
@@ -143,8 +151,10 @@ def reconcile(
         else:
             unrun.append(unit)
     reason = cause or _early_stop(log)
+    file_seconds = {file: seconds for file, seconds in log.file_times.items()
+                    if index.of_file(file)}
     return Settled(tuple(tests), tuple(unrun), reason if unrun else "", tuple(empty),
-                   tuple(dict.fromkeys(log.notes)))
+                   tuple(dict.fromkeys(log.notes)), file_seconds)
 
 
 def _early_stop(log: EventLog) -> str:

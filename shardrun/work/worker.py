@@ -287,7 +287,7 @@ def _result(
         outcome=outcome, started_at=started, finished_at=time.time(),
         predicted_seconds=job.predicted_seconds, tests=settled.tests, unrun=settled.unrun,
         unrun_reason=settled.unrun_reason, empty_units=settled.empty_units,
-        notes=settled.notes, error=error, warm=warm,
+        notes=settled.notes, error=error, warm=warm, file_seconds=dict(settled.file_seconds),
     )
 
 

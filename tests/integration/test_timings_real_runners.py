@@ -17,6 +17,8 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+from support.files import write_files
+from support.runs import shardrun
 
 from shardrun.plan.history import History
 from shardrun.plan.timings import normalize_path, parse_rspec_json, read_junit
@@ -156,3 +158,46 @@ def test_real_reports_feed_history_and_estimates(require_ruby: None, tmp_path: P
     assert estimates["spec/calculator_spec.rb"] >= 2 * SLEEP_SECONDS * 0.9
     assert estimates["spec/models/user_spec.rb[1:2:2]"] >= SLEEP_SECONDS * 0.9
     assert estimates["spec/new_spec.rb"] > 0  # not on disk: the median of known files
+
+
+HOOK_SECONDS = 1.0  # the before(:all) of spec/hook_spec.rb
+HOOK_SUITE = {
+    ".rspec": "",
+    "spec/hook_spec.rb": f"""
+        RSpec.describe "records made once for the file" do
+          before(:all) {{ sleep {HOOK_SECONDS} }}
+          it("reads one") {{ expect(1).to eq(1) }}
+          it("reads two") {{ expect(2).to eq(2) }}
+        end
+    """,
+    **{f"spec/plain_{index}_spec.rb": f"""
+        RSpec.describe "plain {index}" do
+          it("a") {{ sleep {SLEEP_SECONDS} }}
+          it("b") {{ sleep {SLEEP_SECONDS} }}
+        end
+    """ for index in range(4)},
+}
+
+
+@pytest.mark.ruby
+def test_a_before_all_hook_is_priced_into_its_file_and_that_file_runs_first(
+    require_ruby: None, tmp_path: Path
+) -> None:
+    """An example's run time leaves out its groups' before(:context) hooks (`let_it_be`,
+    `before(:all)`): a history of example times priced a file that spends 1 s in one at
+    a few milliseconds, and queue mode sent it out last, to end the run 1 s late."""
+    root = write_files(tmp_path / "suite", HOOK_SUITE)
+    timings = tmp_path / "timings.json"
+    for attempt in ("learn", "plan"):
+        completed = shardrun(root, "spec", "--workers", "2", "--retries", "0",
+                             "--timings", str(timings), "--junit-out", str(tmp_path / "run.xml"))
+        assert completed.returncode == 0, f"{attempt}: {completed.stdout}{completed.stderr}"
+    history = History.load(timings)
+    assert history.files()["spec/hook_spec.rb"].estimate >= HOOK_SECONDS
+    assert history.files()["spec/plain_0_spec.rb"].estimate < HOOK_SECONDS / 2
+    planned = history.runs()[-1]
+    [hook_batch] = [batch for batch in planned.batches
+                    if any(unit.startswith("spec/hook_spec.rb") for unit in batch.units)]
+    assert "spec/hook_spec.rb" in hook_batch.units  # whole: a piece would pay the hook again
+    assert hook_batch.predicted_seconds >= HOOK_SECONDS
+    assert hook_batch.index == 0  # the first batch sent out

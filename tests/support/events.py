@@ -34,6 +34,11 @@ def ran(test_id: str, outcome: str = "passed", seconds: float = 0.5, **extra: An
                                                                   **extra)]
 
 
+def file_time(file: str, seconds: float) -> Event:
+    """What rspec_server.rb sends as a file's top-level group ends: its wall time."""
+    return {"e": "file_time", "file": file, "seconds": seconds}
+
+
 def done(code: int = 0) -> Event:
     return {"e": "done", "code": code}
 
@@ -59,4 +64,5 @@ def batch(shard: int, units: Sequence[str], events: Sequence[Event | list[Event]
         outcome=ending, started_at=0.0, finished_at=finished, predicted_seconds=predicted,
         tests=settled.tests, unrun=settled.unrun, unrun_reason=settled.unrun_reason,
         empty_units=settled.empty_units, notes=settled.notes,
+        file_seconds=dict(settled.file_seconds),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 
-from support.events import collected, done, finish, process, ran, start
+from support.events import collected, done, file_time, finish, process, ran, start
 
 from shardrun.models import TestResult
 from shardrun.work.accounting import OUTSIDE_FILES_ID, reconcile, reconcile_junit
@@ -141,6 +141,17 @@ def test_malformed_events_are_ignored_and_do_not_count_as_results() -> None:
     settled = reconcile([A], events, process(0))
     [test] = settled.tests
     assert (test.outcome, test.seconds) == ("error", 0.0)
+
+
+def test_file_times_are_summed_per_file_of_the_batch() -> None:
+    """Two top-level groups of one file add up; a file outside the batch (a helper's
+    group) and a malformed time teach nothing."""
+    events = flat(ran(f"{A}[1:1]"), file_time(A, 1.5), ran(f"{A}[2:1]"), file_time(A, 0.75),
+                  file_time("spec/support/helper.rb", 9.0),
+                  {"e": "file_time", "file": B, "seconds": "soon"},
+                  {"e": "file_time", "seconds": 3.0}, done(0))
+    settled = reconcile([A, B], events, process(0))
+    assert dict(settled.file_seconds) == {A: 2.25, B: 0.0}
 
 
 def test_notes_are_kept_once() -> None:

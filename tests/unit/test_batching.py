@@ -157,6 +157,25 @@ def test_no_file_shorter_than_two_listings_is_split() -> None:
     assert inputs.to_list() == [] and first_round(inputs)[0] == ()
 
 
+def test_a_file_whose_time_is_set_up_its_tests_share_is_not_split() -> None:
+    """A before(:all) hook of 3 s under two 10 ms examples: split, each piece would pay
+    the hook again. Only what the known tests take themselves is spread."""
+    estimates = {"spec/hook_spec.rb": 3.02, "spec/long_spec.rb": 3.0,
+                 **{f"spec/s{i}_spec.rb": 0.5 for i in range(6)}}
+    counts = {unit: 2 for unit in estimates}
+    tests_only = {"spec/hook_spec.rb": 0.02, "spec/long_spec.rb": 2.9,
+                  **{f"spec/s{i}_spec.rb": 0.5 for i in range(6)}}
+    split = units_to_split(estimates, 2, 0.05, counts, known_seconds=tests_only)
+    assert "spec/hook_spec.rb" not in split and "spec/long_spec.rb" in split
+    assert "spec/hook_spec.rb" in units_to_split(estimates, 2, 0.05, counts)
+    known = {
+        "spec/hook_spec.rb[1:1]": FileStats.from_samples([0.01], None),
+        "spec/hook_spec.rb[1:2]": FileStats.from_samples([0.01], None),
+    }
+    inputs = DispatchInputs(estimates, 2, 0.05, known=known)
+    assert "spec/hook_spec.rb" not in inputs.to_list()
+
+
 def test_queue_plan_is_computed_from_its_gathered_inputs_alone() -> None:
     """Gather (the listing), then compute: the listed file's tests are the units, every
     other file stays whole, and nothing is lost or run twice."""

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from shardrun.plan.history import FileStats
-from shardrun.plan.per_test import known_test_counts, split_file, split_listed
+from shardrun.plan.per_test import (
+    known_test_counts,
+    known_test_seconds,
+    split_file,
+    split_listed,
+)
 
 
 def stats(seconds: float) -> FileStats:
@@ -18,6 +23,11 @@ KNOWN = {"t/test_a.py::test_1": stats(1.0), "t/test_a.py::test_2": stats(3.0),
 
 def test_known_test_counts_are_per_file() -> None:
     assert known_test_counts(KNOWN) == {"t/test_a.py": 2, "t/test_b.py": 1}
+
+
+def test_known_test_seconds_are_what_a_files_known_tests_take() -> None:
+    assert known_test_seconds(KNOWN) == {"t/test_a.py": 4.0, "t/test_b.py": 2.0}
+    assert known_test_seconds({"t/test_c.py": stats(9.0)}) == {}  # a file, not a test
 
 
 def test_known_tests_carry_the_files_estimate_in_their_proportions() -> None:

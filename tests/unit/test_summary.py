@@ -11,7 +11,7 @@ import re
 import signal
 from dataclasses import replace
 
-from support.events import batch, done, process, ran
+from support.events import batch, done, file_time, process, ran
 from support.junit_samples import (
     PYTEST_FAILURE,
     RSPEC_FAILURE,
@@ -121,6 +121,23 @@ def test_back_to_back_adds_one_boot_and_ignores_crashed_batches() -> None:
     all_warm = merge(units, [replace(shard0, warm=True), replace(shard1, warm=True), killed])
     assert "2 workers: 8.0 s; back to back these tests take ~22 s (2.8x)" in summary_lines(
         all_warm, framework="rspec", wall_seconds=8.0)
+
+
+def test_back_to_back_counts_each_files_hooks_once_and_not_as_a_boot() -> None:
+    """A file whose before(:all) takes 2 s runs it once back to back too; it is no
+    process start, and the cheapest start (0.1 s, the plain file's batch) stays one."""
+    hooked = batch(0, ["spec/h_spec.rb"], [
+        ran("spec/h_spec.rb[1:1]", seconds=0.5), file_time("spec/h_spec.rb", 2.5), done(0)],
+        ending=process(0, wall=2.6))
+    plain = batch(1, ["spec/p_spec.rb"], [
+        ran("spec/p_spec.rb[1:1]", seconds=0.5), file_time("spec/p_spec.rb", 0.5), done(0)],
+        ending=process(0, wall=0.6))
+    report = merge(["spec/h_spec.rb", "spec/p_spec.rb"], [hooked, plain])
+    # 1 s of tests, 2 s of hook, 0.1 s of boot: 3.1 s, not 1.1 s.
+    lines = summary_lines(report, framework="rspec", wall_seconds=2.6)
+    assert "2 workers: 2.6 s; back to back these tests take ~3 s (1.2x)" in lines
+    slowest = lines.index("Slowest files:")
+    assert lines[slowest + 1:slowest + 3] == ["  2.5 s  spec/h_spec.rb", "  0.5 s  spec/p_spec.rb"]
 
 
 def test_summary_names_crashed_units_and_counts_errors_as_failed() -> None:
