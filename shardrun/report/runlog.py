@@ -27,7 +27,6 @@ from shardrun.report.records import (
     RunRecord,
     WorkerRecord,
 )
-from shardrun.report.shared_time import shared_seconds
 
 # Failed test ids kept per record: enough for the failure history of any suite that is
 # not broken wholesale, while a run with 5,000 failures does not bloat the history.
@@ -63,8 +62,6 @@ def _case_seconds_by_batch(report: RunReport) -> dict[tuple[int, int, str], floa
 
 
 def _batch(result: BatchResult, case_seconds: float | None) -> BatchRecord:
-    if case_seconds is not None:  # what its files' estimates price: their hooks too
-        case_seconds += math.fsum(shared_seconds(result).values())
     return BatchRecord(
         index=result.batch_id,
         attempt=result.attempt,
