@@ -195,15 +195,18 @@ def section(results: Mapping[str, object], argv: Sequence[str]) -> str:
 READING = (
     "How to read it. *shardrun baseline* is an install of the commit before shardrun timed "
     "a file's top-level groups (72ef750): its history holds each file's examples alone, so "
-    "it priced the hooked files at a fifth of their time (above), left them for the later "
-    "batches of a longest-first plan, and counted their hooks as the cost of starting a "
-    "batch, which made its batches fewer and larger. *shardrun* (8fb2fae and later) prices "
-    "them whole and sends them out early. At N = 2 the baseline was as fast: its fewer, "
-    "larger batches (the batches columns) left room for the misplaced files; at N = 4 "
-    "they ended its runs late. Neither reaches parallel_tests "
-    "here: shardrun's own start (a coordinator, a redis-server and N workers before the "
-    "first batch) and its listing of the examples of the files it splits are not paid by "
-    "parallel_tests' N rspec processes (\"Peers: RSpec\", \"Where shardrun misses\").",
+    "it priced the hooked files at a fifth of their time (above) and left them for the "
+    "later batches of a longest-first plan; *shardrun* prices them whole and sends them "
+    "out early. Both count the hooks a batch ran as part of what a batch costs outside "
+    "its testcases (docs/queue.md, the cost model), so their batches are alike in number. "
+    "How late the misplaced files end the baseline's runs depends on which batches they "
+    "land in: in an earlier sitting of this script (2026-12-08, the same baseline, "
+    "shardrun at 8fb2fae, whose batch-cost fit left the hooks out and then made 19 and 27 "
+    "batches) the baseline took 16.63 s and 11.01 s at N = 2 and 4 (1.023 and 1.244 x "
+    "parallel_tests), shardrun 16.78 s and 9.53 s. Neither reaches parallel_tests here: "
+    "shardrun's own start (a coordinator, a redis-server and N workers before the first "
+    "batch) is not paid by parallel_tests' N rspec processes (\"Peers: RSpec\", \"Where "
+    "shardrun misses\").",
 )
 
 
