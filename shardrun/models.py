@@ -285,6 +285,10 @@ class TestResult:
     stdout: str = ""
     stderr: str = ""
     origin: str = ""
+    # Of `seconds`, the set-up of module- and class-scoped fixtures this test was the
+    # first to use (pytest): its file's tests share it, and each piece of a split file
+    # pays it again.
+    shared_seconds: float = 0.0
 
     @property
     def failed(self) -> bool:
@@ -295,7 +299,10 @@ class TestResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TestResult:
-        return _from_dict(cls, data)
+        result = _from_dict(cls, data)
+        if result.shared_seconds and _finite_seconds(result.shared_seconds) is None:
+            return replace(result, shared_seconds=0.0)  # it prices files: never trusted
+        return result
 
 
 @dataclass(frozen=True)
@@ -363,7 +370,15 @@ def _file_seconds(value: Any) -> dict[str, float]:
         return {}
     kept = {}
     for file, seconds in value.items():
-        if (isinstance(file, str) and isinstance(seconds, (int, float))
-                and not isinstance(seconds, bool) and 0.0 <= seconds < math.inf):
-            kept[file] = float(seconds)
+        finite = _finite_seconds(seconds)
+        if isinstance(file, str) and finite is not None:
+            kept[file] = finite
     return kept
+
+
+def _finite_seconds(value: Any) -> float | None:
+    """`value` as seconds when it is a finite, non-negative number, else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and 0.0 <= value < math.inf:
+        return float(value)
+    return None

@@ -26,8 +26,9 @@ def known_test_counts(examples: Mapping[str, FileStats]) -> dict[str, int]:
 
 def known_test_seconds(examples: Mapping[str, FileStats]) -> dict[str, float]:
     """What the tests the history knows take per file, without what they share: a file's
-    estimate above it is set-up its tests share (before(:context) hooks), which every
-    piece of the file would pay again if it were split."""
+    estimate above it is set-up its tests share (RSpec's before(:context) hooks, pytest's
+    module and class fixtures), which every piece of the file would pay again if it were
+    split."""
     seconds: dict[str, float] = {}
     for test, stats in examples.items():
         file = file_of_unit(test)

@@ -84,6 +84,7 @@ class CaseResult:
     polluted: bool = False
     earlier: tuple[Attempt, ...] = ()
     origin: str = ""  # "" for a runner's result, else why shardrun made it (see above)
+    shared_seconds: float = 0.0  # of `seconds`, fixtures its file's tests share (pytest)
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,7 @@ def _final_case(
         attempt=result.attempt, details=final.details, result_type=final.result_type,
         system_out=final.stdout, system_err=final.stderr, flaky=passed_again and not polluted,
         id=test_id, earlier=earlier, origin=final.origin, polluted=polluted,
+        shared_seconds=final.shared_seconds,
     )
 
 

@@ -9,8 +9,11 @@ knapsack time each file's top-level groups, hooks included.
 
 The RSpec runner reports each file's top-level groups' wall time per batch
 (BatchResult.file_seconds); what exceeds the file's tests in that batch is what they share.
-A file split across batches pays it in every piece, and a whole file once: its history
-entry gets it once, the least any batch measured.
+pytest has the like inside a test's own time: a module- or class-scoped fixture is set up
+by the first test that uses it, and the pytest runner reports that part of the test's
+seconds (TestResult.shared_seconds). A file split across batches pays its shared set-up
+in every piece, and a whole file once: its history entry gets it once, the least any
+batch measured, and each test its own seconds without it (`own_seconds`).
 """
 
 from __future__ import annotations
@@ -18,18 +21,27 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from shardrun.models import BatchResult
+from shardrun.models import BatchResult, TestResult
+from shardrun.report.merge import CaseResult
+
+
+def own_seconds(test: TestResult | CaseResult) -> float:
+    """A test's seconds without the fixtures its file's tests share."""
+    return max(test.seconds - test.shared_seconds, 0.0)
 
 
 def shared_seconds(result: BatchResult) -> dict[str, float]:
-    """Per file of the batch, its groups' time outside its tests' own seconds (>= 0)."""
-    if not result.file_seconds:
-        return {}
+    """Per file of the batch, the set-up its tests share: RSpec's groups' time outside
+    its tests' seconds, pytest's fixtures inside them (>= 0)."""
     tests: dict[str, float] = defaultdict(float)
+    shared: dict[str, float] = {}
     for test in result.tests:
         tests[test.file] += test.seconds
-    return {file: max(seconds - tests[file], 0.0)
-            for file, seconds in result.file_seconds.items()}
+        if test.shared_seconds:
+            shared[test.file] = shared.get(test.file, 0.0) + test.shared_seconds
+    for file, seconds in result.file_seconds.items():
+        shared[file] = shared.get(file, 0.0) + max(seconds - tests[file], 0.0)
+    return shared
 
 
 def file_shared_seconds(results: Iterable[BatchResult]) -> dict[str, float]:

@@ -22,7 +22,7 @@ from shardrun.report.merge import (
     RunReport,
     latest_per_shard,
 )
-from shardrun.report.shared_time import file_shared_seconds, shared_seconds
+from shardrun.report.shared_time import file_shared_seconds, own_seconds, shared_seconds
 
 # Minitest has none: it selects tests by name, not by file and id on one command line.
 _RERUN_PREFIX = {"rspec": "rspec", "pytest": "python -m pytest", "cucumber": "cucumber"}
@@ -128,11 +128,13 @@ def _speedup_lines(report: RunReport, wall_seconds: float | None) -> list[str]:
     for result in report.results:
         key = (result.batch_id, result.attempt, result.worker)
         if key in inside:
-            shared = math.fsum(shared_seconds(result).values())
-            outside = result.outcome.wall_seconds - inside[key] - shared
+            hooks_outside = math.fsum(shared_seconds(result).values()) - math.fsum(
+                test.shared_seconds for test in result.tests)
+            outside = result.outcome.wall_seconds - inside[key] - hooks_outside
             (reused if result.warm else booted).append(outside)
+    own = math.fsum(own_seconds(case) for case in report.cases)
     hooks = math.fsum(file_shared_seconds(report.results).values())
-    serial = report.seconds + hooks + max(min(booted or reused or [0.0]), 0.0)
+    serial = own + hooks + max(min(booted or reused or [0.0]), 0.0)
     workers = len({worker for _, _, worker in inside})
     return [f"{_plural(workers, 'worker')}: {wall_seconds:.1f} s; back to back these tests "
             f"take ~{serial:.0f} s ({serial / wall_seconds:.1f}x)"]
@@ -211,7 +213,7 @@ def _slowest_lines(report: RunReport, count: int) -> list[str]:
     per_file: dict[str, float] = {}
     for case in report.cases:
         if case.file:
-            per_file[case.file] = per_file.get(case.file, 0.0) + case.seconds
+            per_file[case.file] = per_file.get(case.file, 0.0) + own_seconds(case)
     for file, shared in file_shared_seconds(report.results).items():
         if file in per_file:
             per_file[file] += shared

@@ -38,7 +38,7 @@ from shardrun.report.junit_writer import write_junit
 from shardrun.report.merge import RunReport, merge
 from shardrun.report.progress import expected_tests
 from shardrun.report.runlog import record_run
-from shardrun.report.shared_time import file_shared_seconds
+from shardrun.report.shared_time import file_shared_seconds, own_seconds
 from shardrun.report.summary import summary_lines
 from shardrun.run.ledger import Ledger
 from shardrun.run.live import LiveCallback, LiveTail
@@ -320,18 +320,19 @@ def skipped_units(ledger: Ledger, watched: WatchOutcome) -> dict[str, str]:
 
 def learn(history: History, report: RunReport) -> None:
     """Record what each file and test took in this run, from the merged report: a file
-    split across batches counts once, in full, with the hooks its tests share once
-    (report/shared_time.py), and a retried test its final attempt only. Tests a runner
-    did not finish (interrupted, never ran) teach nothing."""
+    split across batches counts once, in full, with the set-up its tests share once
+    (report/shared_time.py: RSpec's hooks, pytest's module and class fixtures), each
+    test without it, and a retried test its final attempt only. Tests a runner did not
+    finish (interrupted, never ran) teach nothing."""
     planned_files = {file_of_unit(unit) for unit in report.units}
     files: dict[str, float] = defaultdict(float)
     examples: dict[str, float] = {}
     for case in report.cases:
         if case.origin or case.file not in planned_files:
             continue
-        files[case.file] += case.seconds
+        files[case.file] += own_seconds(case)
         if case.id and case.id != case.file:
-            examples[case.id] = case.seconds
+            examples[case.id] = own_seconds(case)
     for file, shared in file_shared_seconds(report.results).items():
         if file in files:
             files[file] += shared

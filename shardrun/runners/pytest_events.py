@@ -14,12 +14,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 # Test output and failure texts are capped per test (the tail is kept): a test printing
 # megabytes must not make every event, and then the merged report, that large.
 MAX_TEXT_CHARS = 64 * 1024
+# Fixture scopes whose set-up the tests of one file share: the first test that uses such
+# a fixture pays it, and every piece of a split file pays it again. A session fixture is
+# a runner's set-up, priced apart (shardrun/plan/setup_cost.py).
+SHARED_SCOPES = frozenset({"package", "module", "class"})
 
 
 class EventWriter:
@@ -59,6 +63,8 @@ class EventsPlugin:
         self.root = root
         self.rootpath = root
         self.reports: dict[str, list[Any]] = {}
+        self.running: str | None = None  # the node id whose setup, call or teardown runs
+        self.shared: dict[str, float] = {}  # node id -> SHARED_SCOPES set-up it paid
         # Set by the booted session (pytest_session.py) while it collects one file: that
         # file's collection events are kept there and sent with each batch that runs it.
         self.collecting: Any = None
@@ -131,6 +137,7 @@ class EventsPlugin:
         line = int(location[1]) + 1 if source == file and location[1] is not None else None
         name, classname = junit_names(test_id)
         self.reports[nodeid] = []
+        self.running = nodeid
         self.writer.emit({"e": "start", "id": test_id, "file": file, "line": line,
                           "name": name, "classname": classname})
 
@@ -139,7 +146,17 @@ class EventsPlugin:
 
     def pytest_runtest_logfinish(self, nodeid: str, location: Sequence[Any]) -> None:
         reports = self.reports.pop(nodeid, [])
-        self.writer.emit({"e": "finish", "id": self.test_id(nodeid), **outcome_of(reports)})
+        event = {"e": "finish", "id": self.test_id(nodeid), **outcome_of(reports)}
+        shared = self.shared.pop(nodeid, 0.0)
+        if shared:
+            event["shared"] = shared
+        self.running = None
+        self.writer.emit(event)
+
+    def fixture_set_up(self, scope: str, seconds: float) -> None:
+        """A fixture of `scope` took `seconds` to set up for the running test."""
+        if scope in SHARED_SCOPES and self.running is not None:
+            self.shared[self.running] = self.shared.get(self.running, 0.0) + seconds
 
     # --- a session that did not end by itself
 
@@ -156,6 +173,33 @@ class EventsPlugin:
     def pytest_internalerror(self, excrepr: Any, excinfo: Any) -> None:
         self.writer.emit({"e": "abort",
                           "reason": f"pytest internal error: {_last_line(str(excrepr))}"})
+
+
+def fixture_timer(pytest: Any, events: EventsPlugin) -> object:
+    """A plugin that times each fixture's set-up for `events`. A hook wrapper needs
+    pytest's marker, which this module cannot import at its top (pytest_server.py loads
+    it before it imports pytest). A fixture that another one's set-up requests (with
+    `request.getfixturevalue`) is inside that one's time: only the outermost counts."""
+
+    wrapper: Callable[[Callable[..., Any]], Callable[..., Any]] = pytest.hookimpl(
+        hookwrapper=True)
+
+    class FixtureTimer:
+        depth = 0
+
+        @wrapper
+        def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Any:
+            started = time.perf_counter()
+            self.depth += 1
+            try:
+                yield
+            finally:
+                self.depth -= 1
+                if self.depth == 0:
+                    events.fixture_set_up(str(getattr(fixturedef, "scope", "")),
+                                          time.perf_counter() - started)
+
+    return FixtureTimer()
 
 
 def junit_names(test_id: str) -> tuple[str, str]:

@@ -25,10 +25,13 @@ turn a test it never finished into a pass. Events (`e` names the kind):
   {"e": "finish", "id", "outcome", "seconds", "message", "details", "type", "stdout",
    "stderr"}                                   outcome: passed | failed | error | skipped;
                                                rspec_server.rb adds "name" (a one-liner
-                                               is named as it runs), which wins
+                                               is named as it runs), which wins; this
+                                               runner "shared": the part of "seconds"
+                                               spent setting up module, package or
+                                               class fixtures
   {"e": "file_time", "file", "seconds"}        a file's top-level group ended, after
                                                this long, hooks included (rspec_server.rb
-                                               only: pytest's tests carry their fixtures)
+                                               only)
   {"e": "note", "text"}                        e.g. the project's -x was overridden
   {"e": "abort", "reason"}                     the session was interrupted (Ctrl-C,
                                                pytest.exit(), an internal error)
@@ -122,7 +125,8 @@ def boot_session(
         redirect=_redirect_output, between_requests=_reap_orphans, prctl=_prctl)
     tail = [*NO_CACHE, *request["prewarm"]]
     plugin = events.EventsPlugin(writer, root)
-    session.boot(tail, request["log"], plugin, requests, writer.emit, root, hooks)
+    session.boot(tail, request["log"], plugin, requests, writer.emit, root, hooks,
+                 events.fixture_timer(pytest, plugin))
 
 
 def run_request(
@@ -183,7 +187,10 @@ def run_session(
     """One pytest session with stdout and stderr (the descriptors) in `log`, and, with a
     writer, its events; `done` only when pytest ended the session by itself."""
     _redirect_output(log)
-    plugins = [] if writer is None else [events.EventsPlugin(writer, root)]
+    plugins: list[Any] = []
+    if writer is not None:
+        plugin = events.EventsPlugin(writer, root)
+        plugins = [plugin, events.fixture_timer(pytest, plugin)]
     batch_args = [] if writer is None else list(BATCH_ARGS)
     try:
         status = int(pytest.main([*args, *batch_args], plugins=plugins))

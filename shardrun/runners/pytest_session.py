@@ -298,16 +298,16 @@ class ServerHooks:
 
 def boot(
     args: Sequence[str], log: str, events: Any, requests: Iterable[bytes], emit: Emit,
-    root: str, hooks: ServerHooks,
+    root: str, hooks: ServerHooks, *plugins: object,
 ) -> SessionServer:
     """Run the booted session (`args`: what follows the units of each batch it serves)
     until the requests end, or, in a forked batch, until the batch's session finished:
-    then the process exits here."""
+    then the process exits here. `plugins`: more of the events' (the fixture timer)."""
     hooks.redirect(log)
     server = SessionServer(events, requests, emit, root, args, hooks)
     status = INTERNAL_ERROR
     try:
-        status = int(pytest.main(list(args), plugins=[events, server]))
+        status = int(pytest.main(list(args), plugins=[events, server, *plugins]))
     except BaseException:
         if server.child:
             os._exit(INTERNAL_ERROR)

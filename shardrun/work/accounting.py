@@ -177,6 +177,7 @@ def _finished(start: Mapping[str, Any], finish: Mapping[str, Any], index: UnitIn
         message=str(finish.get("message") or ""), details=str(finish.get("details") or ""),
         result_type=str(finish.get("type") or ""), stdout=str(finish.get("stdout") or ""),
         stderr=str(finish.get("stderr") or ""),
+        shared_seconds=min(_seconds(finish.get("shared")), _seconds(finish.get("seconds"))),
     )
 
 

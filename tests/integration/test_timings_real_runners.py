@@ -17,7 +17,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
-from support.files import write_files
+from support.files import write_files, write_pytest_suite
 from support.runs import shardrun
 
 from shardrun.plan.history import History
@@ -160,6 +160,17 @@ def test_real_reports_feed_history_and_estimates(require_ruby: None, tmp_path: P
     assert estimates["spec/new_spec.rb"] > 0  # not on disk: the median of known files
 
 
+def learned_twice(root: Path, path: str, tmp_path: Path) -> History:
+    """Two `shardrun run` of the suite at -w 2: the first learns, the second plans from
+    it; the history they leave."""
+    timings = tmp_path / "timings.json"
+    for attempt in ("learn", "plan"):
+        completed = shardrun(root, path, "--workers", "2", "--retries", "0",
+                             "--timings", str(timings), "--junit-out", str(tmp_path / "run.xml"))
+        assert completed.returncode == 0, f"{attempt}: {completed.stdout}{completed.stderr}"
+    return History.load(timings)
+
+
 HOOK_SECONDS = 1.0  # the before(:all) of spec/hook_spec.rb
 HOOK_SUITE = {
     ".rspec": "",
@@ -186,13 +197,7 @@ def test_a_before_all_hook_is_priced_into_its_file_and_that_file_runs_first(
     """An example's run time leaves out its groups' before(:context) hooks (`let_it_be`,
     `before(:all)`): a history of example times priced a file that spends 1 s in one at
     a few milliseconds, and queue mode sent it out last, to end the run 1 s late."""
-    root = write_files(tmp_path / "suite", HOOK_SUITE)
-    timings = tmp_path / "timings.json"
-    for attempt in ("learn", "plan"):
-        completed = shardrun(root, "spec", "--workers", "2", "--retries", "0",
-                             "--timings", str(timings), "--junit-out", str(tmp_path / "run.xml"))
-        assert completed.returncode == 0, f"{attempt}: {completed.stdout}{completed.stderr}"
-    history = History.load(timings)
+    history = learned_twice(write_files(tmp_path / "suite", HOOK_SUITE), "spec", tmp_path)
     assert history.files()["spec/hook_spec.rb"].estimate >= HOOK_SECONDS
     assert history.files()["spec/plain_0_spec.rb"].estimate < HOOK_SECONDS / 2
     planned = history.runs()[-1]
@@ -201,3 +206,62 @@ def test_a_before_all_hook_is_priced_into_its_file_and_that_file_runs_first(
     assert "spec/hook_spec.rb" in hook_batch.units  # whole: a piece would pay the hook again
     assert hook_batch.predicted_seconds >= HOOK_SECONDS
     assert hook_batch.index == 0  # the first batch sent out
+
+
+FIXTURE_SECONDS = 1.0  # the module fixture of tests/test_db.py
+FIXTURE_SUITE = {
+    "tests/test_db.py": f"""
+        import time
+
+        import pytest
+
+
+        @pytest.fixture(scope="module")
+        def database():
+            time.sleep({FIXTURE_SECONDS})
+            return "db"
+
+
+        def test_reads(database):
+            time.sleep({SLEEP_SECONDS})
+
+
+        def test_writes(database):
+            time.sleep({SLEEP_SECONDS})
+
+
+        def test_deletes(database):
+            time.sleep({SLEEP_SECONDS})
+
+
+        def test_lists(database):
+            time.sleep({SLEEP_SECONDS})
+    """,
+    **{f"tests/test_plain_{index}.py": f"""
+        import time
+
+
+        def test_a():
+            time.sleep({2 * SLEEP_SECONDS})
+
+
+        def test_b():
+            time.sleep({2 * SLEEP_SECONDS})
+    """ for index in range(4)},
+}
+
+
+def test_a_module_fixture_is_its_files_not_its_first_tests_and_the_file_runs_whole(
+    tmp_path: Path,
+) -> None:
+    """pytest sets a module-scoped fixture up in the first test that uses it. Split into
+    its tests, the file paid it in every piece (4 x 1 s for 1.2 s of work), and the
+    history priced its first test at the fixture."""
+    history = learned_twice(write_pytest_suite(tmp_path / "suite", FIXTURE_SUITE), "tests",
+                            tmp_path)
+    assert history.files()["tests/test_db.py"].estimate >= FIXTURE_SECONDS
+    assert max(stats.estimate for test, stats in history.examples().items()
+               if test.startswith("tests/test_db.py::")) < FIXTURE_SECONDS / 2
+    [db_batch] = [batch for batch in history.runs()[-1].batches
+                  if any(unit.startswith("tests/test_db.py") for unit in batch.units)]
+    assert "tests/test_db.py" in db_batch.units  # whole: a piece would set it up again

@@ -154,6 +154,14 @@ def test_file_times_are_summed_per_file_of_the_batch() -> None:
     assert dict(settled.file_seconds) == {A: 2.25, B: 0.0}
 
 
+def test_the_fixture_set_up_a_test_shares_is_read_and_never_above_its_seconds() -> None:
+    events = flat(ran(f"{A}::test_a", seconds=2.5, shared=2.0),
+                  ran(f"{A}::test_b", seconds=0.5, shared=9.0),
+                  ran(f"{A}::test_c", seconds=0.5, shared="lots"), done(0))
+    settled = reconcile([A], events, process(0))
+    assert [test.shared_seconds for test in settled.tests] == [2.0, 0.5, 0.0]
+
+
 def test_notes_are_kept_once() -> None:
     note = {"e": "note", "text": "the project's fail_fast (1) was ignored per batch"}
     settled = reconcile([A], [note, note, done(0)], process(0))

@@ -72,3 +72,32 @@ def test_file_times_cross_the_wire_and_bad_ones_are_dropped() -> None:
     assert BatchResult.from_dict(data).file_seconds == {}
     del data["file_seconds"]  # an older worker's result
     assert BatchResult.from_dict(data).file_seconds == {}
+
+
+def pytest_piece(index: int) -> BatchResult:
+    """One test of a pytest file whose module fixture takes 2 s: each piece's first test
+    sets it up again, inside its own seconds."""
+    test = f"tests/test_db.py::test_{index}"
+    return batch(index, [test], [ran(test, seconds=2.1, shared=2.0), done(0)])
+
+
+def test_a_pytest_fixture_inside_a_test_is_shared_once_and_left_out_of_the_test() -> None:
+    pieces = [pytest_piece(index) for index in range(2)]
+    assert [piece.tests[0].shared_seconds for piece in pieces] == [2.0, 2.0]
+    assert file_shared_seconds(pieces) == {"tests/test_db.py": 2.0}
+
+
+def test_the_history_prices_a_split_pytest_file_with_its_fixture_once(tmp_path: Path) -> None:
+    """Before: 4.2 s for the file (each piece's fixture), 2.1 s for each test."""
+    history = History(tmp_path / "timings.json")
+    learn(history, merge([f"tests/test_db.py::test_{index}" for index in range(2)],
+                         [pytest_piece(index) for index in range(2)]))
+    assert history.estimate("tests/test_db.py") == pytest.approx(2.2)
+    assert history.examples()["tests/test_db.py::test_0"].estimate == pytest.approx(0.1)
+
+
+def test_a_workers_shared_seconds_are_checked_too() -> None:
+    data = pytest_piece(0).to_dict()
+    for bad in ("2", -1.0, float("nan"), True):
+        data["tests"][0]["shared_seconds"] = bad
+        assert BatchResult.from_dict(data).tests[0].shared_seconds == 0.0
