@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -91,19 +92,17 @@ def shardrun_argv(python: str, workers: int, timings: Path) -> list[str]:
             "--timings", str(timings)]
 
 
+def environment() -> dict[str, str]:
+    """This process's environment without the variables the tools read (as the peers
+    benchmarks run them)."""
+    return {name: value for name, value in os.environ.items() if name not in peers.CLEARED_ENV}
+
+
 def learned(root: Path, python: str, workers: int, name: str) -> tuple[Path, bytes]:
     """The history one untimed run of this shardrun leaves: what the timed runs plan from."""
     timings = root / ".shardrun" / f"{name}.json"
-    peers.timed(shardrun_argv(python, workers, timings), root, peers.tool_env(PARALLEL_TESTS,
-                                                                             SCENARIO))
+    peers.timed(shardrun_argv(python, workers, timings), root, environment())
     return timings, timings.read_bytes()
-
-
-class _Scenario:  # what peers.tool_env reads: no slow worker here
-    slow = False
-
-
-SCENARIO = _Scenario()
 
 
 def measure(root: Path, workers: Sequence[int], rounds: int, baseline: str | None,
@@ -115,7 +114,7 @@ def measure(root: Path, workers: Sequence[int], rounds: int, baseline: str | Non
     log = write_runtime_log(root, seconds)
     pristine = {log: log.read_bytes(), **{path: data for path, data in histories.values()}}
     peers.warm_up(root)
-    env = peers.tool_env(PARALLEL_TESTS, SCENARIO)
+    env = environment()
     walls: dict[str, dict[str, list[float]]] = {str(count): {} for count in workers}
     batches: dict[str, dict[str, list[int]]] = {str(count): {} for count in workers}
     tools = [PARALLEL_TESTS, *pythons]

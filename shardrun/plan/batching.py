@@ -112,14 +112,12 @@ def units_to_split(
     tests_only = known_seconds or {}
     tail = known_split_seconds(total, workers)
     floor = LISTING_WORTH * listing_seconds
-
-    def spread(unit: str) -> float:
-        return min(estimates[unit], tests_only.get(unit, estimates[unit]))
-
+    spread = {unit: min(seconds, tests_only.get(unit, seconds))
+              for unit, seconds in estimates.items()}
     return sorted(
-        (unit for unit in estimates
-         if spread(unit) >= floor
-         and (spread(unit) > threshold or (known.get(unit, 0) >= 2 and spread(unit) >= tail))),
+        (unit for unit, seconds in spread.items()
+         if seconds >= floor
+         and (seconds > threshold or (known.get(unit, 0) >= 2 and seconds >= tail))),
         key=lambda unit: (-estimates[unit], unit),
     )
 

@@ -1,4 +1,4 @@
-"""What a file's tests share outside their own seconds: RSpec's before(:context) hooks. Pure.
+"""What a file's tests share: RSpec's before(:context) hooks, pytest's module fixtures. Pure.
 
 An example's run time leaves out the before(:context) and after(:context) hooks of its
 groups; `let_it_be` and `before(:all)` put a file's database records there, once per file.
@@ -30,17 +30,25 @@ def own_seconds(test: TestResult | CaseResult) -> float:
     return max(test.seconds - test.shared_seconds, 0.0)
 
 
-def shared_seconds(result: BatchResult) -> dict[str, float]:
-    """Per file of the batch, the set-up its tests share: RSpec's groups' time outside
-    its tests' seconds, pytest's fixtures inside them (>= 0)."""
+def hooks_outside_tests(result: BatchResult) -> dict[str, float]:
+    """Per file of the batch, its top-level groups' time beyond its tests' seconds (RSpec's
+    hooks, >= 0); empty where the runner measures no group times."""
+    if not result.file_seconds:
+        return {}
     tests: dict[str, float] = defaultdict(float)
-    shared: dict[str, float] = {}
     for test in result.tests:
         tests[test.file] += test.seconds
+    return {file: max(seconds - tests[file], 0.0)
+            for file, seconds in result.file_seconds.items()}
+
+
+def shared_seconds(result: BatchResult) -> dict[str, float]:
+    """Per file of the batch, the set-up its tests share: RSpec's hooks outside its
+    tests' seconds, pytest's fixtures inside them (>= 0)."""
+    shared = hooks_outside_tests(result)
+    for test in result.tests:
         if test.shared_seconds:
             shared[test.file] = shared.get(test.file, 0.0) + test.shared_seconds
-    for file, seconds in result.file_seconds.items():
-        shared[file] = shared.get(file, 0.0) + max(seconds - tests[file], 0.0)
     return shared
 
 

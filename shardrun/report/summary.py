@@ -22,7 +22,7 @@ from shardrun.report.merge import (
     RunReport,
     latest_per_shard,
 )
-from shardrun.report.shared_time import file_shared_seconds, own_seconds, shared_seconds
+from shardrun.report.shared_time import file_shared_seconds, hooks_outside_tests, own_seconds
 
 # Minitest has none: it selects tests by name, not by file and id on one command line.
 _RERUN_PREFIX = {"rspec": "rspec", "pytest": "python -m pytest", "cucumber": "cucumber"}
@@ -128,13 +128,12 @@ def _speedup_lines(report: RunReport, wall_seconds: float | None) -> list[str]:
     for result in report.results:
         key = (result.batch_id, result.attempt, result.worker)
         if key in inside:
-            hooks_outside = math.fsum(shared_seconds(result).values()) - math.fsum(
-                test.shared_seconds for test in result.tests)
-            outside = result.outcome.wall_seconds - inside[key] - hooks_outside
+            hooks = math.fsum(hooks_outside_tests(result).values())
+            outside = result.outcome.wall_seconds - inside[key] - hooks
             (reused if result.warm else booted).append(outside)
     own = math.fsum(own_seconds(case) for case in report.cases)
-    hooks = math.fsum(file_shared_seconds(report.results).values())
-    serial = own + hooks + max(min(booted or reused or [0.0]), 0.0)
+    shared = math.fsum(file_shared_seconds(report.results).values())
+    serial = own + shared + max(min(booted or reused or [0.0]), 0.0)
     workers = len({worker for _, _, worker in inside})
     return [f"{_plural(workers, 'worker')}: {wall_seconds:.1f} s; back to back these tests "
             f"take ~{serial:.0f} s ({serial / wall_seconds:.1f}x)"]
